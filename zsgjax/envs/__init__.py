@@ -1,0 +1,14 @@
+"""Contextual environments: context spaces, the env API, the registry."""
+
+from zsgjax.envs.base import ContextualEnv
+from zsgjax.envs.context import ContextSpace
+from zsgjax.envs.registry import make, register, registered_names
+
+register("simple_direction", "zsgjax.envs.simple_direction:SimpleDirection")
+register("pendulum_goal", "zsgjax.envs.pendulum_goal:PendulumGoal")
+register("cart_goal", "zsgjax.envs.cart_goal:CartGoal")
+register("cheetah_velocity", "zsgjax.envs.mjx.cheetah:CheetahVelocity")
+register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
+register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
+
+__all__ = ["ContextSpace", "ContextualEnv", "make", "register", "registered_names"]
