@@ -1,0 +1,72 @@
+"""Plots of zero-shot generalization: return against context, one curve per method.
+
+One panel per swept context dimension (the others at their default); each method
+is a line of the mean return over seeds with a shaded ``1.96 * SEM`` band; a dashed
+vertical line marks the training (default) context. Rendering uses matplotlib's
+non-interactive Agg backend and the PNG is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from zsgjax.evaluate import EvalResult, check_results
+from zsgjax.fileio import atomic_path
+
+
+def plot_sweeps(
+    results: Mapping[str, EvalResult],
+    path: str | os.PathLike,
+    *,
+    dims: Sequence[str] | None = None,
+    title: str | None = None,
+    columns: int = 3,
+    dpi: int = 120,
+) -> str:
+    """Save the return-vs-context figure of ``results`` (``{method: EvalResult}``) as PNG.
+
+    dims: the swept dimensions to draw (default: all swept in the grid).
+    Returns the path written. Raises ``ValueError`` when the grid sweeps nothing or
+    ``dims`` names a dimension that is not swept.
+    """
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    methods = check_results(results)
+    grid = results[methods[0]].grid
+    dims = list(grid.swept_dims if dims is None else dims)
+    if not dims:
+        raise ValueError("the evaluation grid has no swept dimension to plot; build it with make_grid(num_points >= 2)")
+    for d in dims:
+        grid.sweep_rows(d)  # validates
+    columns = max(1, min(int(columns), len(dims)))
+    nrows = math.ceil(len(dims) / columns)
+    fig = Figure(figsize=(4.2 * columns, 3.3 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(nrows, columns, squeeze=False).ravel())
+    summaries = {m: results[m].summary() for m in methods}
+    for ax, d in zip(axes, dims):
+        rows = grid.sweep_rows(d)
+        x = grid.sweep_values(d)
+        for m in methods:
+            mean, ci = summaries[m]
+            y, band = mean[rows], np.nan_to_num(ci[rows], nan=0.0)
+            (line,) = ax.plot(x, y, marker="o", markersize=3, label=m)
+            ax.fill_between(x, y - band, y + band, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.axvline(grid.default[grid.names.index(d)], color="k", linestyle="--", linewidth=1, label="training context")
+        ax.set_xlabel(d)
+        ax.set_ylabel("return")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(dims):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize="small")
+    first = results[methods[0]]
+    suptitle = title or "zero-shot return vs context"
+    fig.suptitle(f"{suptitle}\n(mean ± 1.96·SEM over {first.num_seeds} seeds)", fontsize="medium")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return os.fspath(path)
