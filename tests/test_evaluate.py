@@ -1,0 +1,167 @@
+"""Zero-shot evaluation, tables, result files and plots.
+
+Policies are hand-written (no training): on simple_direction ``a = sign(c)`` is
+near-optimal and ``a = 0`` is poor. Few distinct jitted shapes keep compile time low.
+"""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zsgjax import envs
+from zsgjax import evaluate as ev
+from zsgjax import plotting
+
+NUM_EPISODES = 3
+
+
+def scaled_sign(params, obs):
+    """``a = w * sign(c)``: ``w = 1`` near-optimal, ``w = 0`` does nothing."""
+    return params["w"] * jnp.sign(obs[2:])
+
+
+@pytest.fixture(scope="module")
+def env():
+    return envs.make("simple_direction")
+
+
+@pytest.fixture(scope="module")
+def params():
+    return {"w": jnp.array([1.0, 0.5, 0.0])}  # S = 3 seeds
+
+
+@pytest.fixture(scope="module")
+def grid(env):
+    return ev.make_grid(env, num_points=5)
+
+
+@pytest.fixture(scope="module")
+def result(env, params, grid):
+    return ev.evaluate_grid(env, scaled_sign, params, grid, num_episodes=NUM_EPISODES, rng=jax.random.PRNGKey(1))
+
+
+def reference_returns(env, w, contexts, rng, num_episodes):
+    """NumPy loop: s' = s + clip(a) + c, r = s'.c over the horizon, same initial states."""
+    keys = jax.random.split(rng, len(contexts) * num_episodes).reshape(len(contexts), num_episodes, -1)
+    out = np.zeros((len(contexts), num_episodes))
+    for i, c in enumerate(np.asarray(contexts, np.float64)):
+        for e in range(num_episodes):
+            s = np.asarray(env.reset(keys[i, e], jnp.asarray(c, jnp.float32)).obs[:2], np.float64)
+            for _ in range(env.horizon):
+                a = np.clip(w * np.sign(c), -1, 1)
+                s = s + a + c
+                out[i, e] += s @ c
+    return out
+
+
+def test_grid_layout(env, grid):
+    names, named = env.eval_context_array()
+    assert len(grid) == 2 * 5 + len(names)
+    assert grid.swept_dims == ("c_x", "c_y")
+    np.testing.assert_allclose(grid.sweep_values("c_x"), np.linspace(-1, 1, 5))
+    rows = grid.sweep_rows("c_y")
+    np.testing.assert_allclose(grid.contexts[rows, 0], 0.0)  # other dimension at default
+    np.testing.assert_allclose(grid.contexts[grid.named_rows], named)
+    assert [grid.labels[i] for i in grid.named_rows] == names
+    assert ev.make_grid(env, 3, dims=["c_y"], named=False).swept == ("c_y",) * 3
+
+
+def test_matches_numpy_reference(env, params, grid, result):
+    assert result.returns.shape == (3, len(grid), NUM_EPISODES)
+    for s, w in enumerate([1.0, 0.5, 0.0]):
+        ref = reference_returns(env, w, grid.contexts, jax.random.PRNGKey(1), NUM_EPISODES)
+        np.testing.assert_allclose(result.returns[s], ref, rtol=1e-4, atol=1e-3)
+    # the near-optimal policy beats the do-nothing one away from c = 0
+    far = [i for i in range(len(grid)) if np.abs(grid.contexts[i]).max() > 0.7]
+    assert np.all(result.returns[0, far] > result.returns[2, far] + 10)
+
+
+def test_summary_formula(result):
+    mean, ci = result.summary()
+    per_seed = result.returns.mean(axis=2)
+    np.testing.assert_allclose(mean, per_seed.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(ci, 1.96 * per_seed.std(0, ddof=1) / math.sqrt(3), rtol=1e-6)
+    m1, c1 = ev.summarize(result.returns[:1])
+    assert np.all(np.isnan(c1)) and np.allclose(m1, per_seed[0])
+    agg_mean, _ = result.aggregate([0, 1])
+    assert agg_mean == pytest.approx(per_seed[:, :2].mean(), rel=1e-6)
+
+
+def test_termination_stops_reward():
+    """cart_goal: an always-push-right policy falls over; compare with a step-by-step loop."""
+    env = envs.make("cart_goal")
+    push = lambda p, obs: jnp.asarray(1, jnp.int32) + 0 * p  # noqa: E731
+    contexts = np.asarray([env.context_space.default, env.eval_context_array()[1][-1]], np.float32)
+    returns = ev.evaluate(env, push, jnp.zeros((1,)), contexts, num_episodes=2, rng=jax.random.PRNGKey(3))
+    keys = jax.random.split(jax.random.PRNGKey(3), 4).reshape(2, 2, -1)
+    step = jax.jit(env.step)
+    for i, c in enumerate(contexts):
+        for e in range(2):
+            st, total, steps = env.reset(keys[i, e], jnp.asarray(c)), 0.0, 0
+            while steps < env.horizon:
+                st = step(st, jnp.asarray(1, jnp.int32))
+                total, steps = total + float(st.reward), steps + 1
+                if st.done:
+                    break
+            assert steps < env.horizon  # it did terminate
+            assert returns[0, i, e] == pytest.approx(total, rel=1e-5, abs=1e-4)
+
+
+def test_input_validation(env, params):
+    with pytest.raises(ValueError, match="c_x.*outside its range"):
+        ev.evaluate(env, scaled_sign, params, [[2.0, 0.0]], num_episodes=1, rng=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="trailing dimension 2"):
+        ev.evaluate(env, scaled_sign, params, [[0.0, 0.0, 0.0]], num_episodes=1, rng=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="num_episodes"):
+        ev.evaluate(env, scaled_sign, params, [[0.0, 0.0]], num_episodes=0, rng=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="leading seed axis"):
+        ev.evaluate(env, scaled_sign, {"w": jnp.ones(3), "b": jnp.ones(2)}, [[0.0, 0.0]], num_episodes=1,
+                    rng=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="num_points"):
+        ev.make_grid(env, num_points=1)
+    with pytest.raises(ValueError, match="unknown context dimension"):
+        ev.make_grid(env, dims=["speed"])
+    with pytest.raises(ValueError, match="returns"):
+        ev.summarize(np.zeros((2, 3)))
+
+
+def test_table_and_files(tmp_path, result):
+    other = ev.EvalResult(result.grid, result.returns[::-1] * 0.5)
+    results = {"sign": result, "half": other}
+    text = ev.write_table(results, tmp_path / "table.txt", detail=False)
+    lines = text.splitlines()
+    assert lines[0].split() == ["context", "sign", "half"]
+    assert any(line.startswith("(0.8,0.8)") and "±" in line for line in lines)
+    assert any(line.startswith("mean over c_x sweep") for line in lines)
+    assert not any(line.startswith("c_x=") for line in lines)
+    assert any(line.startswith("c_x=") for line in ev.format_table(results).splitlines())
+    assert (tmp_path / "table.txt").read_text() == text
+
+    ev.write_csv(results, tmp_path / "r.csv")
+    csv_lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert csv_lines[0] == "method,context,swept,c_x,c_y,mean,ci95,num_seeds,num_episodes"
+    assert len(csv_lines) == 1 + 2 * len(result.grid)
+
+    ev.write_json(results, tmp_path / "r.json", extra={"env": "simple_direction"})
+    back = ev.load_json(tmp_path / "r.json")
+    assert list(back) == ["sign", "half"]
+    np.testing.assert_allclose(back["half"].returns, other.returns)
+    assert back["sign"].grid.labels == result.grid.labels
+    assert json.loads((tmp_path / "r.json").read_text())["info"] == {"env": "simple_direction"}
+
+    (tmp_path / "bad.json").write_text('{"grid": {}, "methods"')
+    with pytest.raises(ValueError, match="not an evaluation results file"):
+        ev.load_json(tmp_path / "bad.json")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_plot_writes_png(tmp_path, result):
+    path = plotting.plot_sweeps({"sign": result}, tmp_path / "sweep.png", title="simple_direction")
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    with pytest.raises(ValueError, match="not swept"):
+        plotting.plot_sweeps({"sign": result}, tmp_path / "x.png", dims=["c_z"])
