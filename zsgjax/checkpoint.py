@@ -1,0 +1,176 @@
+"""Checkpoints of training-state pytrees and their config, with orbax.
+
+A :class:`Checkpointer` keeps the last ``max_to_keep`` checkpoints of one run under
+``directory/<step>/`` (``step`` = training iterations done). Each holds
+
+* ``state``  -- any pytree of arrays (a ``flax.struct`` TrainState, possibly with a
+  leading seed axis), saved with ``ocp.args.StandardSave``;
+* ``config`` -- the run's config as JSON (a dataclass or a mapping).
+
+Atomicity is orbax's: a checkpoint is written into ``<step>.orbax-checkpoint-tmp``
+and renamed to ``<step>`` only once complete (``orbax.checkpoint._src.path.
+atomicity.AtomicRenameTemporaryPath``), so a crash mid-write leaves the earlier
+checkpoints intact and the partial one is ignored (and removed when the directory
+is opened again). Saving is synchronous.
+
+Errors are ``ValueError``\\ s naming the directory: no checkpoint there, a corrupt
+one, one written for a different config, or one whose state does not have the
+expected structure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+
+def config_to_dict(config: Any) -> dict:
+    """A dataclass or mapping as a JSON-normalised dict (tuples become lists)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        data = dataclasses.asdict(config)
+    elif isinstance(config, Mapping):
+        data = dict(config)
+    else:
+        raise ValueError(f"`config` must be a dataclass instance or a mapping, got {type(config).__name__}")
+    try:
+        return json.loads(json.dumps(data, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`config` is not JSON-serializable: {e}") from e
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_savable(tree: PyTree) -> PyTree:
+    """Typed PRNG keys become their raw ``uint32`` data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _from_savable(tree: PyTree, like: PyTree) -> PyTree:
+    return jax.tree.map(
+        lambda x, l: jax.random.wrap_key_data(x, impl=jax.random.key_impl(l)) if _is_key(l) else x, tree, like
+    )
+
+
+class Checkpointer:
+    """Save / restore ``(state, config)`` under ``directory``, keeping the last ``max_to_keep``.
+
+    Args:
+      directory: created if missing.
+      config: the run's config (dataclass or mapping); saved with every checkpoint
+        and compared on restore.
+      max_to_keep: number of most recent checkpoints kept (``>= 1``).
+    """
+
+    def __init__(self, directory: str | os.PathLike, config: Any, max_to_keep: int = 3):
+        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1:
+            raise ValueError(f"`max_to_keep` must be a positive integer, got {max_to_keep!r}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.config = config_to_dict(config)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            create=True,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    # ----------------------------------------------------------------- queries
+    def all_steps(self) -> list[int]:
+        """Steps of the complete checkpoints, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The most recent complete checkpoint's step, or ``None``."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    # -------------------------------------------------------------------- save
+    def save(self, step: int, state: PyTree) -> None:
+        """Write ``state`` (and the config) as checkpoint ``step`` (``>= 0``), atomically."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"`step` must be a non-negative integer, got {step!r}")
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(_to_savable(state)),
+            config=ocp.args.JsonSave(self.config),
+        )
+        self._manager.save(int(step), args=args, force=True)
+        self._manager.wait_until_finished()
+
+    # ----------------------------------------------------------------- restore
+    def _resolve_step(self, step: int | None) -> int:
+        steps = self.all_steps()
+        if not steps:
+            raise ValueError(f"no checkpoint found in '{self.directory}'")
+        if step is None:
+            return steps[-1]
+        if step not in steps:
+            raise ValueError(f"no checkpoint at step {step} in '{self.directory}'; available steps: {steps}")
+        return int(step)
+
+    def restore_config(self, step: int | None = None) -> dict:
+        """The config stored with checkpoint ``step`` (default: latest)."""
+        step = self._resolve_step(step)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            config = restored["config"]
+        except Exception as e:  # orbax raises many types for damaged files
+            raise ValueError(f"checkpoint {step} in '{self.directory}' is corrupt or unreadable (config): {e}") from e
+        if not isinstance(config, dict):
+            raise ValueError(f"checkpoint {step} in '{self.directory}' is corrupt: its config is not a JSON object")
+        return config
+
+    def restore(self, like: PyTree, step: int | None = None) -> PyTree:
+        """Restore checkpoint ``step`` (default: latest) into the structure of ``like``.
+
+        ``like``: a state with the expected tree structure, shapes and dtypes (for
+        example a freshly initialised one). Raises ``ValueError`` when there is no
+        checkpoint, its config differs from this checkpointer's (listing the
+        differing fields), the files are corrupt, or the structure does not match.
+        """
+        step = self._resolve_step(step)
+        stored = self.restore_config(step)
+        if stored != self.config:
+            keys = sorted(set(stored) | set(self.config))
+            diff = [f"{k}: checkpoint={stored.get(k, '<missing>')!r} vs now={self.config.get(k, '<missing>')!r}"
+                    for k in keys if stored.get(k, "<missing>") != self.config.get(k, "<missing>")]
+            raise ValueError(
+                f"checkpoint {step} in '{self.directory}' was written with a different config ({'; '.join(diff)}); "
+                "use another output directory or the same options"
+            )
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            state = restored["state"]
+        except Exception as e:  # orbax raises many types for damaged or mismatched files
+            raise ValueError(
+                f"cannot restore checkpoint {step} in '{self.directory}': corrupt files or a state structure "
+                f"different from the expected one ({type(e).__name__}: {e})"
+            ) from e
+        if jax.tree.structure(state) != jax.tree.structure(target):
+            raise ValueError(f"checkpoint {step} in '{self.directory}' has a different state structure than expected")
+        for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(target)):
+            if np.shape(got) != want.shape or np.dtype(got.dtype) != np.dtype(want.dtype):
+                raise ValueError(
+                    f"checkpoint {step} in '{self.directory}': a leaf has shape/dtype {np.shape(got)}/{got.dtype}, "
+                    f"expected {want.shape}/{want.dtype}"
+                )
+        return _from_savable(state, like)
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
