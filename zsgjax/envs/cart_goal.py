@@ -14,8 +14,8 @@ action is an integer scalar, ``0`` pushes with force ``-10`` and ``1`` with ``+1
     x' = x + tau xdot,  xdot' = xdot + tau xacc,  theta' = theta + tau thetadot,
     thetadot' = thetadot + tau thacc
 
-Reward on the **next** state: ``r = 1 + (1 - sqrt(1 + (x' - goal)^2))`` (``2`` at the
-goal, decaying linearly far from it). Terminated when ``|theta'| > 12 deg`` or
+Reward on the **next** state: ``r = 1 + (1 - sqrt(1 + (x' - goal)^2))`` (``1`` at the
+goal, ``1 - |x' - goal|`` asymptotically far from it). Terminated when ``|theta'| > 12 deg`` or
 ``|x'| > x_threshold``.
 
 Modelling choice: ``x_threshold`` (constructor keyword, default ``5.0``) replaces
