@@ -1,0 +1,101 @@
+"""Checkpoints: roundtrip, keep-last-k, crash safety, clear errors, exact resume."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from orbax.checkpoint._src.path import atomicity
+
+from zsgjax.checkpoint import Checkpointer
+
+
+@struct.dataclass
+class ToyState:
+    params: dict
+    step: jax.Array
+    key: jax.Array
+
+
+def toy_state(offset: float = 0.0) -> ToyState:
+    return ToyState(
+        params={"w": jnp.arange(6.0).reshape(2, 3) + offset, "b": jnp.full((2,), offset)},
+        step=jnp.asarray([3, 4], jnp.int32),
+        key=jax.random.split(jax.random.key(0), 2),  # typed keys with a seed axis
+    )
+
+
+CONFIG = {"env": "simple_direction", "lr": 1e-3, "hidden": (8, 8)}
+
+
+def raw(tree):
+    """Typed PRNG keys as their uint32 data, for comparison."""
+    is_key = lambda v: jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key)  # noqa: E731
+    return jax.tree.map(lambda v: jax.random.key_data(v) if is_key(v) else v, tree)
+
+
+def assert_same(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(raw(a)), jax.tree.leaves(raw(b))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_roundtrip_and_keep_last(tmp_path):
+    ck = Checkpointer(tmp_path / "ck", CONFIG, max_to_keep=2)
+    assert ck.latest_step() is None
+    for step in (1, 2, 3):
+        ck.save(step, toy_state(step))
+    assert ck.all_steps() == [2, 3]
+    fresh = Checkpointer(tmp_path / "ck", dict(CONFIG))  # a new object, as after a restart
+    restored = fresh.restore(toy_state())
+    assert_same(restored, toy_state(3))
+    assert jax.dtypes.issubdtype(restored.key.dtype, jax.dtypes.prng_key)
+    assert_same(fresh.restore(toy_state(), step=2), toy_state(2))
+    assert fresh.restore_config()["hidden"] == [8, 8]
+
+
+def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
+    ck = Checkpointer(tmp_path / "ck", CONFIG)
+    ck.save(1, toy_state(1))
+
+    async def crash(self):
+        raise OSError("simulated crash before the atomic rename")
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", crash)
+    with pytest.raises(Exception, match="simulated crash"):
+        ck.save(2, toy_state(2))
+    leftovers = [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]
+    assert leftovers, "orbax should have written into a temporary directory"
+    monkeypatch.undo()
+
+    fresh = Checkpointer(tmp_path / "ck", CONFIG)
+    assert fresh.all_steps() == [1]
+    assert_same(fresh.restore(toy_state()), toy_state(1))
+    assert not [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]  # cleaned up on open
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="no checkpoint found"):
+        Checkpointer(tmp_path / "empty", CONFIG).restore(toy_state())
+    ck = Checkpointer(tmp_path / "ck", CONFIG)
+    ck.save(5, toy_state())
+    with pytest.raises(ValueError, match="no checkpoint at step 4.*available steps: \\[5\\]"):
+        ck.restore(toy_state(), step=4)
+    with pytest.raises(ValueError, match="different config \\(lr: checkpoint=0.001 vs now=0.01\\)"):
+        Checkpointer(tmp_path / "ck", {**CONFIG, "lr": 1e-2}).restore(toy_state())
+    with pytest.raises(ValueError, match="state structure"):
+        ck.restore({"w": jnp.zeros(3)})
+    with pytest.raises(ValueError, match="max_to_keep"):
+        Checkpointer(tmp_path / "x", CONFIG, max_to_keep=0)
+    with pytest.raises(ValueError, match="JSON-serializable"):
+        Checkpointer(tmp_path / "x", {"f": object()})
+
+    # corrupt every data file of the stored state
+    for root, _, files in os.walk(tmp_path / "ck" / "5" / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(ValueError, match="cannot restore checkpoint 5"):
+        Checkpointer(tmp_path / "ck", CONFIG).restore(toy_state())
