@@ -1,0 +1,137 @@
+"""Double DQN with a dueling head for discrete-action environments.
+
+Online network and a target network refreshed every ``target_update_period``
+gradient steps (``optax.periodic_update``), Huber TD loss, Adam with gradient
+clipping, epsilon-greedy exploration on a linear schedule over environment steps
+(``optax.linear_schedule``). Actions are integer scalars in ``[0, num_actions)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from zsgjax.agents.common import weighted_mean
+from zsgjax.agents.networks import DiscreteQ
+from zsgjax.agents.normalization import ObsNormalizer, RunningStats
+from zsgjax.types import Transition
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+    hidden_sizes: Sequence[int] = (256, 256)
+    gamma: float = 0.99
+    lr: float = 1e-3
+    max_grad_norm: float = 10.0
+    dueling: bool = True
+    double: bool = True
+    target_update_period: int = 500  # gradient steps
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_steps: int = 10_000  # environment steps (all parallel envs)
+    normalize_obs: bool = False
+
+
+@struct.dataclass
+class DQNState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    obs_stats: RunningStats | None
+    updates: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class DQN:
+    """DQN over ``obs (..., obs_size)`` and ``num_actions`` discrete actions."""
+
+    obs_size: int
+    num_actions: int
+    normalizer: ObsNormalizer
+    config: DQNConfig = DQNConfig()
+
+    @property
+    def network(self) -> DiscreteQ:
+        return DiscreteQ(tuple(self.config.hidden_sizes), self.num_actions, self.config.dueling)
+
+    def _optimizer(self):
+        return optax.chain(optax.clip_by_global_norm(self.config.max_grad_norm), optax.adam(self.config.lr))
+
+    def epsilon(self, env_step: jax.Array) -> jax.Array:
+        c = self.config
+        return optax.linear_schedule(c.epsilon_start, c.epsilon_end, max(int(c.epsilon_decay_steps), 1))(env_step)
+
+    def init(self, rng: jax.Array) -> DQNState:
+        params = self.network.init(rng, jnp.zeros((1, self.obs_size)))
+        return DQNState(
+            params=params,
+            target_params=params,
+            opt_state=self._optimizer().init(params),
+            obs_stats=self.normalizer.init() if self.config.normalize_obs else None,
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    def _qvalues(self, params, obs_stats, obs):
+        return self.network.apply(params, self.normalizer.normalize(obs_stats, obs))
+
+    # -------------------------------------------------------------- acting
+    def policy_params(self, state: DQNState) -> tuple[RunningStats | None, Any]:
+        return (state.obs_stats, state.params)
+
+    def _greedy_or_random(self, params, obs, rng, epsilon):
+        obs_stats, net_params = params
+        greedy = jnp.argmax(self._qvalues(net_params, obs_stats, obs), axis=-1).astype(jnp.int32)
+        if rng is None:
+            return greedy
+        k_coin, k_act = jax.random.split(rng)
+        random = jax.random.randint(k_act, greedy.shape, 0, self.num_actions, dtype=jnp.int32)
+        return jnp.where(jax.random.uniform(k_coin, greedy.shape) < epsilon, random, greedy)
+
+    def act(self, params, obs: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        """Greedy action ``(...)`` int32 when ``rng`` is None, else epsilon-greedy at ``epsilon_end``."""
+        return self._greedy_or_random(params, obs, rng, self.config.epsilon_end)
+
+    def explore(self, state: DQNState, obs: jax.Array, rng: jax.Array, env_step: jax.Array) -> jax.Array:
+        return self._greedy_or_random(self.policy_params(state), obs, rng, self.epsilon(env_step))
+
+    def random_action(self, rng: jax.Array, batch: int) -> jax.Array:
+        return jax.random.randint(rng, (batch,), 0, self.num_actions, dtype=jnp.int32)
+
+    def observe(self, state: DQNState, obs: jax.Array) -> DQNState:
+        if state.obs_stats is None:
+            return state
+        return state.replace(obs_stats=self.normalizer.update(state.obs_stats, obs))
+
+    def schedule_metrics(self, state: DQNState, env_step: jax.Array) -> dict:
+        return {"epsilon": self.epsilon(env_step)}
+
+    # ------------------------------------------------------------ learning
+    def loss(self, params, state: DQNState, batch: Transition, weight):
+        c = self.config
+        q = self._qvalues(params, state.obs_stats, batch.obs)
+        q_taken = jnp.take_along_axis(q, batch.action.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+        next_target = self._qvalues(state.target_params, state.obs_stats, batch.next_obs)
+        if c.double:
+            next_online = self._qvalues(params, state.obs_stats, batch.next_obs)
+            next_action = jnp.argmax(next_online, axis=-1)
+            next_q = jnp.take_along_axis(next_target, next_action[:, None], axis=-1)[:, 0]
+        else:
+            next_q = jnp.max(next_target, axis=-1)
+        target = jax.lax.stop_gradient(batch.reward + (1.0 - batch.done) * c.gamma * next_q)
+        loss = weighted_mean(optax.huber_loss(q_taken, target), weight)
+        return loss, q_taken.mean()
+
+    def update(self, state: DQNState, batch: Transition, weight: jax.Array, rng: jax.Array) -> tuple[DQNState, dict]:
+        """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``."""
+        (loss, q_mean), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state, batch, weight)
+        upd, opt_state = self._optimizer().update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, upd)
+        updates = state.updates + 1
+        target = optax.periodic_update(params, state.target_params, updates, self.config.target_update_period)
+        new_state = state.replace(params=params, target_params=target, opt_state=opt_state, updates=updates)
+        return new_state, {"q_loss": loss, "q_mean": q_mean}
