@@ -1,0 +1,247 @@
+"""Offline datasets of n environments x K episodes, kept per environment.
+
+Environment ``i`` has context ``contexts[i]`` (and an integer ``context_ids[i]``); its
+K episodes of horizon H are stored as state/action/reward/next-state indices, so a
+dataset is a pytree whose leaves all start with the environment axis and can be
+``vmap``-ed over environments directly:
+
+    states, actions, next_states: (n, K, H) int32
+    rewards:                      (n, K, H) float32
+    context_ids:                  (n,) int32
+    contexts:                     (n, m) float32
+
+:func:`merge_environments` drops the context labels and pools everything into one
+environment (the "average MDP" baseline). :func:`save_dataset` writes one
+self-describing ``.npz`` file atomically; :func:`load_dataset` checks it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
+from zsgjax.offline.policies import check_policy
+
+FORMAT_NAME = "zsgjax.offline.dataset"
+FORMAT_VERSION = 1
+_ARRAYS = ("states", "actions", "rewards", "next_states", "context_ids", "contexts")
+_META = ("format_name", "format_version", "num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim")
+
+
+@struct.dataclass
+class OfflineDataset:
+    """Per-environment offline data (shapes in the module docstring)."""
+
+    states: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_states: jax.Array
+    context_ids: jax.Array
+    contexts: jax.Array
+    num_states: int = struct.field(pytree_node=False)
+    num_actions: int = struct.field(pytree_node=False)
+
+    @property
+    def num_envs(self) -> int:
+        return self.states.shape[0]
+
+    @property
+    def num_episodes(self) -> int:
+        return self.states.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.states.shape[2]
+
+    def subset(self, num_envs: int | None = None, num_episodes: int | None = None) -> "OfflineDataset":
+        """The first ``num_envs`` environments and their first ``num_episodes`` episodes."""
+        n = self.num_envs if num_envs is None else int(num_envs)
+        k = self.num_episodes if num_episodes is None else int(num_episodes)
+        if not 1 <= n <= self.num_envs:
+            raise ValueError(f"subset: `num_envs` must lie in [1, {self.num_envs}], got {num_envs}")
+        if not 1 <= k <= self.num_episodes:
+            raise ValueError(f"subset: `num_episodes` must lie in [1, {self.num_episodes}], got {num_episodes}")
+        cut = lambda x: x[:n, :k]  # noqa: E731
+        return self.replace(
+            states=cut(self.states), actions=cut(self.actions), rewards=cut(self.rewards), next_states=cut(self.next_states),
+            context_ids=self.context_ids[:n], contexts=self.contexts[:n],
+        )
+
+
+def uniform_policy(horizon: int, num_states: int, num_actions: int) -> jax.Array:
+    """``(H, S, A)`` uniform action probabilities."""
+    return jnp.full((horizon, num_states, num_actions), 1.0 / num_actions, dtype=jnp.float32)
+
+
+def behaviour_policy(anchor: jax.Array, coverage: float) -> jax.Array:
+    """``(1 - coverage) * anchor + coverage * uniform``: coverage 1 is uniform (good), near 0 is poor.
+
+    Args:
+      anchor: ``(H, S, A)`` probabilities of the policy the data mostly follow.
+      coverage: in [0, 1].
+    """
+    if not 0.0 <= float(coverage) <= 1.0:
+        raise ValueError(f"behaviour_policy: `coverage` must lie in [0, 1], got {coverage}")
+    anchor = jnp.asarray(anchor, dtype=jnp.float32)
+    if anchor.ndim != 3:
+        raise ValueError(f"behaviour_policy: `anchor` must have shape (H, S, A), got {anchor.shape}")
+    return (1.0 - coverage) * anchor + coverage / anchor.shape[-1]
+
+
+def _collect_env(key, transitions, rewards, init, behaviour, num_episodes: int, noisy_rewards: bool):
+    """K episodes in one environment -> four ``(K, H)`` arrays."""
+
+    def episode(k):
+        k0, kh = jax.random.split(k)
+        x0 = jax.random.choice(k0, init.shape[0], p=init)
+
+        def step(x, inp):
+            pi_h, kk = inp
+            ka, kx, kr = jax.random.split(kk, 3)
+            a = jax.random.choice(ka, pi_h.shape[-1], p=pi_h[x])
+            x_next = jax.random.choice(kx, transitions.shape[-1], p=transitions[x, a])
+            mean_r = rewards[x, a]
+            r = jnp.where(noisy_rewards, jax.random.bernoulli(kr, jnp.clip(mean_r, 0.0, 1.0)).astype(jnp.float32), mean_r)
+            return x_next, (x, a, r, x_next)
+
+        _, out = jax.lax.scan(step, x0, (behaviour, jax.random.split(kh, behaviour.shape[0])))
+        return out
+
+    x, a, r, xn = jax.vmap(episode)(jax.random.split(key, num_episodes))
+    return x.astype(jnp.int32), a.astype(jnp.int32), r.astype(jnp.float32), xn.astype(jnp.int32)
+
+
+def collect_dataset(
+    key: jax.Array,
+    family: ContextualLinearMDP,
+    contexts,
+    behaviour: jax.Array,
+    num_episodes: int,
+    context_ids=None,
+    noisy_rewards: bool = True,
+) -> OfflineDataset:
+    """Roll out ``num_episodes`` episodes of ``behaviour`` in each context.
+
+    Args:
+      contexts: ``(n, m)`` one context per environment.
+      behaviour: ``(H, S, A)`` behaviour policy (see :func:`behaviour_policy`).
+      context_ids: ``(n,)`` integer labels (default ``arange(n)``).
+      noisy_rewards: observed rewards are Bernoulli with the MDP's mean reward (else the mean).
+    """
+    contexts = check_contexts(contexts, family.num_bases)
+    n = contexts.shape[0]
+    check_policy(behaviour, family.horizon, family.num_states, family.num_actions, name="behaviour")
+    if int(num_episodes) < 1:
+        raise ValueError(f"collect_dataset: `num_episodes` must be >= 1, got {num_episodes}")
+    ids = np.arange(n) if context_ids is None else np.asarray(context_ids)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"collect_dataset: `context_ids` must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
+    contexts = jnp.asarray(contexts, dtype=jnp.float32)
+    P, r = jax.vmap(lambda c: (family.at(c).transitions, family.at(c).rewards))(contexts)
+    fn = jax.jit(jax.vmap(_collect_env, in_axes=(0, 0, 0, None, None, None, None)), static_argnums=(5, 6))
+    x, a, rew, xn = fn(jax.random.split(key, n), P, r, family.init, jnp.asarray(behaviour, jnp.float32), int(num_episodes), bool(noisy_rewards))
+    return OfflineDataset(
+        states=x, actions=a, rewards=rew, next_states=xn,
+        context_ids=jnp.asarray(ids, dtype=jnp.int32), contexts=contexts,
+        num_states=family.num_states, num_actions=family.num_actions,
+    )
+
+
+def merge_environments(dataset: OfflineDataset) -> OfflineDataset:
+    """Pool all episodes into one environment and drop the context labels.
+
+    Returns a dataset with ``n = 1``, ``K = n K``, ``context_ids = [-1]`` and NaN contexts.
+    """
+    pool = lambda x: x.reshape((1, -1) + x.shape[2:])  # noqa: E731
+    return dataset.replace(
+        states=pool(dataset.states), actions=pool(dataset.actions), rewards=pool(dataset.rewards),
+        next_states=pool(dataset.next_states), context_ids=jnp.full((1,), -1, jnp.int32),
+        contexts=jnp.full((1, dataset.contexts.shape[1]), jnp.nan, jnp.float32),
+    )
+
+
+def check_compatible(dataset: OfflineDataset, family: ContextualLinearMDP) -> None:
+    """Raise ``ValueError`` unless the dataset's S, A, H and context dimension match ``family``."""
+    want = (family.num_states, family.num_actions, family.horizon, family.num_bases)
+    got = (dataset.num_states, dataset.num_actions, dataset.horizon, dataset.contexts.shape[1])
+    if want != got:
+        raise ValueError(f"dataset (S, A, H, m) = {got} does not match the MDP family's {want}")
+
+
+def save_dataset(path: str | os.PathLike, dataset: OfflineDataset) -> None:
+    """Write ``dataset`` to one ``.npz`` file at ``path`` atomically (temp file + ``os.replace``)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    payload = {name: np.asarray(getattr(dataset, name)) for name in _ARRAYS}
+    payload.update(
+        format_name=np.asarray(FORMAT_NAME), format_version=np.asarray(FORMAT_VERSION),
+        num_states=np.asarray(dataset.num_states), num_actions=np.asarray(dataset.num_actions),
+        num_envs=np.asarray(dataset.num_envs), num_episodes=np.asarray(dataset.num_episodes),
+        horizon=np.asarray(dataset.horizon), context_dim=np.asarray(dataset.contexts.shape[1]),
+    )
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_actions: int | None = None, horizon: int | None = None) -> OfflineDataset:
+    """Read a file written by :func:`save_dataset`, checking it thoroughly.
+
+    Args:
+      num_states, num_actions, horizon: when given, the file must match them.
+    Raises:
+      ValueError: for a missing, corrupt, foreign, wrong-version, inconsistent or
+        mismatched file (the message names the field).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"load_dataset: `path` {path!r} is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+        raise ValueError(f"load_dataset: {path!r} is not a readable zsgjax dataset file ({type(e).__name__}: {e})") from e
+    missing = [k for k in _ARRAYS + _META if k not in data]
+    if missing:
+        raise ValueError(f"load_dataset: {path!r} lacks fields {missing}; not a {FORMAT_NAME} file")
+    if str(data["format_name"]) != FORMAT_NAME:
+        raise ValueError(f"load_dataset: {path!r} has format_name {str(data['format_name'])!r}, expected {FORMAT_NAME!r}")
+    if int(data["format_version"]) != FORMAT_VERSION:
+        raise ValueError(f"load_dataset: {path!r} has format_version {int(data['format_version'])}, this zsgjax reads version {FORMAT_VERSION}")
+    S, A, n, K, H, m = (int(data[k]) for k in ("num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim"))
+    for name in ("states", "actions", "rewards", "next_states"):
+        if data[name].shape != (n, K, H):
+            raise ValueError(f"load_dataset: {path!r} field `{name}` has shape {data[name].shape}, header says (n, K, H) = {(n, K, H)}")
+    if data["context_ids"].shape != (n,) or data["contexts"].shape != (n, m):
+        raise ValueError(f"load_dataset: {path!r} context fields have shapes {data['context_ids'].shape}, {data['contexts'].shape}; header says ({n},), ({n}, {m})")
+    for name, bound in (("states", S), ("next_states", S), ("actions", A), ("context_ids", None)):
+        if not np.issubdtype(data[name].dtype, np.integer):
+            raise ValueError(f"load_dataset: {path!r} field `{name}` must be integer, got {data[name].dtype}")
+        if bound is not None and data[name].size and (data[name].min() < 0 or data[name].max() >= bound):
+            raise ValueError(f"load_dataset: {path!r} field `{name}` has values outside [0, {bound})")
+    if not np.all(np.isfinite(data["rewards"])):
+        raise ValueError(f"load_dataset: {path!r} field `rewards` has non-finite values")
+    for name, want, got in (("num_states", num_states, S), ("num_actions", num_actions, A), ("horizon", horizon, H)):
+        if want is not None and int(want) != got:
+            raise ValueError(f"load_dataset: {path!r} has {name} = {got}, expected {want}")
+    return OfflineDataset(
+        states=jnp.asarray(data["states"], jnp.int32), actions=jnp.asarray(data["actions"], jnp.int32),
+        rewards=jnp.asarray(data["rewards"], jnp.float32), next_states=jnp.asarray(data["next_states"], jnp.int32),
+        context_ids=jnp.asarray(data["context_ids"], jnp.int32), contexts=jnp.asarray(data["contexts"], jnp.float32),
+        num_states=S, num_actions=A,
+    )

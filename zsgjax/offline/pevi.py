@@ -1,0 +1,203 @@
+"""PEVI: pessimistic value iteration / policy evaluation for linear MDPs (Jin, Yang & Wang 2021).
+
+For one environment with K episodes and step h (0-indexed here, so the value bound is
+``H - h``):
+
+    Lambda_h = sum_k phi_kh phi_kh^T + lambda I
+    w_h      = Lambda_h^-1 sum_k phi_kh (r_kh + V_{h+1}(x'_kh))
+    Gamma_h  = beta * sqrt(phi^T Lambda_h^-1 phi)
+    Q_h      = clip(phi^T w_h - Gamma_h, 0, H - h)
+    V_h(x)   = sum_a pi_h(a | x) Q_h(x, a)     (evaluation of a given policy)
+             = max_a Q_h(x, a)                 (PEVI: the greedy pessimistic policy)
+
+with ``V_H = 0``. The estimate of the value at the start is the mean of ``V_0`` over the
+K observed initial states. ``Lambda_h`` does not depend on the policy, so it is
+factored once per environment into :class:`PEVIStats` (``Lambda_h^-1 Phi_h^T`` and the
+bonus norms); evaluating a policy is then H small matrix-vector products, which is what
+PERM differentiates through for all n environments in one ``vmap``.
+
+*beta*: Jin, Yang & Wang (2021, Theorem 4.4) take ``lambda = 1`` and
+``beta = c d H sqrt(zeta)``, ``zeta = log(2 d H K / xi)`` for a confidence ``1 - xi``
+(:func:`theory_beta`). That worst-case constant is far too conservative on small
+problems; :func:`default_beta` uses ``DEFAULT_BETA_SCALE`` times it (see
+``docs/sections/offline.md`` for the ablation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from zsgjax.offline.dataset import OfflineDataset
+
+DEFAULT_BETA_SCALE = 0.02
+
+
+def theory_beta(dim: int, horizon: int, num_episodes: int, xi: float = 0.01, c: float = 1.0) -> float:
+    """The theory's ``beta = c d H sqrt(log(2 d H K / xi))`` (Jin, Yang & Wang 2021, Thm 4.4)."""
+    if not 0.0 < xi < 1.0:
+        raise ValueError(f"theory_beta: `xi` must lie in (0, 1), got {xi}")
+    for name, value in (("dim", dim), ("horizon", horizon), ("num_episodes", num_episodes)):
+        if int(value) < 1:
+            raise ValueError(f"theory_beta: `{name}` must be >= 1, got {value}")
+    return float(c * dim * horizon * math.sqrt(math.log(2.0 * dim * horizon * num_episodes / xi)))
+
+
+def default_beta(dim: int, horizon: int, num_episodes: int, xi: float = 0.01) -> float:
+    """The practical default, ``DEFAULT_BETA_SCALE * theory_beta(dim, horizon, num_episodes, xi)``."""
+    return DEFAULT_BETA_SCALE * theory_beta(dim, horizon, num_episodes, xi)
+
+
+@struct.dataclass
+class PEVIStats:
+    """Policy-independent regression statistics of one environment.
+
+    proj:  ``(H, d, K)`` ``Lambda_h^-1 Phi_h^T`` (so ``w_h = proj[h] @ targets``)
+    bonus: ``(H, S, A)`` ``sqrt(phi(x, a)^T Lambda_h^-1 phi(x, a))``
+    """
+
+    proj: jax.Array
+    bonus: jax.Array
+
+
+@struct.dataclass
+class PEVIResult:
+    """Pessimistic estimates for one environment (a leading ``n`` axis when vmapped).
+
+    q:      ``(H, S, A)`` pessimistic Q
+    v:      ``(H, S)``    pessimistic V of ``policy``
+    value:  ``()``        mean of ``v[0]`` over the observed initial states
+    policy: ``(H, S, A)`` the evaluated policy, or PEVI's greedy one
+    """
+
+    q: jax.Array
+    v: jax.Array
+    value: jax.Array
+    policy: jax.Array
+
+
+def pevi_statistics(phi: jax.Array, states: jax.Array, actions: jax.Array, lam: float = 1.0) -> PEVIStats:
+    """Factor ``Lambda_h`` for one environment.
+
+    Args:
+      phi: ``(S, A, d)``; states, actions: ``(K, H)`` int; lam: ridge ``lambda > 0``.
+    """
+    d = phi.shape[-1]
+    feats = phi[states, actions]  # (K, H, d)
+    feats = jnp.swapaxes(feats, 0, 1)  # (H, K, d)
+    gram = jnp.einsum("hkd,hke->hde", feats, feats) + lam * jnp.eye(d, dtype=phi.dtype)
+    chol = jnp.linalg.cholesky(gram)
+    solve = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))
+    proj = solve(chol, jnp.swapaxes(feats, 1, 2))  # (H, d, K)
+    flat = phi.reshape(-1, d).T  # (d, S*A)
+    inv_phi = solve(chol, jnp.broadcast_to(flat, (gram.shape[0],) + flat.shape))  # (H, d, S*A)
+    quad = jnp.einsum("ds,hds->hs", flat, inv_phi)
+    bonus = jnp.sqrt(jnp.maximum(quad, 0.0)).reshape((gram.shape[0],) + phi.shape[:2])
+    return PEVIStats(proj=proj, bonus=bonus)
+
+
+def pessimistic_evaluation(
+    phi: jax.Array,
+    stats: PEVIStats,
+    rewards: jax.Array,
+    next_states: jax.Array,
+    init_states: jax.Array,
+    policy: jax.Array | None,
+    beta: float,
+) -> PEVIResult:
+    """Backward pessimistic recursion for one environment.
+
+    Args:
+      phi: ``(S, A, d)``; stats: from :func:`pevi_statistics`.
+      rewards: ``(K, H)``; next_states: ``(K, H)`` int; init_states: ``(K,)`` int.
+      policy: ``(H, S, A)`` to evaluate, or ``None`` for PEVI's greedy policy.
+      beta: pessimism coefficient (0 disables pessimism).
+    """
+    H = rewards.shape[1]
+    S, A = phi.shape[:2]
+
+    def step(v_next, inp):
+        h, proj, bonus, r, xn, pi_h = inp
+        w = proj @ (r + v_next[xn])
+        q = jnp.clip(phi @ w - beta * bonus, 0.0, (H - h).astype(phi.dtype))
+        if pi_h is None:
+            pi_h = jax.nn.one_hot(jnp.argmax(q, axis=-1), A, dtype=q.dtype)
+        v = jnp.sum(pi_h * q, axis=-1)
+        return v, (q, v, pi_h)
+
+    pis = None if policy is None else policy[::-1]
+    xs = (jnp.arange(H)[::-1], stats.proj[::-1], stats.bonus[::-1], rewards.T[::-1], next_states.T[::-1], pis)
+    _, (q, v, pi) = jax.lax.scan(step, jnp.zeros((S,), phi.dtype), xs)
+    q, v, pi = q[::-1], v[::-1], pi[::-1]
+    return PEVIResult(q=q, v=v, value=jnp.mean(v[0][init_states]), policy=pi)
+
+
+def _concrete(x) -> bool:
+    return isinstance(x, (int, float, np.number)) or (isinstance(x, np.ndarray) and x.ndim == 0)
+
+
+def check_inputs(phi, dataset: OfflineDataset, policy=None, beta: float = 0.0, lam: float = 1.0) -> None:
+    """Host-side argument checks shared by the PEVI entry points (raise ``ValueError``)."""
+    shape = tuple(np.shape(phi))
+    if len(shape) != 3 or shape[:2] != (dataset.num_states, dataset.num_actions):
+        raise ValueError(f"`phi` must have shape (S, A, d) = ({dataset.num_states}, {dataset.num_actions}, d), got {shape}")
+    if policy is not None and tuple(np.shape(policy)) != (dataset.horizon, dataset.num_states, dataset.num_actions):
+        raise ValueError(f"`policy` must have shape (H, S, A) = {(dataset.horizon, dataset.num_states, dataset.num_actions)}, got {tuple(np.shape(policy))}")
+    if _concrete(beta) and not float(beta) >= 0.0:
+        raise ValueError(f"`beta` must be >= 0, got {beta}")
+    if _concrete(lam) and not float(lam) > 0.0:
+        raise ValueError(f"`lam` (ridge lambda) must be > 0, got {lam}")
+
+
+def _pevi_env(phi, states, actions, rewards, next_states, policy, beta, lam):
+    stats = pevi_statistics(phi, states, actions, lam)
+    return pessimistic_evaluation(phi, stats, rewards, next_states, states[:, 0], policy, beta)
+
+
+@jax.jit
+def pevi_env(phi, states, actions, rewards, next_states, policy, beta, lam):
+    """PEVI in one environment (jitted, no argument checks).
+
+    Args: ``phi (S, A, d)``, ``states, actions, rewards, next_states (K, H)``,
+    ``policy (H, S, A)`` or ``None`` (greedy), ``beta``, ``lam``. Returns a :class:`PEVIResult`.
+    """
+    return _pevi_env(phi, states, actions, rewards, next_states, policy, beta, lam)
+
+
+@jax.jit
+def _pevi_vmapped(phi, states, actions, rewards, next_states, policy, beta, lam):
+    return jax.vmap(_pevi_env, in_axes=(None, 0, 0, 0, 0, None, None, None))(phi, states, actions, rewards, next_states, policy, beta, lam)
+
+
+def pevi(phi: jax.Array, dataset: OfflineDataset, policy: jax.Array | None = None, beta: float = 0.0, lam: float = 1.0) -> PEVIResult:
+    """PEVI for all n environments of ``dataset`` in one jitted ``vmap``.
+
+    Args:
+      phi: ``(S, A, d)``.
+      dataset: n environments (use :func:`zsgjax.offline.dataset.merge_environments` for the pooled baseline).
+      policy: ``(H, S, A)`` shared policy to evaluate pessimistically, or ``None`` for
+        each environment's greedy pessimistic policy.
+      beta: pessimism coefficient (see :func:`default_beta`); lam: ridge lambda.
+    Returns:
+      :class:`PEVIResult` with a leading ``n`` axis on every field.
+    """
+    check_inputs(phi, dataset, policy, beta, lam)
+    return _pevi_vmapped(phi, dataset.states, dataset.actions, dataset.rewards, dataset.next_states, policy, beta, lam)
+
+
+def dataset_statistics(phi: jax.Array, dataset: OfflineDataset, lam: float = 1.0) -> PEVIStats:
+    """:class:`PEVIStats` of every environment (leading ``n`` axis), for repeated evaluations."""
+    check_inputs(phi, dataset, None, 0.0, lam)
+    return jax.vmap(pevi_statistics, in_axes=(None, 0, 0, None))(phi, dataset.states, dataset.actions, lam)
+
+
+def mean_pessimistic_value(phi: jax.Array, stats: PEVIStats, dataset: OfflineDataset, policy: jax.Array, beta) -> jax.Array:
+    """PERM's objective ``(1/n) sum_i V_i^pi`` (pessimistic), differentiable in ``policy`` (jittable)."""
+    res = jax.vmap(pessimistic_evaluation, in_axes=(None, 0, 0, 0, 0, None, None))(
+        phi, stats, dataset.rewards, dataset.next_states, dataset.states[:, :, 0], policy, beta
+    )
+    return jnp.mean(res.value)
