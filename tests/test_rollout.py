@@ -1,0 +1,193 @@
+"""Batched stepping: context samplers, auto-reset with fresh contexts, bookkeeping, gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zsgjax import cse, rollout
+from zsgjax.envs import make
+from zsgjax.types import ContextGradients, DirectionalGradients
+
+
+def _uniform_policy(action_size):
+    def policy(rng, obs):
+        return jax.random.uniform(rng, (obs.shape[0], action_size), minval=-1.0, maxval=1.0)
+
+    return policy
+
+
+# ---------------------------------------------------------------------- samplers
+def test_samplers():
+    space = make("pendulum_goal").context_space
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+
+    default = jax.vmap(rollout.make_context_sampler(space, "default"))(keys)
+    np.testing.assert_array_equal(default, np.tile(space.default_array, (2000, 1)))
+
+    ldr = np.asarray(jax.vmap(rollout.make_context_sampler(space, "ldr", ldr_scale=0.1))(keys))
+    assert np.all(space.contains(ldr))
+    np.testing.assert_allclose(ldr.mean(0), space.default, atol=0.01)
+    np.testing.assert_allclose(ldr.std(0), 0.1, atol=0.01)  # the default is >= 0.5 inside every bound
+
+    full = np.asarray(jax.vmap(rollout.make_context_sampler(space, "dr"))(keys))
+    assert np.all(space.contains(full))
+    width = np.subtract(space.high, space.low)
+    assert np.all(full.min(0) - space.low < 0.01 * width) and np.all(space.high - full.max(0) < 0.01 * width)
+
+    box_low, box_high = (1.0, 0.9, 0.9, -0.5), (3.0, 1.1, 1.1, 0.5)
+    box = np.asarray(jax.vmap(rollout.make_context_sampler(space, "dr", dr_low=box_low, dr_high=box_high))(keys))
+    assert np.all(box >= np.float32(box_low)) and np.all(box <= np.float32(box_high))
+    np.testing.assert_allclose(box.mean(0), np.add(box_low, box_high) / 2, atol=0.05)
+
+
+def test_sampler_errors():
+    space = make("pendulum_goal").context_space
+    with pytest.raises(ValueError, match="unknown context sampler 'uniform'; known: default, ldr, dr"):
+        rollout.make_context_sampler(space, "uniform")
+    with pytest.raises(ValueError, match="`ldr_scale` must be > 0"):
+        rollout.make_context_sampler(space, "ldr", ldr_scale=0.0)
+    with pytest.raises(ValueError, match=r"`dr_low` dimension 'g' = 0.1 is outside its range \[0.5, 5\]"):
+        rollout.make_context_sampler(space, "dr", dr_low=(0.1, 1.0, 1.0, 0.0))
+    with pytest.raises(ValueError, match=r"`dr_high` dimension 'tau' = 2 is outside its range \[-1, 1\]"):
+        rollout.make_context_sampler(space, "dr", dr_high=(5.0, 2.0, 2.0, 2.0))
+    with pytest.raises(ValueError, match=r"`dr_low` must have trailing dimension 4"):
+        rollout.make_context_sampler(space, "dr", dr_low=(1.0, 1.0))
+    with pytest.raises(ValueError, match=r"dimension 'g' has low=4.0 > high=3.0"):
+        rollout.make_context_sampler(space, "dr", dr_low=(4.0, 1.0, 1.0, 0.0), dr_high=(3.0, 2.0, 2.0, 1.0))
+
+
+# ------------------------------------------------------- auto-reset, bookkeeping
+B = 4
+
+
+@pytest.fixture(scope="module")
+def direction_rollout():
+    """25 steps of 4 SimpleDirection envs (horizon 10) under DR on a sub-box."""
+    env = make("simple_direction")
+    box_low, box_high = (0.2, -1.0), (1.0, -0.2)
+    sampler = rollout.make_context_sampler(env.context_space, "dr", dr_low=box_low, dr_high=box_high)
+    state0 = rollout.reset(env, jax.random.PRNGKey(0), B, sampler)
+    run = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(2), st, key, 25, sampler))
+    final, outs = run(state0, jax.random.PRNGKey(1))
+    return env, (box_low, box_high), state0, final, jax.tree.map(np.asarray, outs)
+
+
+def test_reset_draws_contexts_from_sampler(direction_rollout):
+    env, (lo, hi), state0, _, _ = direction_rollout
+    ctx = np.asarray(state0.info["context"])
+    assert ctx.shape == (B, 2) and np.all(ctx >= lo) and np.all(ctx <= hi)
+    assert len({tuple(c) for c in ctx}) == B
+    np.testing.assert_array_equal(state0.info["steps"], 0)
+    np.testing.assert_array_equal(state0.info["episode_return"], 0.0)
+    np.testing.assert_array_equal(state0.obs[:, 2:], ctx)
+    assert np.all(np.abs(state0.obs[:, :2]) <= 1.0)
+
+
+def test_auto_reset_at_horizon_with_fresh_context(direction_rollout):
+    env, (lo, hi), state0, final, outs = direction_rollout
+    tr = outs.transition
+    T = tr.reward.shape[0]
+    expected_end = np.array([(t + 1) % env.horizon == 0 for t in range(T)])
+    np.testing.assert_array_equal(outs.episode_end, np.tile(expected_end[:, None], (1, B)))
+    # Truncation at the horizon is not termination: never done.
+    np.testing.assert_array_equal(tr.done, 0.0)
+    contexts = tr.context  # (T, B, 2)
+    assert np.all(contexts >= lo) and np.all(contexts <= hi)
+    np.testing.assert_array_equal(contexts[0], state0.info["context"])
+    for t in range(T - 1):
+        if expected_end[t]:
+            # A fresh episode: new context from the sampler, a fresh initial state.
+            assert np.all(np.abs(contexts[t + 1] - contexts[t]).max(-1) > 1e-4)
+            assert np.all(np.abs(tr.obs[t + 1][:, :2]) <= 1.0)
+        else:
+            np.testing.assert_array_equal(contexts[t + 1], contexts[t])
+            np.testing.assert_array_equal(tr.obs[t + 1], tr.next_obs[t])
+        np.testing.assert_array_equal(tr.obs[t + 1][:, 2:], contexts[t + 1])
+    # Dynamics recorded before the reset: s' = s + a + c, r = s'.c, next_obs carries c.
+    s_next = tr.obs[..., :2] + np.clip(tr.action, -1, 1) + contexts
+    np.testing.assert_allclose(tr.next_obs[..., :2], s_next, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(tr.next_obs[..., 2:], contexts)
+    np.testing.assert_allclose(tr.reward, np.sum(s_next * contexts, -1), rtol=1e-5, atol=1e-6)
+    # Final state continues the third episode at step 5.
+    np.testing.assert_array_equal(final.info["steps"], T % env.horizon)
+    # The env_state handed out is the one the step started from.
+    np.testing.assert_array_equal(outs.env_state, tr.obs[..., :2])
+    assert outs.gradients is None
+
+
+def test_episode_return_bookkeeping(direction_rollout):
+    env, _, _, final, outs = direction_rollout
+    rewards = outs.transition.reward
+    running = np.zeros(B, np.float64)
+    for t in range(rewards.shape[0]):
+        running = running + rewards[t]
+        np.testing.assert_allclose(outs.episode_return[t], running, rtol=1e-5, atol=1e-5)
+        if outs.episode_end[t].any():
+            running = np.where(outs.episode_end[t], 0.0, running)
+    np.testing.assert_allclose(final.info["episode_return"], running, rtol=1e-5, atol=1e-5)
+
+
+def test_termination_is_done_truncation_is_not():
+    """CartGoal pushed right falls over: done on that step, auto-reset, fresh state."""
+    env = make("cart_goal")
+    sampler = rollout.make_context_sampler(env.context_space, "default")
+    state = rollout.reset(env, jax.random.PRNGKey(2), 2, sampler)
+    policy = lambda rng, obs: jnp.ones((obs.shape[0],), jnp.int32)  # noqa: E731
+    _, outs = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, 40, sampler))(state, jax.random.PRNGKey(3))
+    tr = jax.tree.map(np.asarray, outs.transition)
+    done = tr.done.astype(bool)
+    ends = np.asarray(outs.episode_end)
+    # Well before the horizon: every episode end is a termination, and there were some.
+    np.testing.assert_array_equal(done, ends)
+    assert done[:, 0].sum() >= 2 and done[:, 1].sum() >= 2
+    theta_next = tr.next_obs[..., 2]
+    np.testing.assert_array_equal(done, np.abs(theta_next) > 12 * np.pi / 180)
+    for t in np.nonzero(done[:-1, 0])[0]:
+        assert np.all(np.abs(tr.obs[t + 1, 0, :4]) <= 0.05)  # fresh s0 ~ U[-0.05, 0.05]^4
+        np.testing.assert_array_equal(tr.context[t + 1, 0], env.context_space.default_array)
+    t0 = np.nonzero(done[:, 0])[0][0]
+    np.testing.assert_allclose(outs.episode_return[t0, 0], tr.reward[: t0 + 1, 0].sum(), rtol=1e-5)
+    np.testing.assert_allclose(outs.episode_return[t0 + 1, 0], tr.reward[t0 + 1, 0], rtol=1e-6)
+    assert tr.action.dtype == np.int32
+
+
+# ---------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("mode", ["jacobian", "jvp"])
+def test_rollout_gradients(mode):
+    env = make("pendulum_goal")
+    sampler = rollout.make_context_sampler(env.context_space, "ldr")
+    T, n, eps = 5, 3, 0.1
+    state = rollout.reset(env, jax.random.PRNGKey(4), n, sampler)
+    run = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(1), st, key, T, sampler, gradients=mode))
+    _, outs = run(state, jax.random.PRNGKey(5))
+    tr, g = outs.transition, outs.gradients
+    flat = lambda x: x.reshape(T * n, *x.shape[2:])  # noqa: E731
+    jac = jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c))(
+        flat(outs.env_state), flat(tr.action), flat(tr.context)
+    )
+    if mode == "jacobian":
+        assert isinstance(g, ContextGradients)
+        assert g.d_obs.shape == (T, n, 3, 4) and g.d_reward.shape == (T, n, 4)
+        np.testing.assert_allclose(flat(g.d_obs), jac.d_obs, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(flat(g.d_reward), jac.d_reward, rtol=1e-5, atol=1e-5)
+    else:
+        assert isinstance(g, DirectionalGradients)
+        assert g.delta_c.shape == (T, n, 4) and g.d_obs.shape == (T, n, 3) and g.d_reward.shape == (T, n)
+        norms = np.linalg.norm(g.delta_c, axis=-1)
+        assert np.all(norms <= eps + 1e-6) and np.all(norms > 0)
+        assert np.all(env.context_space.contains(tr.context + g.delta_c))
+        np.testing.assert_allclose(flat(g.d_obs), jnp.einsum("noc,nc->no", jac.d_obs, flat(g.delta_c)), atol=1e-5)
+        np.testing.assert_allclose(flat(g.d_reward), jnp.einsum("nc,nc->n", jac.d_reward, flat(g.delta_c)), atol=1e-5)
+    # The primal transitions are unaffected by the gradient computation.
+    next_obs, reward = jax.vmap(env.transition)(flat(outs.env_state), flat(tr.action), flat(tr.context))
+    np.testing.assert_allclose(flat(tr.next_obs)[:, :3], next_obs, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(flat(tr.reward), reward, rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_gradient_mode_raises():
+    env = make("simple_direction")
+    sampler = rollout.make_context_sampler(env.context_space, "default")
+    state = rollout.reset(env, jax.random.PRNGKey(6), 2, sampler)
+    with pytest.raises(ValueError, match="unknown gradient mode 'hessian'; known: none, jacobian, jvp"):
+        rollout.step(env, state, jnp.zeros((2, 2)), jax.random.PRNGKey(7), sampler, gradients="hessian")
