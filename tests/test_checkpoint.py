@@ -73,7 +73,10 @@ def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
     fresh = Checkpointer(tmp_path / "ck", CONFIG)
     assert fresh.all_steps() == [1]
     assert_same(fresh.restore(toy_state()), toy_state(1))
-    assert not [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]  # cleaned up on open
+    fresh.save(2, toy_state(2))  # the interrupted step can be written again
+    assert fresh.all_steps() == [1, 2]
+    assert_same(fresh.restore(toy_state()), toy_state(2))
+    assert not [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]
 
 
 def test_errors(tmp_path):

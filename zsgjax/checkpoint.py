@@ -129,13 +129,11 @@ class Checkpointer:
             raise ValueError(f"checkpoint {step} in '{self.directory}' is corrupt: its config is not a JSON object")
         return config
 
-    def restore(self, like: PyTree, step: int | None = None) -> PyTree:
-        """Restore checkpoint ``step`` (default: latest) into the structure of ``like``.
+    def verify_config(self, step: int | None = None) -> int:
+        """Check that checkpoint ``step`` (default: latest) was written with this config.
 
-        ``like``: a state with the expected tree structure, shapes and dtypes (for
-        example a freshly initialised one). Raises ``ValueError`` when there is no
-        checkpoint, its config differs from this checkpointer's (listing the
-        differing fields), the files are corrupt, or the structure does not match.
+        Returns the step; ``ValueError`` listing the differing fields otherwise (or
+        when there is no such checkpoint).
         """
         step = self._resolve_step(step)
         stored = self.restore_config(step)
@@ -147,6 +145,17 @@ class Checkpointer:
                 f"checkpoint {step} in '{self.directory}' was written with a different config ({'; '.join(diff)}); "
                 "use another output directory or the same options"
             )
+        return step
+
+    def restore(self, like: PyTree, step: int | None = None) -> PyTree:
+        """Restore checkpoint ``step`` (default: latest) into the structure of ``like``.
+
+        ``like``: a state with the expected tree structure, shapes and dtypes (for
+        example a freshly initialised one). Raises ``ValueError`` when there is no
+        checkpoint, its config differs from this checkpointer's (listing the
+        differing fields), the files are corrupt, or the structure does not match.
+        """
+        step = self.verify_config(step)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
