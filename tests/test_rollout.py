@@ -53,7 +53,7 @@ def test_sampler_errors():
         rollout.make_context_sampler(space, "dr", dr_high=(5.0, 2.0, 2.0, 2.0))
     with pytest.raises(ValueError, match=r"`dr_low` must have trailing dimension 4"):
         rollout.make_context_sampler(space, "dr", dr_low=(1.0, 1.0))
-    with pytest.raises(ValueError, match=r"dimension 'g' has low=4.0 > high=3.0"):
+    with pytest.raises(ValueError, match=r"`dr_low` must not exceed `dr_high`: dimension 'g' has 4 > 3"):
         rollout.make_context_sampler(space, "dr", dr_low=(4.0, 1.0, 1.0, 0.0), dr_high=(3.0, 2.0, 2.0, 1.0))
 
 

@@ -57,6 +57,9 @@ def make_context_sampler(
     if kind == "dr":
         low = space.validate(space.low if dr_low is None else dr_low, "dr_low")
         high = space.validate(space.high if dr_high is None else dr_high, "dr_high")
+        for i, n in enumerate(space.names):
+            if low[i] > high[i]:
+                raise ValueError(f"`dr_low` must not exceed `dr_high`: dimension '{n}' has {low[i]:g} > {high[i]:g}")
         box = ContextSpace(space.names, low, high, (low + high) / 2)
         return lambda rng: box.sample_uniform(rng)
     raise ValueError(f"unknown context sampler '{kind}'; known: {', '.join(SAMPLERS)}")

@@ -103,7 +103,7 @@ class ContextualEnv(Env, abc.ABC):
         if context is None:
             context = self.context_space.default_array
         else:
-            context = jnp.asarray(context, dtype=jnp.float32)
+            context = jnp.asarray(context, dtype=float)
             if context.shape != (self.context_dim,):
                 raise ValueError(
                     f"{type(self).__name__}.reset: `context` must have shape ({self.context_dim},) "

@@ -49,6 +49,8 @@ class ContextSpace:
     default: tuple[float, ...]
 
     def __init__(self, names: Sequence[str], low, high, default):
+        if isinstance(names, str):
+            raise ValueError(f"ContextSpace: `names` must be a sequence of names, got the string {names!r}")
         names = tuple(str(n) for n in names)
         if not names:
             raise ValueError("ContextSpace: `names` must name at least one dimension")
@@ -78,15 +80,15 @@ class ContextSpace:
 
     @property
     def low_array(self) -> jax.Array:
-        return jnp.asarray(self.low, dtype=jnp.float32)
+        return jnp.asarray(self.low, dtype=float)
 
     @property
     def high_array(self) -> jax.Array:
-        return jnp.asarray(self.high, dtype=jnp.float32)
+        return jnp.asarray(self.high, dtype=float)
 
     @property
     def default_array(self) -> jax.Array:
-        return jnp.asarray(self.default, dtype=jnp.float32)
+        return jnp.asarray(self.default, dtype=float)
 
     def index(self, name_or_index: str | int) -> int:
         """Position of a dimension given by name or index; clear error otherwise."""
