@@ -1,0 +1,222 @@
+"""The jitted training loop: config validation, chunked runs, vmapped seeds, methods, CSE masking."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from zsgjax.envs.simple_direction import SimpleDirection
+from zsgjax.train import ENV_DEFAULTS, TrainConfig, make_train
+
+TINY = dict(
+    env="simple_direction",
+    total_steps=160,
+    num_envs=4,
+    steps_per_iteration=40,
+    learning_starts=40,
+    buffer_size=1000,
+    batch_size=32,
+    hidden_sizes=(16, 16),
+)
+
+
+def tiny(**kw):
+    return TrainConfig(**{**TINY, **kw})
+
+
+def leaves_close(a, b, rtol=0.0, atol=0.0):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.fixture(scope="module")
+def cse_trainer():
+    return make_train(tiny(method="cse"))
+
+
+@pytest.fixture(scope="module")
+def cse_train_fn(cse_trainer):
+    return jax.jit(cse_trainer.train)
+
+
+@pytest.fixture(scope="module")
+def cse_result(cse_train_fn):
+    return cse_train_fn(jax.random.PRNGKey(3))
+
+
+# ------------------------------------------------------------------ config
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("method", "foo", "method"),
+        ("env", "nope", "env"),
+        ("cse_mode", "second", "cse_mode"),
+        ("cse_storage", "hessian", "cse_storage"),
+        ("num_envs", 0, "num_envs"),
+        ("cse_epsilon", 0.0, "cse_epsilon"),
+        ("cse_ratio", 1.5, "cse_ratio"),
+        ("gamma", 1.2, "gamma"),
+        ("batch_size", 2000, "batch_size"),
+        ("steps_per_iteration", 42, "steps_per_iteration"),
+        ("hidden_sizes", (), "hidden_sizes"),
+        ("actor_lr", -1.0, "actor_lr"),
+        ("total_steps", 2.5, "total_steps"),
+    ],
+)
+def test_config_validation_names_field(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        make_train(dataclasses.replace(tiny(), **{field: value}))
+
+
+def test_resolve_uses_per_env_table():
+    sd = TrainConfig(env="simple_direction").resolve()
+    assert (sd.gamma, sd.actor_lr, sd.critic_lr, sd.alpha_lr) == (0.9, 1e-3, 2e-3, 4e-4)
+    pg = TrainConfig(env="pendulum_goal").resolve()
+    assert (pg.gamma, pg.actor_lr, pg.critic_lr, pg.alpha_lr, pg.action_scale) == (0.99, 2e-4, 8e-4, 9e-4, 2.0)
+    assert TrainConfig(env="simple_direction", actor_lr=5e-3).resolve().actor_lr == 5e-3
+    assert ENV_DEFAULTS["ant_direction"]["actor_lr"] == 3e-5
+    tr = make_train(tiny(total_steps=170))
+    assert tr.steps_per_iteration == 40 and tr.num_iterations == 5  # rounds up to cover total_steps
+
+
+# ------------------------------------------------------------------ contract
+def test_train_metrics_and_state(cse_trainer, cse_result):
+    state, metrics = cse_result
+    n = cse_trainer.num_iterations
+    for key in ("env_steps", "episode_return", "episodes", "updates", "cse_invalid", "alpha", "critic_loss",
+                "actor_loss", "alpha_loss"):
+        assert metrics[key].shape == (n,), key
+        assert np.all(np.isfinite(np.asarray(metrics[key], np.float64))), key
+    np.testing.assert_array_equal(metrics["env_steps"], [40, 80, 120, 160])
+    np.testing.assert_array_equal(metrics["episodes"], [4, 4, 4, 4])  # 10 rounds of 4 envs, horizon 10
+    np.testing.assert_array_equal(metrics["updates"], [1, 10, 10, 10])  # learning from env_steps >= 40
+    assert int(state.env_steps) == 160 and int(state.iteration) == n
+    assert int(cse_trainer.replay.size(state.replay)) == 160
+    # vanilla and cse collect at the default context only
+    np.testing.assert_array_equal(np.asarray(state.replay.experience.transition.context)[0, :160], 0.0)
+    obs = jnp.zeros((5, cse_trainer.env.observation_size))
+    params = cse_trainer.policy_params(state)
+    a = cse_trainer.act(params, obs)
+    assert a.shape == (5, 2) and np.all(np.abs(np.asarray(a)) <= 1.0)
+    np.testing.assert_array_equal(a, cse_trainer.act(params, obs))
+    assert cse_trainer.act(params, obs[0], jax.random.PRNGKey(0)).shape == (2,)
+
+
+def test_run_in_chunks_equals_one_call(cse_trainer, cse_result):
+    run = jax.jit(cse_trainer.run, static_argnums=1)
+    s0 = cse_trainer.init(jax.random.PRNGKey(3))
+    s_half, m_a = run(s0, 2)
+    s_chunked, m_b = run(s_half, 2)
+    s_once, m_once = cse_result
+    leaves_close(s_chunked, s_once, rtol=1e-6, atol=1e-7)
+    leaves_close({k: jnp.concatenate([m_a[k], m_b[k]]) for k in m_once}, m_once, rtol=1e-6, atol=1e-7)
+
+
+def test_vmapped_seeds_equal_separate_runs(cse_trainer, cse_train_fn):
+    rngs = jax.random.split(jax.random.PRNGKey(7), 4)
+    states, metrics = jax.jit(jax.vmap(cse_trainer.train))(rngs)
+    single = cse_train_fn
+    for i in range(4):
+        s_i, m_i = single(rngs[i])
+        leaves_close(jax.tree.map(lambda x: x[i], cse_trainer.policy_params(states)), cse_trainer.policy_params(s_i),
+                     rtol=1e-4, atol=1e-5)
+        leaves_close(jax.tree.map(lambda x: x[i], metrics), m_i, rtol=1e-4, atol=1e-4)
+    # different seeds give different agents
+    p = cse_trainer.policy_params(states)[1]
+    assert not np.allclose(jax.tree.leaves(p)[0][0], jax.tree.leaves(p)[0][1])
+
+
+# ------------------------------------------------------------------ methods
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(method="ldr", ldr_scale=0.3, normalize_obs=True),
+        dict(method="cse", cse_storage="jvp"),
+        dict(method="cse", cse_mode="exact"),
+    ],
+    ids=["ldr_norm", "cse_jvp", "cse_exact"],
+)
+def test_methods_collect_and_learn(kw):
+    trainer = make_train(tiny(**kw))
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    assert all(np.all(np.isfinite(np.asarray(v, np.float64))) for v in metrics.values())
+    ctx = np.asarray(state.replay.experience.transition.context)[0, :160]
+    space = trainer.env.context_space
+    assert np.all(space.contains(jnp.asarray(ctx)))
+    if kw["method"] == "ldr":
+        assert 0.1 < np.std(ctx[:, 0]) < 0.5
+        assert state.agent.obs_stats.count == 160
+    else:
+        np.testing.assert_array_equal(ctx, 0.0)
+    item = state.replay.experience
+    if kw.get("cse_storage") == "jvp":
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(item.gradients.delta_c)[0, :160], axis=-1), 0.1, rtol=1e-5)
+        assert item.env_state is None
+    elif kw.get("cse_mode") == "exact":
+        assert item.gradients is None and item.env_state.shape == (1, 1000, 2)
+    else:
+        assert item.gradients is None and item.env_state is None
+
+
+def test_training_batch_enhances_first_ratio_share(cse_trainer, cse_result):
+    state, _ = cse_result
+    half = make_train(tiny(method="cse", cse_ratio=0.5))
+    items = cse_trainer.replay.sample(state.replay, jax.random.PRNGKey(0))
+    batch, weight, invalid = jax.jit(half.training_batch)(items, jax.random.PRNGKey(1))
+    ctx = np.asarray(batch.context)
+    np.testing.assert_allclose(np.linalg.norm(ctx[:16], axis=-1), 0.1, rtol=1e-5)
+    np.testing.assert_array_equal(ctx[16:], 0.0)
+    np.testing.assert_array_equal(np.asarray(batch.obs)[:, -2:], ctx)
+    np.testing.assert_array_equal(np.asarray(batch.next_obs)[:, -2:], ctx)
+    # simple_direction: s' is linear in c (first order exact), r = s'.c is quadratic: the
+    # first-order reward misses exactly |delta_c|^2 = eps^2
+    t = items.transition
+    np.testing.assert_allclose(batch.next_obs[:16, :2], t.next_obs[:16, :2] + ctx[:16], rtol=1e-5, atol=1e-6)
+    true_reward = jnp.sum(batch.next_obs[:16, :2] * ctx[:16], -1)
+    np.testing.assert_allclose(batch.reward[:16], true_reward - 0.1**2, atol=1e-5)
+    np.testing.assert_array_equal(batch.reward[16:], t.reward[16:])
+    np.testing.assert_array_equal(weight, 1.0)
+    assert int(invalid) == 0
+
+
+class _NaNGradDirection(SimpleDirection):
+    """SimpleDirection whose reward has a non-finite context derivative where ``s'_x < 0``."""
+
+    def env_step(self, env_state, action, context):
+        next_s, obs, reward, term = super().env_step(env_state, action, context)
+        return next_s, obs, reward + 0.0 * jnp.sqrt(jnp.maximum(next_s[0], 0.0)), term
+
+
+def test_nonfinite_gradients_are_masked_and_counted():
+    trainer = make_train(tiny(method="cse"), env=_NaNGradDirection())
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    grads = state.replay.experience.gradients
+    assert not np.all(np.isfinite(np.asarray(grads.d_reward)))
+    invalid = np.asarray(metrics["cse_invalid"])
+    total = np.asarray(metrics["updates"]) * trainer.config.batch_size
+    assert invalid.sum() > 0 and np.all(invalid < total)
+    assert all(np.all(np.isfinite(np.asarray(v, np.float64))) for v in metrics.values())
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.agent))
+
+
+# ------------------------------------------------------------------ other envs
+def test_dqn_on_cart_goal_and_sac_action_scale():
+    dqn = make_train(tiny(env="cart_goal", method="dr", target_update_period=5, exploration_fraction=0.5))
+    state, metrics = jax.jit(dqn.train)(jax.random.PRNGKey(0))
+    assert "epsilon" in metrics and "q_loss" in metrics
+    eps = np.asarray(metrics["epsilon"])
+    assert eps[0] > eps[-1] >= dqn.config.epsilon_end
+    a = dqn.act(dqn.policy_params(state), jnp.zeros((3, dqn.env.observation_size)))
+    assert a.shape == (3,) and a.dtype == jnp.int32 and np.all((np.asarray(a) >= 0) & (np.asarray(a) < 2))
+    acts = np.asarray(state.replay.experience.transition.action)[0, :160]
+    assert set(np.unique(acts)) <= {0, 1}
+    ctx = np.asarray(state.replay.experience.transition.context)[0, :160]
+    space = dqn.env.context_space
+    assert np.all(space.contains(jnp.asarray(ctx))) and np.all(np.std(ctx, axis=0) > 0.1)  # DR: uniform box
+
+    sac = make_train(tiny(env="pendulum_goal", method="vanilla", total_steps=40))
+    state, _ = jax.jit(sac.train)(jax.random.PRNGKey(0))
+    acts = np.asarray(state.replay.experience.transition.action)[0, :40]
+    assert np.abs(acts).max() > 1.0 and np.abs(acts).max() <= 2.0  # warm-up covers [-2, 2]
