@@ -102,3 +102,33 @@ def test_errors(tmp_path):
                 f.write(b"garbage")
     with pytest.raises(ValueError, match="cannot restore checkpoint 5"):
         Checkpointer(tmp_path / "ck", CONFIG).restore(toy_state())
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    """Run N/2 iterations, save, restore into a fresh state with a fresh checkpointer and
+    trainer, run the rest: exactly the parameters of an uninterrupted N-iteration run.
+
+    The uninterrupted run is two chunks of N/2 in one go (one compiled program for
+    both sides; ``run`` in chunks equals one call is tested in test_train.py)."""
+    from zsgjax.train import TrainConfig, make_train
+
+    config = TrainConfig(env="simple_direction", method="cse", total_steps=64, num_envs=4, steps_per_iteration=16,
+                         learning_starts=16, batch_size=16, buffer_size=128, hidden_sizes=(16, 16))
+    trainer = make_train(config)
+    assert trainer.num_iterations == 4
+    rng = jax.random.PRNGKey(7)
+    half = jax.jit(lambda s: trainer.run(s, 2))
+    state, _ = half(trainer.init(rng))
+    full, _ = half(state)
+    Checkpointer(tmp_path / "ck", config).save(2, state)
+    del state
+
+    fresh_trainer = make_train(config)
+    like = fresh_trainer.init(jax.random.PRNGKey(123))  # any state of the right structure
+    fresh = Checkpointer(tmp_path / "ck", config)
+    state = fresh.restore(like)
+    assert int(state.iteration) == 2
+    state, _ = half(state)
+    assert int(state.iteration) == 4
+    assert_same(fresh_trainer.policy_params(state), trainer.policy_params(full))
+    assert_same(state, full)

@@ -1,0 +1,124 @@
+"""``zsgjax train``: a tiny end-to-end run, resume, outputs, and clear errors.
+
+One module-scoped tiny run (2 methods x 2 seeds x 4 iterations) is shared by the
+tests; the resume test copies its output directory.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from zsgjax import cli
+from zsgjax import evaluate as ev
+
+TINY = [
+    "train", "--env", "simple_direction", "--method", "vanilla", "cse", "--seeds", "2", "--steps", "64",
+    "--num-envs", "4", "--steps-per-iteration", "16", "--learning-starts", "16", "--batch-size", "16",
+    "--buffer-size", "128", "--hidden-sizes", "16", "16", "--chunks", "2", "--keep", "3",
+    "--eval-episodes", "2", "--sweep-points", "3", "--no-tensorboard",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cli") / "run")
+    lines = []
+    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", out]))
+    results = cli.run_train(spec, log=lines.append)
+    return out, results, lines
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs(tiny_run):
+    out, results, lines = tiny_run
+    assert list(results) == ["vanilla", "cse"]
+    progress = [line for line in lines if line.startswith("[cse] iteration")]
+    assert len(progress) == 2 and "steps 64/64" in progress[-1] and "steps/s" in progress[-1]
+    table = open(os.path.join(out, "generalization.txt")).read()
+    assert "vanilla" in table.splitlines()[1] and "cse" in table.splitlines()[1]
+    assert "(0.8,0.8)" in table and "mean over c_x sweep" in table and table in lines[-2]
+    rows = read_csv(os.path.join(out, "generalization.csv"))
+    assert len(rows) == 2 * (2 * 3 + 5)
+    loaded = ev.load_json(os.path.join(out, "generalization.json"))
+    np.testing.assert_allclose(loaded["cse"].returns, results["cse"].returns)
+    assert loaded["cse"].returns.shape == (2, 11, 2)
+    assert open(os.path.join(out, "generalization.png"), "rb").read(4) == b"\x89PNG"
+    metrics = read_csv(os.path.join(out, "cse", "metrics.csv"))
+    assert [(r["iteration"], r["seed"]) for r in metrics] == [(str(i), str(s)) for i in range(1, 5) for s in range(2)]
+    assert {"env_steps", "episode_return", "episodes", "cse_invalid", "critic_loss"} <= set(metrics[0])
+    assert metrics[-1]["env_steps"] == "64"
+    assert sorted(os.listdir(os.path.join(out, "cse", "checkpoints"))) == ["2", "4"]
+    run = json.load(open(os.path.join(out, "run.json")))
+    assert run["configs"]["cse"]["hidden_sizes"] == [16, 16] and run["num_seeds"] == 2
+
+
+def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+    """Drop the last checkpoint of cse (as if stopped after chunk 1), resume: same final policy."""
+    out, results, _ = tiny_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(out, copy)
+    shutil.rmtree(os.path.join(copy, "cse", "checkpoints", "4"))
+    for name in ("generalization.json", "generalization.txt"):
+        os.remove(os.path.join(copy, name))
+    lines = []
+    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", copy, "--resume"]))
+    resumed = cli.run_train(spec, log=lines.append)
+    assert "[cse] resumed from iteration 2/4" in lines
+    assert "[vanilla] resumed from iteration 4/4" in lines
+    assert not any(line.startswith("[vanilla] iteration") for line in lines)  # nothing left to train
+    for m in ("vanilla", "cse"):
+        np.testing.assert_array_equal(resumed[m].returns, results[m].returns)
+    metrics = read_csv(os.path.join(copy, "cse", "metrics.csv"))
+    assert [r["iteration"] for r in metrics] == [str(i) for i in range(1, 5) for _ in range(2)]
+    assert metrics == read_csv(os.path.join(out, "cse", "metrics.csv"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--env", "mars_lander"], "--env: unknown environment 'mars_lander'"),
+        (["--method", "cse", "magic"], "--method: unknown method.*magic"),
+        (["--steps", "0"], "--steps: expected a positive integer, got 0"),
+        (["--seeds", "-2"], "--seeds: expected a positive integer"),
+        (["--sweep-points", "1"], "--sweep-points must be >= 2"),
+        (["--cse-mode", "second_order"], "--cse-mode: invalid choice"),
+        (["--gamma", "1.5"], "gamma must be in \\[0.0, 1.0\\]"),
+        (["--hidden-sizes", "0"], "hidden_sizes"),
+        (["--resume", "--out", "/nonexistent/zsgjax-run"], "--resume: output directory .* does not exist"),
+    ],
+)
+def test_invalid_options(capsys, extra, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(TINY + extra)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "zsgjax train: error:" in err
+    assert __import__("re").search(message, err), err
+
+
+def test_existing_checkpoints_need_resume_and_same_config(tiny_run, capsys):
+    out, _, _ = tiny_run
+    with pytest.raises(SystemExit):
+        cli.main(TINY + ["--out", out])
+    assert "already holds checkpoints of 'vanilla'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(TINY + ["--out", out, "--resume", "--cse-epsilon", "0.2"])
+    assert "different config (cse_epsilon: checkpoint=0.1 vs now=0.2)" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "zsgjax", "train", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--env", "--method", "--seeds", "--steps", "--out", "--resume", "--eval-episodes", "--cse-epsilon"):
+        assert option in proc.stdout
