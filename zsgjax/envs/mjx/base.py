@@ -186,13 +186,26 @@ class MjxEnv(ContextualEnv, abc.ABC):
 
     # ------------------------------------------------------ ContextualEnv API
     def init_env_state(self, rng: jax.Array, context: jax.Array) -> MjxState:
-        """``init_qpos + U[-s, s]``, ``qvel = s N(0, I)``; the context does not enter."""
+        """``init_qpos + U[-s, s]`` (quaternions renormalized), ``qvel = s N(0, I)``; the context does not enter."""
         k1, k2 = jax.random.split(rng)
         s = self.reset_noise_scale
         nq, nv = self.mj_model.nq, self.mj_model.nv
         qpos = jnp.asarray(self.init_qpos(), self.dtype) + jax.random.uniform(k1, (nq,), self.dtype, -s, s)
+        qpos = self._normalize_quaternions(qpos)
         qvel = s * jax.random.normal(k2, (nv,), self.dtype)
         return MjxState(qpos=qpos, qvel=qvel, qacc_warmstart=jnp.zeros((nv,), self.dtype))
+
+    def _normalize_quaternions(self, qpos: jax.Array) -> jax.Array:
+        """Renormalize the quaternions of free and ball joints in ``qpos (nq,)``."""
+        m = self.mj_model
+        free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
+        for j in range(m.njnt):
+            jtype = int(m.jnt_type[j])
+            if jtype in (free, ball):
+                a = int(m.jnt_qposadr[j]) + (3 if jtype == free else 0)
+                q = qpos[a : a + 4]
+                qpos = qpos.at[a : a + 4].set(q / jnp.linalg.norm(q))
+        return qpos
 
     def env_step(self, env_state: MjxState, action: jax.Array, context: jax.Array):
         """One step: ``(next MjxState, next_state_obs (state_obs_size,), reward (), terminated ())``."""

@@ -1,0 +1,220 @@
+"""MJX contextual environments: spaces, physical features, rollouts, recompilation.
+
+Float32, as users run them. The context Jacobians are checked against finite
+differences in float64 in ``test_mjx_jacobian.py``. MJX compile time on CPU is
+large, so every jitted function here is compiled once per environment with few
+environments and short horizons.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+from mujoco import mjx
+
+from zsgjax import rollout
+from zsgjax.envs import make
+from zsgjax.envs.mjx import finite_mask, load_model
+from zsgjax.types import ContextGradients
+
+ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
+ENVS = ("cheetah_velocity", "ant_direction", "ant_goal")
+
+
+# ---------------------------------------------------------------- construction
+@pytest.mark.parametrize(
+    "name, reward_name, default, obs_size, action_size, num_eval",
+    [
+        ("cheetah_velocity", "target_velocity", 2.0, 17, 6, 7),
+        ("ant_direction", "direction_angle", 0.0, 27, 8, 10),
+        ("ant_goal", "goal_angle", 0.0, 29, 8, 6),
+    ],
+)
+def test_spaces_and_sizes(name, reward_name, default, obs_size, action_size, num_eval):
+    env = make(name, physical=("gravity", "mass_scale:torso", "friction_scale"))
+    space = env.context_space
+    assert space.names == (reward_name, "gravity", "mass_scale:torso", "friction_scale")
+    assert space.default == (default, 9.81, 1.0, 1.0)
+    assert space.low[1:] == (5.0, 0.5, 0.25) and space.high[1:] == (20.0, 2.0, 2.0)
+    assert env.state_obs_size == obs_size and env.observation_size == obs_size + 4
+    assert env.action_size == action_size and env.horizon == 1000
+    assert env.dt == pytest.approx(0.05) and env.n_frames == 5
+    names, arr = env.eval_context_array()
+    assert len(names) == num_eval and arr.shape == (num_eval, 4)
+    np.testing.assert_allclose(arr[:, 1:], np.tile([9.81, 1.0, 1.0], (num_eval, 1)), rtol=1e-6)
+    space.validate(arr)  # every eval context lies in the space
+    # without physical features the context is the reward context alone
+    assert make(name).context_space.names == (reward_name,)
+
+
+def test_eval_contexts_follow_the_paper():
+    cheetah = make("cheetah_velocity")
+    np.testing.assert_allclose(
+        sorted(v[0] for v in cheetah.eval_contexts.values()), [-1, 0.75, 1.25, 1.75, 2, 2.25, 2.75]
+    )
+    ant_dir = sorted(v[0] for v in make("ant_direction").eval_contexts.values())
+    np.testing.assert_allclose(ant_dir, [-1, -0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5, 1, math.pi])
+    ant_goal = sorted(v[0] for v in make("ant_goal").eval_contexts.values())
+    np.testing.assert_allclose(ant_goal, [0, 0.1, 0.2, 0.5, 1, math.pi])
+
+
+def test_bad_construction_raises_clear_errors():
+    with pytest.raises(ValueError, match="unknown physical feature 'wind'.*gravity.*mass_scale:<body>"):
+        make("cheetah_velocity", physical=("wind",))
+    with pytest.raises(ValueError, match="unknown body 'tail'.*torso.*bthigh"):
+        make("cheetah_velocity", physical=("mass_scale:tail",))
+    with pytest.raises(ValueError, match="unique"):
+        make("ant_goal", physical=("gravity", "gravity"))
+    with pytest.raises(ValueError, match="sequence of feature names"):
+        make("ant_goal", physical="gravity")
+    with pytest.raises(ValueError, match="must contain its default 9.81"):
+        make("ant_direction", physical=("gravity",), physical_ranges={"gravity": (1.0, 5.0)})
+    with pytest.raises(ValueError, match="not selected"):
+        make("ant_direction", physical=("gravity",), physical_ranges={"mass_scale": (0.5, 1.5)})
+    with pytest.raises(ValueError, match="reset_noise_scale"):
+        make("ant_direction", reset_noise_scale=-1.0)
+    env = make("ant_direction", physical=("gravity",), physical_ranges={"gravity": (9.0, 11.0)})
+    assert env.context_space.low[1] == 9.0 and env.context_space.high[1] == 11.0
+    with pytest.raises(ValueError, match=r"context.*shape \(2,\).*direction_angle, gravity"):
+        env.reset(jax.random.PRNGKey(0), jnp.zeros(3))
+    with pytest.raises(ValueError, match="gravity.*outside its range"):
+        env.context_space.validate([0.0, 30.0])
+
+
+def test_vendored_cheetah_is_brax_model():
+    """Our cheetah (mj_setTotalmass instead of the deprecated settotalmass) equals brax's."""
+    from importlib import resources
+
+    ours = make("cheetah_velocity").mj_model
+    with resources.as_file(resources.files("brax") / "envs" / "assets" / "half_cheetah.xml") as p:
+        theirs = mujoco.MjModel.from_xml_path(str(p))
+    for field in ("body_mass", "body_inertia", "body_subtreemass", "body_invweight0", "dof_invweight0", "geom_friction"):
+        np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), rtol=1e-12, err_msg=field)
+    assert load_model("ant.xml").opt.iterations == 1
+
+
+@pytest.mark.parametrize("name, xml", [("cheetah_velocity", "half_cheetah.xml"), ("ant_goal", "ant.xml")])
+def test_features_equal_a_host_modified_model(name, xml):
+    """``model_at(c)`` equals ``put_model`` of an ``MjModel`` edited on the host and ``mj_setConst``-ed."""
+    env = make(name, physical=ALL_FEATURES)
+    values = {"gravity": 13.0, "mass_scale": 1.7, "mass_scale:torso": 0.6, "friction_scale": 1.4,
+              "actuator_gain": 0.7, "damping_scale": 1.9}  # fmt: skip
+    context = jnp.asarray([env.reward_space.default[0]] + [values[n] for n in ALL_FEATURES], jnp.float32)
+    got = env.model_at(context)
+
+    ref = load_model(xml)
+    if name == "cheetah_velocity":
+        mujoco.mj_setTotalmass(ref, 14.0)
+    torso = ref.body("torso").id
+    ref.opt.gravity[:] = (0.0, 0.0, -13.0)
+    ref.body_mass[:] *= 1.7
+    ref.body_inertia[:] *= 1.7
+    ref.body_mass[torso] *= 0.6
+    ref.body_inertia[torso] *= 0.6
+    ref.geom_friction[:] *= 1.4
+    ref.actuator_gainprm[:] *= 0.7
+    ref.actuator_biasprm[:] *= 0.7
+    ref.dof_damping[:] *= 1.9
+    mujoco.mj_setConst(ref, mujoco.MjData(ref))
+    want = mjx.put_model(ref)
+    for field in ("body_mass", "body_inertia", "body_subtreemass", "geom_friction", "actuator_gainprm",
+                  "actuator_biasprm", "dof_damping"):  # fmt: skip
+        np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=2e-6, atol=1e-7, err_msg=field)
+    np.testing.assert_allclose(got.opt.gravity, want.opt.gravity, rtol=1e-6)
+    # the base model is untouched (a per-call copy was modified)
+    np.testing.assert_allclose(env.model.opt.gravity, [0.0, 0.0, -9.81], rtol=1e-6)
+
+
+# ------------------------------------------------------------------- dynamics
+@pytest.mark.parametrize("name", ["cheetah_velocity", "ant_goal"])
+def test_each_feature_changes_the_trajectory_without_recompiling(name):
+    env = make(name, physical=ALL_FEATURES)
+    space = env.context_space
+    traces = []
+
+    @jax.jit
+    def roll(state0, context, actions):
+        traces.append(1)  # runs only when tracing
+
+        def body(s, a):
+            s2, obs, r, _ = env.env_step(s, a, context)
+            return s2, (obs, r)
+
+        return jax.lax.scan(body, state0, actions)[1]
+
+    state0 = env.init_env_state(jax.random.PRNGKey(3), space.default_array)
+    actions = jax.random.uniform(jax.random.PRNGKey(4), (16, env.action_size), minval=-1.0, maxval=1.0)
+    base_obs, base_r = roll(state0, space.default_array, actions)
+    assert np.all(np.isfinite(base_obs)) and np.all(np.isfinite(base_r))
+    for i, feature in enumerate(space.names):
+        changed = space.default_array.at[i].set(space.high[i] if i else space.default[i] + 1.0)
+        obs, r = roll(state0, changed, actions)
+        assert np.all(np.isfinite(obs)), feature
+        if i == 0:  # the reward context changes the reward only
+            np.testing.assert_array_equal(obs, base_obs)
+            assert np.max(np.abs(r - base_r)) > 1e-2
+        else:
+            diff = float(np.max(np.abs(obs - base_obs)))
+            assert diff > 1e-2, f"feature '{feature}' left the trajectory unchanged (max diff {diff:g})"
+    assert len(traces) == 1, "the rollout recompiled when the context changed"
+
+
+@pytest.mark.parametrize("name", ENVS)
+def test_batched_auto_reset_rollout(name):
+    """The trainer's path: ``rollout.reset``/``rollout.rollout`` with DR contexts and auto-reset."""
+    env = make(name, physical=("gravity", "friction_scale"))
+    env.horizon = 3  # force an auto-reset inside the short rollout
+    sampler = rollout.make_context_sampler(env.context_space, "dr")
+    num_envs, num_steps = 2, 4
+    state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
+    assert state.obs.shape == (num_envs, env.observation_size)
+    assert state.pipeline_state.qpos.shape == (num_envs, env.mj_model.nq)
+
+    def policy(rng, obs):
+        return jax.random.uniform(rng, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
+
+    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler))
+    final, outs = run(state, jax.random.PRNGKey(1))
+    tr = outs.transition
+    assert tr.obs.shape == (num_steps, num_envs, env.observation_size)
+    assert tr.action.shape == (num_steps, num_envs, env.action_size)
+    assert tr.reward.shape == tr.done.shape == (num_steps, num_envs)
+    assert tr.context.shape == (num_steps, num_envs, env.context_dim)
+    assert outs.env_state.qvel.shape == (num_steps, num_envs, env.mj_model.nv)
+    assert bool(jnp.all(finite_mask(outs.transition, batch_ndim=2)))
+    env.context_space.validate(tr.context)
+    ends = np.asarray(outs.episode_end)
+    assert ends[2].all()  # horizon 3 reached (or terminated earlier)
+    # after the reset a fresh DR context is drawn
+    assert not np.allclose(tr.context[3], tr.context[2])
+    # the context part of the observation is the episode's context
+    np.testing.assert_allclose(tr.obs[..., env.state_obs_size:], tr.context, rtol=1e-6)
+    assert final.obs.shape == (num_envs, env.observation_size)
+
+
+def test_to_data_rebuilds_full_mjx_data():
+    env = make("ant_direction", physical=("gravity",))
+    state = env.init_env_state(jax.random.PRNGKey(0), env.context_space.default_array)
+    data = jax.jit(env.to_data)(state, env.context_space.default_array)
+    assert isinstance(data, mjx.Data)
+    np.testing.assert_allclose(jnp.linalg.norm(state.qpos[3:7]), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(data.qpos, state.qpos)
+    torso = env.mj_model.body("torso").id
+    np.testing.assert_allclose(data.xpos[torso], state.qpos[:3], atol=1e-6)
+
+
+# ------------------------------------------------------------------- validity
+def test_finite_mask_per_sample():
+    grads = ContextGradients(d_obs=jnp.ones((4, 3, 2)), d_reward=jnp.ones((4, 2)))
+    grads = grads.replace(d_obs=grads.d_obs.at[1, 2, 0].set(jnp.nan), d_reward=grads.d_reward.at[3, 1].set(jnp.inf))
+    np.testing.assert_array_equal(finite_mask(grads), [True, False, True, False])
+    two = {"x": jnp.zeros((2, 3, 5)).at[1, 0, 4].set(-jnp.inf), "n": jnp.zeros((2, 3), jnp.int32)}
+    np.testing.assert_array_equal(finite_mask(two, batch_ndim=2), [[True] * 3, [False, True, True]])
+    with pytest.raises(ValueError, match="leading batch shape"):
+        finite_mask({"a": jnp.zeros((2, 3)), "b": jnp.zeros((3, 3))})
+    with pytest.raises(ValueError, match="no floating-point leaf"):
+        finite_mask({"n": jnp.zeros((2,), jnp.int32)})
+
