@@ -31,6 +31,21 @@ def weighted_mean(x: jax.Array, weight: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(w > 0, x * w, 0.0)) / jnp.maximum(jnp.sum(weight) * x[0].size, 1.0)
 
 
+def zero_masked(batch: Transition, weight: jax.Array) -> Transition:
+    """Zero every field of the samples with weight 0 (``(N, ...)`` leaves, ``(N,)`` weight).
+
+    Masked samples then stay finite, so no NaN reaches a gradient through the
+    masked branch of :func:`weighted_mean` (``0 * nan`` is ``nan``).
+    """
+    keep = weight > 0
+
+    def clean(x):
+        k = keep.reshape(keep.shape + (1,) * (x.ndim - 1))
+        return jnp.where(k, x, jnp.zeros_like(x))
+
+    return jax.tree.map(clean, batch)
+
+
 class Agent(Protocol):
     def init(self, rng: jax.Array) -> Any: ...
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import weighted_mean
+from zsgjax.agents.common import weighted_mean, zero_masked
 from zsgjax.agents.networks import DiscreteQ
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.types import Transition
@@ -128,6 +128,7 @@ class DQN:
 
     def update(self, state: DQNState, batch: Transition, weight: jax.Array, rng: jax.Array) -> tuple[DQNState, dict]:
         """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``."""
+        batch = zero_masked(batch, weight)
         (loss, q_mean), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state, batch, weight)
         upd, opt_state = self._optimizer().update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, upd)

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import weighted_mean
+from zsgjax.agents.common import weighted_mean, zero_masked
 from zsgjax.agents.networks import EnsembleCritic, GaussianActor, tanh_gaussian
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.types import Transition
@@ -176,6 +176,7 @@ class SAC:
     # -------------------------------------------------------------- update
     def update(self, state: SACState, batch: Transition, weight: jax.Array, rng: jax.Array) -> tuple[SACState, dict]:
         """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``."""
+        batch = zero_masked(batch, weight)
         actor_tx, critic_tx, alpha_tx = self._optimizers()
         k_alpha, k_critic, k_actor = jax.random.split(rng, 3)
 
