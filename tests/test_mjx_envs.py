@@ -218,3 +218,29 @@ def test_finite_mask_per_sample():
     with pytest.raises(ValueError, match="no floating-point leaf"):
         finite_mask({"n": jnp.zeros((2,), jnp.int32)})
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENVS)
+@pytest.mark.parametrize("gradients", ["jacobian", "jvp"])
+def test_rollout_with_context_gradients(name, gradients):
+    """The trainer's CSE path in float32: batched steps that also return context derivatives."""
+    env = make(name, physical=ALL_FEATURES)
+    sampler = rollout.make_context_sampler(env.context_space, "ldr")
+    num_envs, num_steps = 2, 3
+    state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
+
+    def policy(rng, obs):
+        return jax.random.uniform(rng, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
+
+    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler, gradients=gradients))
+    _, outs = run(state, jax.random.PRNGKey(1))
+    grads = outs.gradients
+    if gradients == "jacobian":
+        assert grads.d_obs.shape == (num_steps, num_envs, env.state_obs_size, env.context_dim)
+        assert grads.d_reward.shape == (num_steps, num_envs, env.context_dim)
+    else:
+        assert grads.d_obs.shape == (num_steps, num_envs, env.state_obs_size)
+        assert grads.delta_c.shape == (num_steps, num_envs, env.context_dim)
+    assert bool(jnp.all(finite_mask(grads, batch_ndim=2)))
+    assert float(jnp.max(jnp.abs(grads.d_obs))) > 0
