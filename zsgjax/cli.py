@@ -80,16 +80,26 @@ def _add_config_options(group: argparse._ArgumentGroup) -> None:
         if typing.get_origin(tp) in (typing.Union, types.UnionType):
             (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
         flag = "--" + field.name.replace("_", "-")
-        shown = "environment default" if field.default is None else repr(field.default)
+        if field.default is not None:
+            shown = repr(field.default)
+        elif field.name in train_lib.BASE_DEFAULTS:
+            shown = f"{train_lib.BASE_DEFAULTS[field.name]!r} unless the environment sets its own"
+        else:
+            shown = "derived from the other options"
         kwargs: dict[str, Any] = dict(dest=field.name, default=None, help=f"TrainConfig.{field.name} (default: {shown})")
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is tuple:
             kwargs.update(nargs="+", type=typing.get_args(tp)[0], metavar="N")
+        elif typing.get_origin(tp) is typing.Literal:
+            values = typing.get_args(tp)
+            kwargs.update(type=type(values[0]), choices=values)
         else:
-            kwargs.update(type=tp, metavar=tp.__name__.upper())
+            kwargs["type"] = tp
             if field.name in _CHOICES:
                 kwargs["choices"] = _CHOICES[field.name]
+            else:
+                kwargs["metavar"] = tp.__name__.upper()
         group.add_argument(flag, **kwargs)
 
 
@@ -101,28 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="train methods on an environment, evaluate them zero-shot, print the generalization table",
         description="Train one or several methods (all seeds of a method in one jitted vmap program), "
         "then evaluate every seed over the context grid and write table, CSV/JSON and plot.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run = p.add_argument_group("run")
-    run.add_argument("--env", default=DEFAULT_ENV, help=f"environment, one of: {', '.join(registered_names())}")
+    run.add_argument("--env", default=DEFAULT_ENV, help=f"environment, one of: {', '.join(registered_names())} (default: %(default)s)")
     run.add_argument("--method", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
-                     help=f"one or several of: {', '.join(train_lib.METHODS)}")
-    run.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS, help="number of seeds (vmapped)")
-    run.add_argument("--seed", type=int, default=0, help="base seed; seed k uses split(PRNGKey(seed), seeds)[k]")
+                     help=f"one or several of: {', '.join(train_lib.METHODS)} (default: {' '.join(DEFAULT_METHODS)})")
+    run.add_argument("--seeds", type=_positive_int, default=DEFAULT_SEEDS, help="number of seeds, vmapped in one program (default: %(default)s)")
+    run.add_argument("--seed", type=int, default=0, help="base seed; seed k uses split(PRNGKey(seed), seeds)[k] (default: %(default)s)")
     run.add_argument("--steps", type=_positive_int, default=train_lib.TrainConfig.total_steps,
-                     help="environment steps per seed (all parallel environments together)")
+                     help="environment steps per seed, all parallel environments together (default: %(default)s)")
     run.add_argument("--num-envs", type=_positive_int, default=train_lib.TrainConfig.num_envs,
-                     help="parallel environments per seed")
+                     help="parallel environments per seed (default: %(default)s)")
     run.add_argument("--out", default=None, help="output directory (default: runs/<env>-<UTC time>)")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     run.add_argument("--chunks", type=_positive_int, default=10,
-                     help="training is run in this many jitted chunks: a progress line and a checkpoint after each")
-    run.add_argument("--keep", type=_positive_int, default=2, help="checkpoints kept per method")
+                     help="training runs in this many jitted chunks: a progress line and a checkpoint after each "
+                     "(default: %(default)s)")
+    run.add_argument("--keep", type=_positive_int, default=2, help="checkpoints kept per method (default: %(default)s)")
     run.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
-                     help="write TensorBoard events when tensorboardX is installed")
+                     help="write TensorBoard events when tensorboardX is installed (default: on)")
     evg = p.add_argument_group("evaluation")
-    evg.add_argument("--eval-episodes", type=_positive_int, default=10, help="episodes per context and seed")
-    evg.add_argument("--sweep-points", type=_positive_int, default=9, help="points per swept context dimension (>= 2)")
+    evg.add_argument("--eval-episodes", type=_positive_int, default=10, help="episodes per context and seed (default: %(default)s)")
+    evg.add_argument("--sweep-points", type=_positive_int, default=9, help="points per swept context dimension, >= 2 (default: %(default)s)")
     _add_config_options(p.add_argument_group("hyper-parameters (TrainConfig)"))
     p.set_defaults(handler=_train_command, subparser=p)
     return parser
@@ -136,7 +146,7 @@ class TrainSpec:
     env: str
     methods: tuple[str, ...]
     num_seeds: int
-    configs: tuple[train_lib.TrainConfig, ...]  # one per method (unresolved)
+    trainers: tuple[train_lib.Trainer, ...]  # one per method
     out: str
     resume: bool
     chunks: int
@@ -162,17 +172,18 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
              if f.name not in _OWN_FIELDS and getattr(args, f.name) is not None}
     if "hidden_sizes" in hyper:
         hyper["hidden_sizes"] = tuple(hyper["hidden_sizes"])
-    configs = []
-    for m in methods:
-        config = train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
-                                       seed=args.seed, **hyper)
-        train_lib.make_train(config)  # validates (ValueError naming the field)
-        configs.append(config)
+    trainers = tuple(
+        train_lib.make_train(  # validates: ValueError naming the field and its range
+            train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
+                                  seed=args.seed, **hyper)
+        )
+        for m in methods
+    )
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     if args.resume and not os.path.isdir(out):
         raise ValueError(f"--resume: output directory '{out}' does not exist")
     return TrainSpec(
-        env=args.env, methods=methods, num_seeds=args.seeds, configs=tuple(configs), out=out, resume=args.resume,
+        env=args.env, methods=methods, num_seeds=args.seeds, trainers=trainers, out=out, resume=args.resume,
         chunks=args.chunks, keep=args.keep, tensorboard=args.tensorboard, eval_episodes=args.eval_episodes,
         sweep_points=args.sweep_points,
     )
@@ -271,16 +282,16 @@ def open_checkpointer(spec: TrainSpec, trainer) -> Checkpointer:
 
 def preflight(spec: TrainSpec) -> None:
     """Check every method's checkpoints before any training starts (``ValueError`` on a conflict)."""
-    for config in spec.configs:
-        open_checkpointer(spec, train_lib.make_train(config)).close()
+    for trainer in spec.trainers:
+        open_checkpointer(spec, trainer).close()
 
 
-def train_method(spec: TrainSpec, config: train_lib.TrainConfig, log=_log):
+def train_method(spec: TrainSpec, trainer: train_lib.Trainer, log=_log):
     """Train all seeds of one method with chunked, checkpointed ``jit(vmap(run))``.
 
-    Returns ``(trainer, final_state)`` (leading seed axis ``S`` on every leaf).
+    Returns the final state (leading seed axis ``S`` on every leaf).
     """
-    trainer = train_lib.make_train(config)
+    config = trainer.config
     method = config.method
     directory = os.path.join(spec.out, method)
     rngs = jax.random.split(jax.random.PRNGKey(config.seed), spec.num_seeds)
@@ -318,7 +329,7 @@ def train_method(spec: TrainSpec, config: train_lib.TrainConfig, log=_log):
     finally:
         metrics_log.close()
         checkpointer.close()
-    return trainer, state
+    return state
 
 
 def evaluate_method(spec: TrainSpec, trainer, state, grid: ev.ContextGrid) -> ev.EvalResult:
@@ -339,23 +350,22 @@ def run_train(spec: TrainSpec, log=_log) -> dict[str, ev.EvalResult]:
         "num_seeds": spec.num_seeds,
         "eval_episodes": spec.eval_episodes,
         "sweep_points": spec.sweep_points,
-        "configs": {c.method: dataclasses.asdict(train_lib.make_train(c).config) for c in spec.configs},
+        "configs": {t.config.method: dataclasses.asdict(t.config) for t in spec.trainers},
     }
     atomic_write(os.path.join(spec.out, "run.json"), json.dumps(run_info, indent=1) + "\n")
     log(f"zsgjax train: env={spec.env} methods={','.join(spec.methods)} seeds={spec.num_seeds} "
-        f"steps={spec.configs[0].total_steps:,} out={spec.out}")
+        f"steps={spec.trainers[0].config.total_steps:,} out={spec.out}")
     results: dict[str, ev.EvalResult] = {}
-    grid = None
+    grid = ev.make_grid(spec.trainers[0].env, spec.sweep_points)
     t_start = time.perf_counter()
-    for config in spec.configs:
-        trainer, state = train_method(spec, config, log)
-        grid = grid or ev.make_grid(trainer.env, spec.sweep_points)
+    for trainer in spec.trainers:
+        state = train_method(spec, trainer, log)
         t0 = time.perf_counter()
-        results[config.method] = evaluate_method(spec, trainer, state, grid)
-        log(f"[{config.method}] evaluated {len(grid)} contexts x {spec.eval_episodes} episodes x "
+        results[trainer.config.method] = evaluate_method(spec, trainer, state, grid)
+        log(f"[{trainer.config.method}] evaluated {len(grid)} contexts x {spec.eval_episodes} episodes x "
             f"{spec.num_seeds} seeds in {time.perf_counter() - t0:.1f} s")
         del state
-    title = (f"{spec.env}: zero-shot return, trained {spec.configs[0].total_steps:,} steps per seed "
+    title = (f"{spec.env}: zero-shot return, trained {spec.trainers[0].config.total_steps:,} steps per seed "
              f"at the default context {tuple(grid.default.tolist())}")
     text = ev.write_table(results, os.path.join(spec.out, "generalization.txt"), detail=False, title=title)
     ev.write_csv(results, os.path.join(spec.out, "generalization.csv"))
