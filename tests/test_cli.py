@@ -21,7 +21,7 @@ TINY = [
     "train", "--env", "simple_direction", "--method", "vanilla", "cse", "--seeds", "2", "--steps", "64",
     "--num-envs", "4", "--steps-per-iteration", "16", "--learning-starts", "16", "--batch-size", "16",
     "--buffer-size", "128", "--hidden-sizes", "16", "16", "--chunks", "2", "--keep", "3",
-    "--eval-episodes", "2", "--sweep-points", "3", "--no-tensorboard",
+    "--eval-episodes", "2", "--sweep-points", "3",
 ]
 
 
@@ -58,6 +58,13 @@ def test_outputs(tiny_run):
     assert {"env_steps", "episode_return", "episodes", "cse_invalid", "critic_loss"} <= set(metrics[0])
     assert metrics[-1]["env_steps"] == "64"
     assert sorted(os.listdir(os.path.join(out, "cse", "checkpoints"))) == ["2", "4"]
+    tensorboard = os.path.join(out, "cse", "tensorboard")
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:
+        assert not os.path.exists(tensorboard)
+    else:
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(tensorboard))
     run = json.load(open(os.path.join(out, "run.json")))
     assert run["configs"]["cse"]["hidden_sizes"] == [16, 16] and run["num_seeds"] == 2
 

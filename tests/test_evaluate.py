@@ -121,6 +121,9 @@ def test_input_validation(env, params):
     with pytest.raises(ValueError, match="leading seed axis"):
         ev.evaluate(env, scaled_sign, {"w": jnp.ones(3), "b": jnp.ones(2)}, [[0.0, 0.0]], num_episodes=1,
                     rng=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="`evaluator` runs 2 episodes"):
+        ev.evaluate(env, scaled_sign, params, [[0.0, 0.0]], num_episodes=1, rng=jax.random.PRNGKey(0),
+                    evaluator=ev.make_evaluator(env, scaled_sign, 2))
     with pytest.raises(ValueError, match="num_points"):
         ev.make_grid(env, num_points=1)
     with pytest.raises(ValueError, match="unknown context dimension"):

@@ -365,8 +365,9 @@ def run_train(spec: TrainSpec, log=_log) -> dict[str, ev.EvalResult]:
         log(f"[{trainer.config.method}] evaluated {len(grid)} contexts x {spec.eval_episodes} episodes x "
             f"{spec.num_seeds} seeds in {time.perf_counter() - t0:.1f} s")
         del state
-    title = (f"{spec.env}: zero-shot return, trained {spec.trainers[0].config.total_steps:,} steps per seed "
-             f"at the default context {tuple(grid.default.tolist())}")
+    default = ", ".join(f"{v:g}" for v in grid.default)
+    title = (f"{spec.env}: zero-shot return after {spec.trainers[0].config.total_steps:,} training steps per seed "
+             f"(default context ({default}))")
     text = ev.write_table(results, os.path.join(spec.out, "generalization.txt"), detail=False, title=title)
     ev.write_csv(results, os.path.join(spec.out, "generalization.csv"))
     ev.write_json(results, os.path.join(spec.out, "generalization.json"), extra=run_info)

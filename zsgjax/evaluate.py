@@ -118,7 +118,8 @@ def evaluate(
     contexts: ``(C, dim)``, each inside ``env.context_space`` (else ``ValueError``
       naming the dimension and its range); a single ``(dim,)`` context is accepted
       and gives ``C = 1``.
-    evaluator: one from :func:`make_evaluator` to reuse its compilation.
+    evaluator: one from :func:`make_evaluator` (same ``env``, ``act_fn`` and
+      ``num_episodes``) to reuse its compilation.
     """
     contexts = np.asarray(contexts, dtype=np.float32)
     if contexts.ndim == 1:
@@ -127,8 +128,12 @@ def evaluate(
         raise ValueError(f"`contexts` must have shape (C, {env.context_dim}) with C >= 1, got {contexts.shape}")
     contexts = env.context_space.validate(contexts, "contexts")
     num_seeds_of(params)
+    num_episodes = _positive_int(num_episodes, "num_episodes")
     fn = evaluator if evaluator is not None else make_evaluator(env, act_fn, num_episodes)
-    return np.asarray(fn(params, jnp.asarray(contexts), rng))
+    returns = np.asarray(fn(params, jnp.asarray(contexts), rng))
+    if returns.shape[2] != num_episodes:
+        raise ValueError(f"`evaluator` runs {returns.shape[2]} episodes per context, but num_episodes={num_episodes}")
+    return returns
 
 
 # -------------------------------------------------------------------- summary
