@@ -73,9 +73,11 @@ BASE_DEFAULTS: dict[str, Any] = dict(
     exploration_fraction=0.3,
 )
 
-# The CSE paper's settings (learning rates actor/critic/alpha, gamma) per environment.
+# The CSE paper's settings (learning rates actor/critic/alpha, gamma) per environment;
+# learning_starts, init_alpha, action_scale and the DQN row are zsgjax's choices.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "simple_direction": dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4, learning_starts=500),
+    "simple_direction": dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4, learning_starts=500,
+                             init_alpha=0.1),
     "pendulum_goal": dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, action_scale=2.0),
     "cheetah_velocity": dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, learning_starts=10_000),
     "ant_direction": dict(actor_lr=3e-5, critic_lr=3e-4, alpha_lr=1e-4, learning_starts=10_000),
