@@ -254,6 +254,10 @@ def _chunk_return(metrics: dict[str, np.ndarray]) -> float:
     return float(np.mean(total[done] / episodes[done])) if done.any() else float("nan")
 
 
+def _format_return(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a (no episode ended yet)"
+
+
 # -------------------------------------------------------------------- training
 def open_checkpointer(spec: TrainSpec, trainer) -> Checkpointer:
     """The checkpointer of one method under ``--out``, checked against ``--resume``.
@@ -324,7 +328,7 @@ def train_method(spec: TrainSpec, trainer: train_lib.Trainer, log=_log):
             checkpointer.save(done, state)
             log(
                 f"[{method}] iteration {done}/{total}  steps {done * spi:,}/{total * spi:,}  "
-                f"{spec.num_seeds * n * spi / elapsed:,.0f} steps/s  return {_chunk_return(metrics):.2f}"
+                f"{spec.num_seeds * n * spi / elapsed:,.0f} steps/s  return {_format_return(_chunk_return(metrics))}"
             )
     finally:
         metrics_log.close()
