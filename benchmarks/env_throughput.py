@@ -1,0 +1,220 @@
+"""Environment throughput and the cost of context derivatives (CPU or accelerator).
+
+Measures, in one process so that every ratio compares numbers taken side by side:
+
+1. **Steps per second** of ``jit(lax.scan(vmap(step)))`` with uniform random
+   actions for 1, 64 and 1024 parallel environments (each at its own random
+   context), for the analytic ``simple_direction`` and each MJX environment
+   (``cheetah_velocity``, ``ant_direction``, ``ant_goal``, all physical features
+   on). Compile time is measured apart (``lower().compile()``) and excluded.
+2. **Cost of context derivatives relative to a plain step**, at 64 environments:
+   the same scan with ``cse.step_and_jacobian`` (the step and its full context
+   Jacobian in one ``jax.jacfwd`` pass, what ``context_jacobian`` computes) and
+   with ``cse.step_and_jvp`` (the step and one directional derivative in one
+   ``jax.jvp`` pass, what ``context_jvp`` computes), as time ratios to the plain
+   step. These are the two gradient modes of ``zsgjax.rollout.step``.
+
+Usage::
+
+    python benchmarks/env_throughput.py                 # full run, a few minutes on CPU
+    python benchmarks/env_throughput.py --quick         # smoke run (tiny sizes)
+
+Writes ``benchmarks/results/env_throughput_<platform>.json`` (or ``--out``) with a
+machine description. Absolute numbers on a shared CPU are noisy; the ratios are
+the meaningful output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zsgjax import cse
+from zsgjax.envs import make
+
+MJX_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
+ENVS = {
+    "simple_direction": {},
+    "cheetah_velocity": {"physical": MJX_FEATURES},
+    "ant_direction": {"physical": MJX_FEATURES},
+    "ant_goal": {"physical": MJX_FEATURES},
+}
+
+
+def machine_description() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import mujoco
+
+    dev = jax.devices()[0]
+    return {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax_version": jax.__version__,
+        "mujoco_version": mujoco.__version__,
+        "device_platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "num_devices": jax.device_count(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _timed_compile(fn, *args):
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def _time_calls(compiled, args, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (one warm-up call first)."""
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+GRADIENT_MODES = ("none", "jacobian", "jvp")
+
+
+def _one_step(env, gradients: str):
+    """``(env_state, action, context, delta) -> (next env_state, derivatives)`` for one sample."""
+
+    def step(env_state, action, context, delta):
+        if gradients == "jacobian":
+            (next_state, *_), grads = cse.step_and_jacobian(env, env_state, action, context)
+        elif gradients == "jvp":
+            (next_state, *_), grads = cse.step_and_jvp(env, env_state, action, context, delta)
+        else:
+            next_state, *_ = env.env_step(env_state, action, context)
+            grads = None
+        return next_state, grads
+
+    return step
+
+
+def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str = "none") -> dict:
+    """Env steps/s of ``num_steps`` scanned ``vmap`` steps on ``num_envs`` environments.
+
+    ``gradients``: ``"none"`` (plain step), ``"jacobian"`` (``cse.step_and_jacobian``: the
+    step and its full context Jacobian in one ``jacfwd`` pass) or ``"jvp"``
+    (``cse.step_and_jvp``: the step and one directional derivative in one ``jvp``).
+    """
+    keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
+    contexts = jax.vmap(env.context_space.sample_uniform)(jax.random.split(jax.random.PRNGKey(5), num_envs))
+    env_states = jax.vmap(env.init_env_state)(keys, contexts)
+    deltas = 0.1 * cse.sample_sphere(jax.random.PRNGKey(6), env.context_dim, (num_envs,))  # jvp directions
+    step = jax.vmap(_one_step(env, gradients))
+
+    def run(env_states, key):
+        def body(carry, _):
+            st, k = carry
+            k, k_act = jax.random.split(k)
+            action = jax.random.uniform(k_act, (num_envs, env.action_size), minval=-1.0, maxval=1.0)
+            st, grads = step(st, action, contexts, deltas)
+            return (st, k), grads
+
+        (env_states, _), grads = jax.lax.scan(body, (env_states, key), None, length=num_steps)
+        return env_states, grads
+
+    compiled, compile_s = _timed_compile(run, env_states, jax.random.PRNGKey(1))
+    run_s = _time_calls(compiled, (env_states, jax.random.PRNGKey(1)), repeats)
+    return {
+        "num_envs": num_envs,
+        "gradients": gradients,
+        "steps_per_call": num_steps,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "env_steps_per_s": num_envs * num_steps / run_s,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    args = parser.parse_args(argv)
+
+    # (num_envs, scanned steps per call): fewer steps for large batches keep the run short.
+    sizes = [(1, 8), (4, 4)] if args.quick else [(1, 200), (64, 50), (1024, 5)]
+    grad_batch = 4 if args.quick else 64  # derivative cost measured at this batch size
+    repeats = 1 if args.quick else args.repeats
+
+    result = {
+        "benchmark": "env_throughput",
+        "machine": machine_description(),
+        "notes": (
+            "Throughput: jit(lax.scan(vmap(step))) with random actions and per-env random contexts, "
+            "compile time excluded (reported apart), best of "
+            f"{repeats} calls after a warm-up. Derivative cost: the same scan with cse.step_and_jacobian "
+            "(step + full context Jacobian, one jacfwd pass, as context_jacobian) or cse.step_and_jvp "
+            "(step + one directional derivative, one jvp pass, as context_jvp), divided by the plain "
+            f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} in the "
+            "context. The CPU was shared with other processes (see load averages), so absolute "
+            "times are noisy; ratios are measured side by side in this one run."
+        ),
+        "throughput": {},
+        "derivative_cost": {},
+    }
+    for name in args.envs:
+        env = make(name, **ENVS[name])
+        rows = []
+        for num_envs, num_steps in sizes:
+            row = throughput(env, num_envs, num_steps, repeats)
+            rows.append(row)
+            print(f"{name:17s} envs={num_envs:5d} {row['env_steps_per_s']:12.1f} steps/s  compile {row['compile_s']:.1f}s", flush=True)
+        result["throughput"][name] = rows
+        plain = next(r for r in rows if r["num_envs"] == grad_batch)
+        cost = {"num_envs": grad_batch, "context_dim": env.context_dim, "step": plain}
+        for mode in ("jacobian", "jvp"):
+            cost[mode] = throughput(env, grad_batch, plain["steps_per_call"], repeats, gradients=mode)
+            cost[f"{mode}_over_step"] = cost[mode]["run_s"] / plain["run_s"]
+        result["derivative_cost"][name] = cost
+        print(
+            f"{name:17s} dim={env.context_dim} step+jacobian/step {cost['jacobian_over_step']:.2f}  "
+            f"step+jvp/step {cost['jvp_over_step']:.2f}  (compile {cost['jacobian']['compile_s']:.1f}s, "
+            f"{cost['jvp']['compile_s']:.1f}s)",
+            flush=True,
+        )
+    if "simple_direction" in result["throughput"]:
+        base = {r["num_envs"]: r["env_steps_per_s"] for r in result["throughput"]["simple_direction"]}
+        result["throughput_ratio_to_simple_direction"] = {
+            name: {str(r["num_envs"]): r["env_steps_per_s"] / base[r["num_envs"]] for r in rows}
+            for name, rows in result["throughput"].items()
+            if name != "simple_direction"
+        }
+    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+
+    out = args.out
+    if out is None:
+        suffix = "_quick" if args.quick else ""
+        out = Path(__file__).parent / "results" / f"env_throughput_{jax.devices()[0].platform}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=lambda x: float(np.asarray(x))))
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
