@@ -46,6 +46,14 @@ def zero_masked(batch: Transition, weight: jax.Array) -> Transition:
     return jax.tree.map(clean, batch)
 
 
+def update_obs_stats(normalizer, state, obs: jax.Array):
+    """``state`` with its ``obs_stats`` updated by the batch ``obs (N, obs_size)``; a no-op
+    when normalisation is off (``obs_stats`` is ``None``)."""
+    if state.obs_stats is None:
+        return state
+    return state.replace(obs_stats=normalizer.update(state.obs_stats, obs))
+
+
 class Agent(Protocol):
     def init(self, rng: jax.Array) -> Any: ...
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import weighted_mean, zero_masked
+from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import DiscreteQ
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.types import Transition
@@ -103,9 +103,7 @@ class DQN:
         return jax.random.randint(rng, (batch,), 0, self.num_actions, dtype=jnp.int32)
 
     def observe(self, state: DQNState, obs: jax.Array) -> DQNState:
-        if state.obs_stats is None:
-            return state
-        return state.replace(obs_stats=self.normalizer.update(state.obs_stats, obs))
+        return update_obs_stats(self.normalizer, state, obs)
 
     def schedule_metrics(self, state: DQNState, env_step: jax.Array) -> dict:
         return {"epsilon": self.epsilon(env_step)}

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import weighted_mean, zero_masked
+from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import EnsembleCritic, GaussianActor, tanh_gaussian
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.types import Transition
@@ -136,9 +136,7 @@ class SAC:
         return jax.random.uniform(rng, (batch, self.action_size), minval=-s, maxval=s)
 
     def observe(self, state: SACState, obs: jax.Array) -> SACState:
-        if state.obs_stats is None:
-            return state
-        return state.replace(obs_stats=self.normalizer.update(state.obs_stats, obs))
+        return update_obs_stats(self.normalizer, state, obs)
 
     def schedule_metrics(self, state: SACState, env_step: jax.Array) -> dict:
         return {"alpha": jnp.exp(state.log_alpha)}
