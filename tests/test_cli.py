@@ -102,6 +102,7 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
         (["--gamma", "1.5"], "gamma must be in \\[0.0, 1.0\\]"),
         (["--hidden-sizes", "0"], "hidden_sizes"),
         (["--resume", "--out", "/nonexistent/zsgjax-run"], "--resume: output directory .* does not exist"),
+        (["--resume"], "--resume needs --out"),
     ],
 )
 def test_invalid_options(capsys, extra, message):

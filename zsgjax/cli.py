@@ -157,7 +157,7 @@ class TrainSpec:
 
 
 def spec_from_args(args: argparse.Namespace) -> TrainSpec:
-    """Check the options and build the per-method configs; ``ValueError`` on bad input."""
+    """Check the options and build one trainer per method; ``ValueError`` on bad input."""
     if args.env not in registered_names():
         raise ValueError(f"--env: unknown environment '{args.env}'; choose one of: {', '.join(registered_names())}")
     methods = tuple(dict.fromkeys(args.method))
@@ -179,6 +179,8 @@ def spec_from_args(args: argparse.Namespace) -> TrainSpec:
         )
         for m in methods
     )
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     if args.resume and not os.path.isdir(out):
         raise ValueError(f"--resume: output directory '{out}' does not exist")
