@@ -44,13 +44,17 @@ def result(env, params, grid):
     return ev.evaluate_grid(env, scaled_sign, params, grid, num_episodes=NUM_EPISODES, rng=jax.random.PRNGKey(1))
 
 
-def reference_returns(env, w, contexts, rng, num_episodes):
-    """NumPy loop: s' = s + clip(a) + c, r = s'.c over the horizon, same initial states."""
-    keys = jax.random.split(rng, len(contexts) * num_episodes).reshape(len(contexts), num_episodes, -1)
-    out = np.zeros((len(contexts), num_episodes))
+def episode_keys(rng, num_seeds, num_episodes):
+    """The documented key layout: episode e of seed s uses split(rng, S * E)[s * E + e]."""
+    return jax.random.split(rng, num_seeds * num_episodes).reshape(num_seeds, num_episodes, -1)
+
+
+def reference_returns(env, w, contexts, keys):
+    """NumPy loop: s' = s + clip(a) + c, r = s'.c over the horizon; ``keys (E, 2)`` of one seed."""
+    out = np.zeros((len(contexts), len(keys)))
     for i, c in enumerate(np.asarray(contexts, np.float64)):
-        for e in range(num_episodes):
-            s = np.asarray(env.reset(keys[i, e], jnp.asarray(c, jnp.float32)).obs[:2], np.float64)
+        for e in range(len(keys)):
+            s = np.asarray(env.reset(keys[e], jnp.asarray(c, jnp.float32)).obs[:2], np.float64)
             for _ in range(env.horizon):
                 a = np.clip(w * np.sign(c), -1, 1)
                 s = s + a + c
@@ -72,9 +76,15 @@ def test_grid_layout(env, grid):
 
 def test_matches_numpy_reference(env, params, grid, result):
     assert result.returns.shape == (3, len(grid), NUM_EPISODES)
+    keys = episode_keys(jax.random.PRNGKey(1), 3, NUM_EPISODES)
     for s, w in enumerate([1.0, 0.5, 0.0]):
-        ref = reference_returns(env, w, grid.contexts, jax.random.PRNGKey(1), NUM_EPISODES)
+        ref = reference_returns(env, w, grid.contexts, keys[s])
         np.testing.assert_allclose(result.returns[s], ref, rtol=1e-4, atol=1e-3)
+    # starts: shared across contexts, independent across seeds
+    same = ev.evaluate(env, scaled_sign, {"w": jnp.ones(2)}, [[0.5, -0.3], [0.5, -0.3]], num_episodes=NUM_EPISODES,
+                       rng=jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(same[:, 0], same[:, 1])
+    assert not np.allclose(same[0], same[1])
     # the near-optimal policy beats the do-nothing one away from c = 0
     far = [i for i in range(len(grid)) if np.abs(grid.contexts[i]).max() > 0.7]
     assert np.all(result.returns[0, far] > result.returns[2, far] + 10)
@@ -97,11 +107,11 @@ def test_termination_stops_reward():
     push = lambda p, obs: jnp.asarray(1, jnp.int32) + 0 * p  # noqa: E731
     contexts = np.asarray([env.context_space.default, env.eval_context_array()[1][-1]], np.float32)
     returns = ev.evaluate(env, push, jnp.zeros((1,)), contexts, num_episodes=2, rng=jax.random.PRNGKey(3))
-    keys = jax.random.split(jax.random.PRNGKey(3), 4).reshape(2, 2, -1)
+    keys = episode_keys(jax.random.PRNGKey(3), 1, 2)[0]
     step = jax.jit(env.step)
     for i, c in enumerate(contexts):
         for e in range(2):
-            st, total, steps = env.reset(keys[i, e], jnp.asarray(c)), 0.0, 0
+            st, total, steps = env.reset(keys[e], jnp.asarray(c)), 0.0, 0
             while steps < env.horizon:
                 st = step(st, jnp.asarray(1, jnp.int32))
                 total, steps = total + float(st.reward), steps + 1

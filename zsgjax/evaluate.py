@@ -65,9 +65,12 @@ def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int) -> Call
     """A jitted ``(params (S, ...), contexts (C, dim), rng) -> returns (S, C, E)``.
 
     Keep the returned function to evaluate repeatedly without recompiling (it
-    compiles once per distinct ``(S, C)``). The episodes' initial states are drawn
-    from keys shared by all seeds (common random numbers), so seeds and methods are
-    compared on the same starting states.
+    compiles once per distinct ``(S, C)``). Episode ``e`` of seed ``s`` starts from
+    key ``split(rng, S * E)[s * E + e]`` at every context: seeds get independent
+    starts (so the spread across seeds, hence the CI, includes the start-state
+    noise), while contexts and methods evaluated with the same ``rng`` share them
+    (two equal contexts give equal returns; curves over a sweep are not jagged by
+    start-state noise).
     """
     num_episodes = _positive_int(num_episodes, "num_episodes")
 
@@ -75,13 +78,14 @@ def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int) -> Call
         return episode_return(env, act_fn, p, c, k)
 
     over_episodes = jax.vmap(one_episode, in_axes=(None, None, 0))
-    over_contexts = jax.vmap(over_episodes, in_axes=(None, 0, 0))
-    over_seeds = jax.vmap(over_contexts, in_axes=(0, None, None))
+    over_contexts = jax.vmap(over_episodes, in_axes=(None, 0, None))
+    over_seeds = jax.vmap(over_contexts, in_axes=(0, None, 0))
 
     @jax.jit
     def evaluator(params, contexts, rng):
-        keys = jax.random.split(rng, contexts.shape[0] * num_episodes)
-        keys = keys.reshape(contexts.shape[0], num_episodes, *keys.shape[1:])
+        num_seeds = jax.tree.leaves(params)[0].shape[0]
+        keys = jax.random.split(rng, num_seeds * num_episodes)
+        keys = keys.reshape(num_seeds, num_episodes, *keys.shape[1:])
         return over_seeds(params, contexts, keys)
 
     return evaluator
