@@ -183,7 +183,10 @@ def main(argv=None) -> dict:
         for num_envs, num_steps in sizes:
             row = throughput(env, num_envs, num_steps, repeats)
             rows.append(row)
-            print(f"{name:17s} envs={num_envs:5d} {row['env_steps_per_s']:12.1f} steps/s  compile {row['compile_s']:.1f}s", flush=True)
+            print(
+                f"{name:17s} envs={num_envs:5d} {row['env_steps_per_s']:12.1f} steps/s  compile {row['compile_s']:.1f}s",
+                flush=True,
+            )
         result["throughput"][name] = rows
         plain = next(r for r in rows if r["num_envs"] == grad_batch)
         cost = {"num_envs": grad_batch, "context_dim": env.context_dim, "step": plain}

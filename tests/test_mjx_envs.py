@@ -91,7 +91,8 @@ def test_vendored_cheetah_is_brax_model():
     ours = make("cheetah_velocity").mj_model
     with resources.as_file(resources.files("brax") / "envs" / "assets" / "half_cheetah.xml") as p:
         theirs = mujoco.MjModel.from_xml_path(str(p))
-    for field in ("body_mass", "body_inertia", "body_subtreemass", "body_invweight0", "dof_invweight0", "geom_friction"):
+    fields = ("body_mass", "body_inertia", "body_subtreemass", "body_invweight0", "dof_invweight0", "geom_friction")
+    for field in fields:
         np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), rtol=1e-12, err_msg=field)
     assert load_model("ant.xml").opt.iterations == 1
 

@@ -59,7 +59,8 @@ class _Ant(MjxEnv):
     def reward_and_termination(self, state, next_state, action, reward_context):
         z = next_state.qpos[2]
         healthy = (z >= HEALTHY_Z_RANGE[0]) & (z <= HEALTHY_Z_RANGE[1])
-        reward = self.progress(state, next_state, reward_context) + HEALTHY_REWARD - CTRL_COST_WEIGHT * jnp.sum(action**2)
+        ctrl_cost = CTRL_COST_WEIGHT * jnp.sum(action**2)
+        reward = self.progress(state, next_state, reward_context) + HEALTHY_REWARD - ctrl_cost
         return reward, ~healthy
 
 

@@ -163,7 +163,9 @@ class MjxEnv(ContextualEnv, abc.ABC):
     def _zero_state(self) -> MjxState:
         nq, nv = self.mj_model.nq, self.mj_model.nv
         return MjxState(
-            qpos=jnp.zeros((nq,), self.dtype), qvel=jnp.zeros((nv,), self.dtype), qacc_warmstart=jnp.zeros((nv,), self.dtype)
+            qpos=jnp.zeros((nq,), self.dtype),
+            qvel=jnp.zeros((nv,), self.dtype),
+            qacc_warmstart=jnp.zeros((nv,), self.dtype),
         )
 
     # ---------------------------------------------------------------- physics

@@ -122,7 +122,9 @@ def make_feature(
     if name == "gravity":
         g = float(-mj_model.opt.gravity[2])
         if np.any(mj_model.opt.gravity[:2] != 0) or g <= 0:
-            raise ValueError(f"feature 'gravity' needs a model with gravity (0, 0, -g), g > 0; got {mj_model.opt.gravity}")
+            raise ValueError(
+                f"feature 'gravity' needs a model with gravity (0, 0, -g), g > 0; got {mj_model.opt.gravity}"
+            )
         default, desc = g, "gravity magnitude g (m/s^2); gravity = (0, 0, -g)"
 
         def apply(model, v):
@@ -157,7 +159,9 @@ def make_feature(
 
         def apply(model, v):
             v = v.astype(model.actuator_gainprm.dtype)
-            return model.replace(actuator_gainprm=model.actuator_gainprm * v, actuator_biasprm=model.actuator_biasprm * v)
+            return model.replace(
+                actuator_gainprm=model.actuator_gainprm * v, actuator_biasprm=model.actuator_biasprm * v
+            )
 
     elif name == "damping_scale":
         default, desc = 1.0, "joint damping (dof_damping) of every degree of freedom"

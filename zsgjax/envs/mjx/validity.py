@@ -37,6 +37,8 @@ def finite_mask(tree, batch_ndim: int = 1) -> jax.Array:
         raise ValueError("finite_mask: `tree` has no floating-point leaf to check")
     shapes = {tuple(jnp.shape(x)[:batch_ndim]) for x in leaves}
     if len(shapes) != 1 or any(jnp.ndim(x) < batch_ndim for x in leaves):
-        raise ValueError(f"finite_mask: leaves must share the leading batch shape ({batch_ndim} axes), got {sorted(shapes)}")
+        raise ValueError(
+            f"finite_mask: leaves must share the leading batch shape ({batch_ndim} axes), got {sorted(shapes)}"
+        )
     masks = [jnp.all(jnp.isfinite(jnp.reshape(x, (*jnp.shape(x)[:batch_ndim], -1))), axis=-1) for x in leaves]
     return functools.reduce(jnp.logical_and, masks)
