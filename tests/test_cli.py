@@ -1,12 +1,14 @@
 """``zsgjax train``: a tiny end-to-end run, resume, outputs, and clear errors.
 
-One module-scoped tiny run (2 methods x 2 seeds x 4 iterations) is shared by the
-tests; the resume test copies its output directory.
+The tiny run (2 methods x 2 seeds x 4 iterations) and everything that needs a
+finished run (outputs, resume, checkpoint conflicts) form one test, so that under
+``pytest -n 2`` the run is compiled and trained by one worker only.
 """
 
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,13 +27,10 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("cli") / "run")
+def run_tiny(out, *extra):
     lines = []
-    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", out]))
-    results = cli.run_train(spec, log=lines.append)
-    return out, results, lines
+    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", out, *extra]))
+    return cli.run_train(spec, log=lines.append), lines
 
 
 def read_csv(path):
@@ -39,8 +38,15 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
-def test_outputs(tiny_run):
-    out, results, lines = tiny_run
+def test_end_to_end_resume_and_conflicts(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    results, lines = run_tiny(out)
+    check_outputs(out, results, lines)
+    check_resume_equals_uninterrupted(out, results, str(tmp_path / "resumed"))
+    check_existing_checkpoints_need_resume_and_same_config(out, capsys)
+
+
+def check_outputs(out, results, lines):
     assert list(results) == ["vanilla", "cse"]
     progress = [line for line in lines if line.startswith("[cse] iteration")]
     assert len(progress) == 2 and "steps 64/64" in progress[-1] and "steps/s" in progress[-1]
@@ -69,17 +75,13 @@ def test_outputs(tiny_run):
     assert run["configs"]["cse"]["hidden_sizes"] == [16, 16] and run["num_seeds"] == 2
 
 
-def test_resume_equals_uninterrupted(tiny_run, tmp_path):
+def check_resume_equals_uninterrupted(out, results, copy):
     """Drop the last checkpoint of cse (as if stopped after chunk 1), resume: same final policy."""
-    out, results, _ = tiny_run
-    copy = str(tmp_path / "run")
     shutil.copytree(out, copy)
     shutil.rmtree(os.path.join(copy, "cse", "checkpoints", "4"))
     for name in ("generalization.json", "generalization.txt"):
         os.remove(os.path.join(copy, name))
-    lines = []
-    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", copy, "--resume"]))
-    resumed = cli.run_train(spec, log=lines.append)
+    resumed, lines = run_tiny(copy, "--resume")
     assert "[cse] resumed from iteration 2/4" in lines
     assert "[vanilla] resumed from iteration 4/4" in lines
     assert not any(line.startswith("[vanilla] iteration") for line in lines)  # nothing left to train
@@ -88,6 +90,16 @@ def test_resume_equals_uninterrupted(tiny_run, tmp_path):
     metrics = read_csv(os.path.join(copy, "cse", "metrics.csv"))
     assert [r["iteration"] for r in metrics] == [str(i) for i in range(1, 5) for _ in range(2)]
     assert metrics == read_csv(os.path.join(out, "cse", "metrics.csv"))
+
+
+def check_existing_checkpoints_need_resume_and_same_config(out, capsys):
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(TINY + ["--out", out])
+    assert "already holds checkpoints of 'vanilla'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(TINY + ["--out", out, "--resume", "--cse-epsilon", "0.2"])
+    assert "different config (cse_epsilon: checkpoint=0.1 vs now=0.2)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -111,17 +123,7 @@ def test_invalid_options(capsys, extra, message):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "zsgjax train: error:" in err
-    assert __import__("re").search(message, err), err
-
-
-def test_existing_checkpoints_need_resume_and_same_config(tiny_run, capsys):
-    out, _, _ = tiny_run
-    with pytest.raises(SystemExit):
-        cli.main(TINY + ["--out", out])
-    assert "already holds checkpoints of 'vanilla'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        cli.main(TINY + ["--out", out, "--resume", "--cse-epsilon", "0.2"])
-    assert "different config (cse_epsilon: checkpoint=0.1 vs now=0.2)" in capsys.readouterr().err
+    assert re.search(message, err), err
 
 
 def test_module_entry_point():
