@@ -225,7 +225,7 @@ class MetricsLog:
         num_seeds, n = metrics[names[0]].shape
         for j in range(n):
             for s in range(num_seeds):
-                self.rows.append([str(first_iteration + j + 1), str(s)] + [f"{metrics[k][s, j]:.6g}" for k in names])
+                self.rows.append([str(first_iteration + j + 1), str(s)] + [_cell(metrics[k][s, j]) for k in names])
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(header)
@@ -242,6 +242,11 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _cell(value: np.generic) -> str:
+    """A CSV cell: integers exactly, floats with 6 significant digits."""
+    return str(int(value)) if np.issubdtype(np.asarray(value).dtype, np.integer) else f"{float(value):.6g}"
 
 
 def _log(message: str) -> None:
