@@ -15,6 +15,15 @@ import jax
 import numpy as np
 
 
+def _jaxlib_version() -> str:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
 def machine_description(note: str | None = None) -> dict:
     """CPU model, core count, jax/jaxlib versions and the default device kind."""
     cpu = platform.processor() or platform.machine()
@@ -32,7 +41,7 @@ def machine_description(note: str | None = None) -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "jax_version": jax.__version__,
-        "jaxlib_version": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "jaxlib_version": _jaxlib_version(),
         "device_platform": device.platform,
         "device_kind": device.device_kind,
         "device_count": jax.device_count(),
@@ -83,7 +92,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
 
 
 def loglog_slope(x, y) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` (positive ``y`` only)."""
+    """Least-squares slope of ``log y`` against ``log x``, fitted on the points with ``y > 0``."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = y > 0
     if keep.sum() < 2:
