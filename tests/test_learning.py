@@ -67,7 +67,10 @@ def test_cse_beats_vanilla_on_unseen_contexts(steps, seeds):
 
 @pytest.mark.slow
 def test_cse_modes_and_baselines_on_simple_direction():
-    """Exact CSE and jvp storage match first-order CSE; LDR and DR also generalise (DR sees the eval contexts)."""
+    """Exact CSE and jvp storage match first-order CSE; LDR and DR also generalise (DR sees the eval contexts).
+
+    Measured (4 seeds): jvp 150.8-157.6, exact 153.2-156.7, LDR 158.3-158.4, DR 154.3-155.5.
+    """
     results = {}
     for name, kw in {
         "jvp": dict(method="cse", cse_storage="jvp"),
@@ -77,9 +80,8 @@ def test_cse_modes_and_baselines_on_simple_direction():
     }.items():
         returns, _, _ = train_and_evaluate(TrainConfig(total_steps=8000, **kw, **SD), 4, SD_EVAL)
         results[name] = returns.mean(1)
-    for name in ("jvp", "exact", "dr"):
-        assert results[name].mean() > 120, results
-    assert results["ldr"].mean() > 90, results
+    for name in ("jvp", "exact", "ldr", "dr"):
+        assert results[name].min() > 120, results
 
 
 # ------------------------------------------------------------------ pendulum_goal
