@@ -87,16 +87,14 @@ def pevi_statistics(phi: jax.Array, states: jax.Array, actions: jax.Array, lam: 
       phi: ``(S, A, d)``; states, actions: ``(K, H)`` int; lam: ridge ``lambda > 0``.
     """
     d = phi.shape[-1]
-    feats = phi[states, actions]  # (K, H, d)
-    feats = jnp.swapaxes(feats, 0, 1)  # (H, K, d)
+    feats = jnp.swapaxes(phi[states, actions], 0, 1)  # (H, K, d)
     gram = jnp.einsum("hkd,hke->hde", feats, feats) + lam * jnp.eye(d, dtype=phi.dtype)
-    chol = jnp.linalg.cholesky(gram)
-    solve = jax.vmap(lambda c, b: jax.scipy.linalg.cho_solve((c, True), b))
-    proj = solve(chol, jnp.swapaxes(feats, 1, 2))  # (H, d, K)
-    flat = phi.reshape(-1, d).T  # (d, S*A)
-    inv_phi = solve(chol, jnp.broadcast_to(flat, (gram.shape[0],) + flat.shape))  # (H, d, S*A)
-    quad = jnp.einsum("ds,hds->hs", flat, inv_phi)
-    bonus = jnp.sqrt(jnp.maximum(quad, 0.0)).reshape((gram.shape[0],) + phi.shape[:2])
+    # Lambda_h >= lam I, so the explicit inverse of these small d x d matrices is well
+    # conditioned; batched as matmuls it is ~3x faster on CPU than Cholesky solves.
+    inv = jnp.linalg.inv(gram)  # (H, d, d)
+    proj = jnp.einsum("hde,hke->hdk", inv, feats)
+    quad = jnp.einsum("sad,hde,sae->hsa", phi, inv, phi)
+    bonus = jnp.sqrt(jnp.maximum(quad, 0.0))
     return PEVIStats(proj=proj, bonus=bonus)
 
 
