@@ -1,0 +1,110 @@
+"""Smoke tests of the benchmark scripts: each main function runs end to end at a tiny
+size and writes its JSON. No timing is asserted (benchmarks are scripts, not timed tests).
+
+The end-to-end runs compile whole training programs (brax's SAC as well for
+``sac_vs_brax``), which takes tens of seconds on a small shared CPU, so they are
+marked ``slow`` (``pytest -m slow tests/test_benchmarks_smoke.py``); the helpers
+are tested in the default run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+sys.path.insert(0, BENCH)
+
+import _common  # noqa: E402
+
+
+# ------------------------------------------------------------------ helpers
+def test_alternate_abba_order_and_paired_ratio():
+    calls = []
+    sides = {"a": lambda: calls.append("a") or 2.0, "b": lambda: calls.append("b") or 1.0}
+    times = _common.alternate(sides, 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert times == {"a": [2.0] * 3, "b": [1.0] * 3}
+    r = _common.paired_ratio(times["a"], times["b"])
+    assert r["median"] == 2.0 and r["n"] == 3
+
+
+def test_write_json_atomic_and_machine_description(tmp_path):
+    path = tmp_path / "sub" / "r.json"
+    _common.write_json(str(path), {"x": np.float32(1.5), "y": jnp.arange(2), "z": float("nan")})
+    assert json.loads(path.read_text()) == {"x": 1.5, "y": [0, 1], "z": None}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary left behind
+    m = _common.machine_description()
+    for key in ("cpu_model", "cpu_count", "jax", "jaxlib", "device_kind"):
+        assert key in m
+
+
+def test_device_put_replicated_shim():
+    import sac_vs_brax
+
+    had = hasattr(jax, "device_put_replicated")
+    installed = sac_vs_brax.install_device_put_replicated_shim()
+    assert installed == (not had)
+    out = jax.device_put_replicated({"a": jnp.ones(3)}, jax.local_devices()[:1])
+    assert out["a"].shape == (1, 3)
+
+
+def test_direction_d_env():
+    import cse_overhead
+
+    env = cse_overhead.DirectionD(3)
+    state = env.reset(jax.random.PRNGKey(0), jnp.full((3,), 0.5))
+    assert state.obs.shape == (6,)
+    nxt = env.step(state, jnp.zeros(3))
+    np.testing.assert_allclose(nxt.obs[:3], state.obs[:3] + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(nxt.reward, jnp.dot(nxt.obs[:3], jnp.full(3, 0.5)), rtol=1e-6)
+    assert cse_overhead.parse_dims("1-3,8") == [1, 2, 3, 8]
+
+
+# ---------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_sac_vs_brax_smoke(tmp_path):
+    import sac_vs_brax
+
+    out = tmp_path / "svb.json"
+    res = sac_vs_brax.main(
+        ["--envs", "pendulum_goal", "--num-envs", "2", "--batch-size", "8", "--hidden", "8",
+         "--rounds", "2", "--repeats", "1", "--buffer-size", "64", "--out", str(out)]
+    )
+    saved = json.loads(out.read_text())
+    assert saved["rows"][0]["env"] == "pendulum_goal"
+    assert saved["rows"][0]["brax_episode_length"] == res["rows"][0]["horizon"] == 200
+    assert saved["brax_shim"]["note"]
+
+
+@pytest.mark.slow
+def test_cse_overhead_smoke(tmp_path):
+    import cse_overhead
+
+    out = tmp_path / "cse.json"
+    cse_overhead.main(
+        ["--envs", "direction_d", "--dims", "2", "--num-envs", "2", "--batch-size", "8", "--hidden", "8",
+         "--rounds", "2", "--repeats", "1", "--out", str(out)]
+    )
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["context_dim"] == 2 and set(row["times"]) == {"vanilla", "cse_jacobian", "cse_jvp"}
+    assert "components" in row
+
+
+@pytest.mark.slow
+def test_seed_scaling_smoke(tmp_path):
+    import seed_scaling
+
+    out = tmp_path / "seeds.json"
+    seed_scaling.main(
+        ["--seeds", "1,2", "--num-envs", "2", "--total-steps", "16", "--learning-starts", "4",
+         "--batch-size", "4", "--hidden", "8", "--repeats", "1", "--profile-seeds", "2", "--out", str(out)]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["seeds"] for r in rows] == [1, 2]
