@@ -30,12 +30,13 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from zsgjax import cse
 from zsgjax.envs import make
@@ -148,16 +149,40 @@ def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str 
     }
 
 
+def _measure_in_subprocess(cfg: dict, timeout_s: float) -> dict:
+    """Run one :func:`throughput` measurement in a fresh process (a hang or crash loses only this entry)."""
+    cmd = [sys.executable, __file__, "--single", json.dumps(cfg)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {**cfg, "error": f"timed out after {timeout_s:g} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {**cfg, "error": f"exit code {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+
+
+def _single(cfg: dict) -> None:
+    env = make(cfg["env"], **ENVS[cfg["env"]])
+    row = throughput(env, cfg["num_envs"], cfg["num_steps"], cfg["repeats"], cfg["gradients"])
+    print("RESULT " + json.dumps({**cfg, **row, "context_dim": env.context_dim}), flush=True)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per measurement (own process)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument("--single", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.single is not None:
+        _single(json.loads(args.single))
+        return {}
 
     # (num_envs, scanned steps per call): fewer steps for large batches keep the run short.
-    sizes = [(1, 8), (4, 4)] if args.quick else [(1, 200), (64, 50), (1024, 5)]
+    sizes = [(1, 8), (4, 4)] if args.quick else [(1, 100), (64, 20), (1024, 3)]
     grad_batch = 4 if args.quick else 64  # derivative cost measured at this batch size
     repeats = 1 if args.quick else args.repeats
 
@@ -170,40 +195,41 @@ def main(argv=None) -> dict:
             f"{repeats} calls after a warm-up. Derivative cost: the same scan with cse.step_and_jacobian "
             "(step + full context Jacobian, one jacfwd pass, as context_jacobian) or cse.step_and_jvp "
             "(step + one directional derivative, one jvp pass, as context_jvp), divided by the plain "
-            f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} in the "
-            "context. The CPU was shared with other processes (see load averages), so absolute "
-            "times are noisy; ratios are measured side by side in this one run."
+            f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} "
+            "in the context. Each measurement runs in its own process, one after another in this invocation. "
+            "The 2-core CPU was shared with several other jobs (see load averages), so absolute times are "
+            "noisy and low; the ratios, taken minutes apart under the same load, are the meaningful output."
         ),
         "throughput": {},
         "derivative_cost": {},
     }
     for name in args.envs:
-        env = make(name, **ENVS[name])
         rows = []
         for num_envs, num_steps in sizes:
-            row = throughput(env, num_envs, num_steps, repeats)
+            cfg = dict(env=name, num_envs=num_envs, num_steps=num_steps, repeats=repeats, gradients="none")
+            row = _measure_in_subprocess(cfg, args.timeout)
             rows.append(row)
-            print(
-                f"{name:17s} envs={num_envs:5d} {row['env_steps_per_s']:12.1f} steps/s  compile {row['compile_s']:.1f}s",
-                flush=True,
-            )
+            print(f"{name:17s} envs={num_envs:5d} {row.get('env_steps_per_s', float('nan')):12.1f} steps/s  "
+                  f"compile {row.get('compile_s', float('nan')):.1f}s {row.get('error', '')}", flush=True)
         result["throughput"][name] = rows
         plain = next(r for r in rows if r["num_envs"] == grad_batch)
-        cost = {"num_envs": grad_batch, "context_dim": env.context_dim, "step": plain}
+        cost = {"num_envs": grad_batch, "step": plain}
         for mode in ("jacobian", "jvp"):
-            cost[mode] = throughput(env, grad_batch, plain["steps_per_call"], repeats, gradients=mode)
-            cost[f"{mode}_over_step"] = cost[mode]["run_s"] / plain["run_s"]
+            cfg = dict(env=name, num_envs=grad_batch, num_steps=plain["num_steps"], repeats=repeats, gradients=mode)
+            cost[mode] = _measure_in_subprocess(cfg, args.timeout)
+            if "run_s" in cost[mode] and "run_s" in plain:
+                cost[f"{mode}_over_step"] = cost[mode]["run_s"] / plain["run_s"]
         result["derivative_cost"][name] = cost
-        print(
-            f"{name:17s} dim={env.context_dim} step+jacobian/step {cost['jacobian_over_step']:.2f}  "
-            f"step+jvp/step {cost['jvp_over_step']:.2f}  (compile {cost['jacobian']['compile_s']:.1f}s, "
-            f"{cost['jvp']['compile_s']:.1f}s)",
-            flush=True,
-        )
+        print(f"{name:17s} step+jacobian/step {cost.get('jacobian_over_step', float('nan')):.2f}  "
+              f"step+jvp/step {cost.get('jvp_over_step', float('nan')):.2f}", flush=True)
     if "simple_direction" in result["throughput"]:
-        base = {r["num_envs"]: r["env_steps_per_s"] for r in result["throughput"]["simple_direction"]}
+        base = {r["num_envs"]: r.get("env_steps_per_s") for r in result["throughput"]["simple_direction"]}
         result["throughput_ratio_to_simple_direction"] = {
-            name: {str(r["num_envs"]): r["env_steps_per_s"] / base[r["num_envs"]] for r in rows}
+            name: {
+                str(r["num_envs"]): r["env_steps_per_s"] / base[r["num_envs"]]
+                for r in rows
+                if r.get("env_steps_per_s") and base.get(r["num_envs"])
+            }
             for name, rows in result["throughput"].items()
             if name != "simple_direction"
         }
@@ -214,7 +240,7 @@ def main(argv=None) -> dict:
         suffix = "_quick" if args.quick else ""
         out = Path(__file__).parent / "results" / f"env_throughput_{jax.devices()[0].platform}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=lambda x: float(np.asarray(x))))
+    out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return result
 
