@@ -291,7 +291,7 @@ class Trainer:
 
         shapes = jax.eval_shape(one_item, k_state)
         example = jax.tree.map(lambda s: jnp.zeros(s.shape[1:], s.dtype), shapes)
-        return TrainState(
+        state = TrainState(
             rng=k_state,
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
@@ -299,6 +299,9 @@ class Trainer:
             replay=self.replay.init(example),
             env=env_state,
         )
+        # One buffer per leaf (targets start as copies of the online params), so the
+        # state can be donated: jax.jit(trainer.run, static_argnums=1, donate_argnums=0).
+        return jax.tree.map(lambda x: jnp.array(x, copy=True), state)
 
     # ------------------------------------------------------------ batches
     def training_batch(self, items: ReplayItem, rng: jax.Array) -> tuple[Transition, jax.Array, jax.Array]:
