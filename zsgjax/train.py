@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from brax.envs.base import State
 from flax import struct
 
-from zsgjax import cse, rollout
+from zsgjax import cse, rollout, sharding
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
@@ -241,7 +241,10 @@ class Trainer:
     """A static training program for one resolved :class:`TrainConfig`.
 
     Attributes: ``config`` (resolved), ``env``, ``agent`` (:class:`SAC` or
-    :class:`DQN`), ``replay``, ``num_iterations``, ``steps_per_iteration``.
+    :class:`DQN`), ``replay``, ``num_iterations``, ``steps_per_iteration``, and
+    ``mesh``: an optional ``(seeds, envs)`` device mesh (see
+    :mod:`zsgjax.sharding`) over whose ``envs`` axis the parallel environments and
+    every replay batch are split (data parallelism; ``None``: one device).
     """
 
     config: TrainConfig
@@ -250,6 +253,7 @@ class Trainer:
     replay: Replay
     num_iterations: int
     steps_per_iteration: int
+    mesh: Any = None
 
     # ------------------------------------------------------------- pieces
     @property
@@ -282,7 +286,7 @@ class Trainer:
         """Fresh agent, empty replay, ``num_envs`` reset environments. Pure."""
         k_state, k_agent, k_env = jax.random.split(rng, 3)
         c = self.config
-        env_state = rollout.reset(self.env, k_env, c.num_envs, self.sampler)
+        env_state = sharding.constrain_batch(rollout.reset(self.env, k_env, c.num_envs, self.sampler), self.mesh)
 
         def one_item(key):
             action = self.agent.random_action(key, c.num_envs)
@@ -344,6 +348,7 @@ class Trainer:
         def one(agent_state, key):
             k_sample, k_enh, k_upd = jax.random.split(key, 3)
             items = self.replay.sample(replay_state, k_sample)
+            items = sharding.constrain_batch(items, self.mesh)
             batch, weight, invalid = self.training_batch(items, k_enh)
             agent_state, metrics = self.agent.update(agent_state, batch, weight, k_upd)
             return agent_state, {**metrics, "cse_invalid": invalid}
@@ -367,6 +372,7 @@ class Trainer:
         env_state, out = rollout.step(
             self.env, state.env, action, k_step, self.sampler, self.gradient_mode, c.cse_epsilon
         )
+        env_state = sharding.constrain_batch(env_state, self.mesh)
         replay_state = self.replay.add(state.replay, self._item(out))
         env_steps = state.env_steps + c.num_envs
 

@@ -1,0 +1,97 @@
+"""Multi-device training: a (seeds, envs) mesh over 4 forced CPU devices gives the
+single-device results.
+
+The device count is fixed when jax initialises, so the check runs in a
+subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, jax, jax.numpy as jnp, numpy as np
+    from zsgjax.train import TrainConfig, make_train
+    from zsgjax import sharding
+
+    assert jax.device_count() == 4, jax.devices()
+    cfg = TrainConfig(env="simple_direction", method="cse", total_steps=192, num_envs=4,
+                      steps_per_iteration=64, learning_starts=64, batch_size=32, buffer_size=256,
+                      hidden_sizes=(32, 32))
+    trainer = make_train(cfg)
+    rngs = jax.random.split(jax.random.PRNGKey(3), 4)
+
+    ref_state, ref_metrics = jax.jit(jax.vmap(trainer.train))(rngs)
+    out = {}
+    for seeds, envs in ((4, 1), (2, 2)):
+        mesh = sharding.make_mesh(seeds=seeds, envs=envs)
+        state, metrics = sharding.sharded_train(trainer, mesh)(rngs)
+        ref_leaves = jax.tree.leaves(trainer.policy_params(ref_state))
+        leaves = jax.tree.leaves(trainer.policy_params(state))
+        err = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(ref_leaves, leaves))
+        scale = max(float(jnp.max(jnp.abs(a))) for a in ref_leaves)
+        devices = sorted({d.id for leaf in leaves for d in leaf.sharding.device_set})
+        out[f"{seeds}x{envs}"] = dict(
+            max_param_err=err, param_scale=scale, devices=devices,
+            env_steps=np.asarray(metrics["env_steps"]).tolist(),
+            ref_env_steps=np.asarray(ref_metrics["env_steps"]).tolist(),
+            critic_loss=np.asarray(metrics["critic_loss"][:, -1]).tolist(),
+            ref_critic_loss=np.asarray(ref_metrics["critic_loss"][:, -1]).tolist(),
+        )
+    # bad meshes are rejected with clear errors
+    errors = []
+    for kwargs in (dict(seeds=3), dict(seeds=1, envs=8)):
+        try:
+            sharding.make_mesh(**kwargs)
+        except ValueError as e:
+            errors.append(str(e))
+    try:
+        sharding.sharded_train(make_train(TrainConfig(num_envs=6, batch_size=32, buffer_size=64,
+                                                       total_steps=60, steps_per_iteration=60)),
+                               sharding.make_mesh(seeds=1, envs=4))
+    except ValueError as e:
+        errors.append(str(e))
+    out["errors"] = errors
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def sharded_results():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT"))
+    return json.loads(line[len("RESULT"):])
+
+
+def test_seed_sharding_matches_single_device(sharded_results):
+    r = sharded_results["4x1"]
+    assert r["devices"] == [0, 1, 2, 3]
+    assert r["env_steps"] == r["ref_env_steps"]
+    # independent seeds on separate devices: the same computation, no reductions across devices
+    assert r["max_param_err"] <= 1e-5 * max(1.0, r["param_scale"])
+
+
+def test_data_parallel_matches_single_device(sharded_results):
+    r = sharded_results["2x2"]
+    assert r["devices"] == [0, 1, 2, 3]
+    assert r["env_steps"] == r["ref_env_steps"]
+    # gradients averaged by an all-reduce: equal up to float re-association
+    assert r["max_param_err"] <= 1e-4 * max(1.0, r["param_scale"])
+    for a, b in zip(r["critic_loss"], r["ref_critic_loss"]):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+
+
+def test_invalid_meshes_rejected(sharded_results):
+    errors = sharded_results["errors"]
+    assert len(errors) == 3
+    assert "positive divisor of the device count 4" in errors[0]
+    assert "at most the device count 4" in errors[1]
+    assert "num_envs=6 must be a multiple of the mesh's envs axis size 4" in errors[2]
