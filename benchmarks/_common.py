@@ -183,4 +183,9 @@ def paired_ratio(num: Sequence[float], den: Sequence[float]) -> dict[str, float]
 
 
 def summary(times: Sequence[float]) -> dict[str, float]:
-    return {"median_s": median(times), "min_s": float(min(times)), "max_s": float(max(times)), "runs": list(map(float, times))}
+    return {
+        "median_s": median(times),
+        "min_s": float(min(times)),
+        "max_s": float(max(times)),
+        "runs": list(map(float, times)),
+    }

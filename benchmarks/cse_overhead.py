@@ -180,7 +180,9 @@ def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, re
     out["collect_jacobian_over_none"] = _common.paired_ratio(times["collect_jacobian"], times["collect_none"])
     out["collect_jvp_over_none"] = _common.paired_ratio(times["collect_jvp"], times["collect_none"])
     out["update_cse_jvp_over_vanilla"] = _common.paired_ratio(times["update_cse_jvp"], times["update_vanilla"])
-    out["update_cse_jacobian_over_vanilla"] = _common.paired_ratio(times["update_cse_jacobian"], times["update_vanilla"])
+    out["update_cse_jacobian_over_vanilla"] = _common.paired_ratio(
+        times["update_cse_jacobian"], times["update_vanilla"]
+    )
     out["compile_s"] = compile_s
     return out
 

@@ -283,7 +283,8 @@ class ZsgjaxSide:
         )
         timed_steps = s["rounds"] * n
         self.trainer = make_train(
-            TrainConfig(total_steps=s["learning_starts"] + timed_steps, steps_per_iteration=timed_steps, **common), env=env
+            TrainConfig(total_steps=s["learning_starts"] + timed_steps, steps_per_iteration=timed_steps, **common),
+            env=env,
         )
         state, self.init_s = _common.timed(jax.jit(self.trainer.init), jax.random.PRNGKey(seed))
         self.run, self.compile_s = _common.compile_timed(self.trainer.run, state, 1, static_argnums=(1,))
