@@ -1,0 +1,327 @@
+"""The CSE paper's experiment protocol, shared by every ``scripts/experiments/<env>.py``.
+
+Each environment script is data: an :class:`Experiment` (methods, a ``cpu`` and a
+``paper`` :class:`Scale`, which contexts count as "far" from the training context)
+handed to :func:`main`. The protocol, for every method (or variant):
+
+1. train all seeds in **one** ``jax.jit(jax.vmap(trainer.run))`` program, chunked and
+   checkpointed (``zsgjax.cli.train_method``; checkpoints go to ``--work``, by default
+   under the git-ignored ``runs/``, so ``--resume`` continues a long paper-scale run);
+2. evaluate every seed's deterministic policy zero-shot over the grid of
+   ``zsgjax.evaluate.make_grid`` (each context dimension swept over its range with
+   the others at default, plus the environment's named evaluation contexts), with the
+   same episode starts for every method (``zsgjax.cli.evaluate_method``);
+3. write to ``--out``: ``generalization.png`` (``plot_sweeps``), ``results.md`` (settings,
+   claims, the summary and the full table), ``results.csv`` (every grid point) and
+   ``results.json`` (raw returns, settings, wall times, claims).
+
+The claims checked are the paper's: CSE beats vanilla away from the training
+context; CSE is comparable to LDR; and, where an experiment names a ``focus`` (the
+pendulum's large ``|tau|``), CSE against LDR there. A difference counts only when its
+95% interval (``sqrt(ci_a^2 + ci_b^2)``, seeds independent between methods) excludes 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from zsgjax import cli
+from zsgjax import evaluate as ev
+from zsgjax import plotting
+from zsgjax.fileio import atomic_write
+from zsgjax.train import TrainConfig, make_train
+
+SCALES = ("cpu", "paper")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """Training length and size of one scale. ``config``: TrainConfig overrides shared by all methods."""
+
+    steps: int
+    seeds: int
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    eval_episodes: int = 10
+    sweep_points: int = 9
+    chunks: int = 1
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One environment's experiment.
+
+    far_fraction: a grid context is "far" from the training context when some
+      dimension differs from its default by at least this fraction of its range.
+    focus: optional ``(dimension, min |value - default|, description)``: rows of that
+      dimension's sweep at least that far from default, where CSE is compared with LDR.
+    method_config: per-method TrainConfig overrides (e.g. a variant's cse_mode).
+    """
+
+    env: str
+    methods: tuple[str, ...]
+    cpu: Scale
+    paper: Scale
+    far_fraction: float = 0.25
+    focus: tuple[str, float, str] | None = None
+    method_config: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    notes: str = ""
+
+    def scale(self, name: str) -> Scale:
+        if name not in SCALES:
+            raise ValueError(f"--scale must be one of {', '.join(SCALES)}; got {name!r}")
+        return getattr(self, name)
+
+
+# The MuJoCo (MJX) tasks share their scales: on CPU a short run that exercises the
+# protocol end to end (compiling one MJX training chunk takes about 70 s there); at
+# paper scale 1M steps, as in the paper's MuJoCo experiments.
+MJX_CPU = Scale(steps=8_000, seeds=2, eval_episodes=2, sweep_points=7,
+                config=dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=2_000),
+                note="far too short to learn locomotion; checks the protocol end to end on MJX")
+MJX_PAPER = Scale(steps=1_000_000, seeds=5, eval_episodes=10, chunks=20, config=dict(num_envs=16))
+
+
+# ----------------------------------------------------------------- training
+def configs_for(exp: Experiment, scale: Scale, steps: int, seed: int) -> dict[str, TrainConfig]:
+    """``{label: TrainConfig}`` of every method of ``exp`` at ``scale``."""
+    out = {}
+    for label in exp.methods:
+        extra = dict(exp.method_config.get(label, {}))
+        method = extra.pop("method", label)
+        out[label] = TrainConfig(env=exp.env, method=method, total_steps=steps, seed=seed,
+                                 **{**dict(scale.config), **extra})
+    return out
+
+
+def run_variants(
+    configs: Mapping[str, TrainConfig],
+    *,
+    num_seeds: int,
+    work: str,
+    resume: bool = False,
+    eval_episodes: int = 10,
+    sweep_points: int = 9,
+    chunks: int = 1,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, ev.EvalResult], dict[str, dict[str, float]]]:
+    """Train (one jit(vmap) over seeds per label) and evaluate every config on the env's grid.
+
+    Returns ``({label: EvalResult}, {label: {"train_s", "compile_s", "program_s", "eval_s"}})``:
+    ``train_s`` the wall time of ``cli.train_method`` (compilation, initialisation and
+    checkpoints included), ``compile_s`` the compile time and ``program_s`` the time in
+    the compiled training chunks, both from the lines ``cli.train_method`` logs.
+    """
+    envs = {c.env for c in configs.values()}
+    if len(envs) != 1:
+        raise ValueError(f"all configs must share one environment, got {sorted(envs)}")
+    trainers = {label: make_train(cfg) for label, cfg in configs.items()}
+    specs = {
+        label: cli.TrainSpec(env=t.config.env, methods=(t.config.method,), num_seeds=num_seeds, trainers=(t,),
+                             out=os.path.join(work, label), resume=resume, chunks=chunks, keep=1, tensorboard=False,
+                             eval_episodes=eval_episodes, sweep_points=sweep_points)
+        for label, t in trainers.items()
+    }
+    for spec in specs.values():  # checkpoint conflicts fail before any training
+        cli.preflight(spec)
+    grid = ev.make_grid(next(iter(trainers.values())).env, sweep_points)
+    results, timings = {}, {}
+    for label, trainer in trainers.items():
+        compile_s, program_s, steps_done = [], [], [0]
+
+        def capture(message: str, label=label) -> None:
+            # cli.train_method reports compile time and each chunk's throughput only in its log lines.
+            m = re.search(r"compiled .* in ([0-9.]+) s", message)
+            if m:
+                compile_s.append(float(m.group(1)))
+            m = re.search(r"steps ([0-9,]+)/[0-9,]+ +([0-9,]+) steps/s", message)
+            if m:
+                steps, rate = (int(g.replace(",", "")) for g in m.groups())
+                program_s.append((steps - steps_done[0]) * num_seeds / max(rate, 1))
+                steps_done[0] = steps
+            log(message.replace(f"[{trainer.config.method}]", f"[{label}]", 1))
+
+        t0 = time.perf_counter()
+        state = cli.train_method(specs[label], trainer, capture)
+        jax.block_until_ready(state)
+        t1 = time.perf_counter()
+        results[label] = cli.evaluate_method(specs[label], trainer, state, grid)
+        t2 = time.perf_counter()
+        timings[label] = {"train_s": t1 - t0, "compile_s": float(sum(compile_s)), "program_s": float(sum(program_s)),
+                          "eval_s": t2 - t1}
+        log(f"[{label}] trained in {t1 - t0:.1f} s (compile {sum(compile_s):.1f} s), evaluated in {t2 - t1:.1f} s")
+        del state
+    return results, timings
+
+
+# ------------------------------------------------------------------- claims
+def far_rows(grid: ev.ContextGrid, low: Sequence[float], high: Sequence[float], fraction: float) -> np.ndarray:
+    """Rows of ``grid`` with some dimension at least ``fraction`` of its range away from default."""
+    span = np.maximum(np.asarray(high, np.float64) - np.asarray(low, np.float64), 1e-12)
+    dist = np.abs(grid.contexts - grid.default[None]) / span[None]
+    return np.flatnonzero(dist.max(axis=1) >= fraction - 1e-6)
+
+
+def focus_rows(grid: ev.ContextGrid, dim: str, min_distance: float) -> np.ndarray:
+    rows = grid.sweep_rows(dim)
+    i = grid.names.index(dim)
+    return rows[np.abs(grid.contexts[rows, i] - grid.default[i]) >= min_distance - 1e-6]
+
+
+def compare(results: Mapping[str, ev.EvalResult], a: str, b: str, rows: np.ndarray) -> dict[str, Any]:
+    """``a`` against ``b`` averaged over ``rows``: means, difference and its 95% interval, verdict."""
+    ma, ca = results[a].aggregate(rows)
+    mb, cb = results[b].aggregate(rows)
+    diff = ma - mb
+    ci = float(np.sqrt(np.nan_to_num(ca) ** 2 + np.nan_to_num(cb) ** 2))
+    if not (np.isfinite(ca) and np.isfinite(cb)):
+        verdict = "n/a (one seed: no interval)"
+    elif diff - ci > 0:
+        verdict = f"{a} > {b}"
+    elif diff + ci < 0:
+        verdict = f"{a} < {b}"
+    else:
+        verdict = "no significant difference"
+    return {"a": a, "b": b, "mean_a": ma, "ci_a": ca, "mean_b": mb, "ci_b": cb, "diff": diff, "diff_ci": ci,
+            "verdict": verdict, "rows": [results[a].grid.labels[r] for r in rows]}
+
+
+def check_claims(exp: Experiment, results: Mapping[str, ev.EvalResult], low, high) -> list[dict[str, Any]]:
+    """The paper's qualitative claims that the trained methods allow to check."""
+    grid = next(iter(results.values())).grid
+    far = far_rows(grid, low, high, exp.far_fraction)
+    where = f"contexts >= {exp.far_fraction:g} of a range from the training context ({len(far)} grid points)"
+    claims = []
+    if "cse" in results and "vanilla" in results:
+        claims.append({"claim": "CSE beats vanilla away from the training context", "where": where,
+                       **compare(results, "cse", "vanilla", far)})
+    if "cse" in results and "ldr" in results:
+        claims.append({"claim": "CSE is comparable to LDR", "where": where, **compare(results, "cse", "ldr", far)})
+    if exp.focus and "cse" in results and "ldr" in results:
+        dim, dist, text = exp.focus
+        rows = focus_rows(grid, dim, dist)
+        claims.append({"claim": f"CSE ahead of LDR {text}", "where": f"{dim} sweep, |{dim} - default| >= {dist:g}",
+                       **compare(results, "cse", "ldr", rows)})
+    return claims
+
+
+# ------------------------------------------------------------------ outputs
+def _claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| claim | where | CSE | other | difference (95% CI) | measured |", "|---|---|---|---|---|---|"]
+    for c in claims:
+        lines.append(f"| {c['claim']} | {c['where']} | {c['mean_a']:.2f} ± {c['ci_a']:.2f} | "
+                     f"{c['b']}: {c['mean_b']:.2f} ± {c['ci_b']:.2f} | {c['diff']:+.2f} ± {c['diff_ci']:.2f} | "
+                     f"{c['verdict']} |")
+    return "\n".join(lines)
+
+
+def _timings_markdown(timings: Mapping[str, Mapping[str, float]]) -> str:
+    lines = ["| method | train wall s (all) | compile s | training program s | eval wall s |", "|---|---|---|---|---|"]
+    for m, t in timings.items():
+        lines.append(f"| {m} | {t['train_s']:.1f} | {t['compile_s']:.1f} | {t['program_s']:.1f} | {t['eval_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_outputs(out: str, results: Mapping[str, ev.EvalResult], *, title: str, info: Mapping[str, Any],
+                  claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]]) -> str:
+    """Write ``generalization.png`` and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
+    os.makedirs(out, exist_ok=True)
+    plotting.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
+    ev.write_csv(results, os.path.join(out, "results.csv"))
+    ev.write_json(results, os.path.join(out, "results.json"),
+                  extra={**info, "timings": timings, "claims": claims})
+    settings = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("configs", "command"))
+    md = "\n\n".join([
+        f"# {title}",
+        f"Command: `{info.get('command', '')}`",
+        f"Settings: {settings}. Cells are mean ± 1.96·SEM over seeds of each seed's mean return.",
+        "## Claims\n\n" + (_claims_markdown(claims) if claims else "(no claim applies to these methods)"),
+        "## Summary (named contexts and sweep means)\n\n```\n" + ev.format_table(results, detail=False) + "\n```",
+        "## Wall time\n\n" + _timings_markdown(timings),
+        "## Every grid point\n\n```\n" + ev.format_table(results, detail=True) + "\n```",
+        f"![{title}](generalization.png)",
+    ]) + "\n"
+    atomic_write(os.path.join(out, "results.md"), md)
+    return md
+
+
+# --------------------------------------------------------------------- main
+def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = None, steps: int | None = None,
+                   methods: Sequence[str] | None = None, out: str | None = None, work: str | None = None,
+                   resume: bool = False, seed: int = 0, command: str = "", log=print) -> dict[str, Any]:
+    """Run the whole protocol for ``exp``; returns ``{"results", "claims", "timings", "out"}``."""
+    sc = exp.scale(scale)
+    if methods:
+        unknown = [m for m in methods if m not in exp.methods]
+        if unknown:
+            raise ValueError(f"--methods: {unknown} not among this experiment's {list(exp.methods)}")
+        exp = dataclasses.replace(exp, methods=tuple(methods))
+    num_seeds = seeds or sc.seeds
+    total = steps or sc.steps
+    out = out or os.path.join(REPO, "docs", "experiments", exp.env)
+    work = work or os.path.join(REPO, "runs", "experiments",
+                                f"{exp.env}-{scale}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    configs = configs_for(exp, sc, total, seed)
+    log(f"{exp.env} ({scale} scale): methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per seed; "
+        f"out {out}; checkpoints {work}")
+    t0 = time.perf_counter()
+    results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
+                                    eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
+                                    chunks=sc.chunks, log=log)
+    first = make_train(next(iter(configs.values())))
+    env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
+    claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
+    default = ", ".join(f"{v:g}" for v in env.context_space.default)
+    info = {
+        "env": exp.env, "scale": scale, "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
+        "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "training_context": f"({default})",
+        "wall_s": round(time.perf_counter() - t0, 1), "machine": f"{jax.default_backend()}, {os.cpu_count()} cores",
+        "command": command, **({"note": sc.note} if sc.note else {}),
+        "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
+    }
+    title = f"{exp.env}: zero-shot return, {scale} scale ({total:,} steps x {num_seeds} seeds)"
+    md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings)
+    log(md.split("## Wall time")[0])
+    log(f"wrote {out}/generalization.png, results.md/.csv/.json in {info['wall_s']:.0f} s")
+    return {"results": results, "claims": claims, "timings": timings, "out": out}
+
+
+def parser(exp: Experiment, description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description or f"The CSE paper's experiment on {exp.env}: train "
+                                f"{', '.join(exp.methods)} for several seeds, sweep contexts, plot and tabulate.")
+    p.add_argument("--scale", choices=SCALES, default="cpu",
+                   help=f"cpu: minutes on 2 cores ({exp.cpu.steps:,} steps x {exp.cpu.seeds} seeds); paper: the "
+                   f"paper's lengths for GPU machines ({exp.paper.steps:,} steps x {exp.paper.seeds} seeds)")
+    p.add_argument("--seeds", type=cli._positive_int, default=None, help="number of seeds (default: the scale's)")
+    p.add_argument("--steps", type=cli._positive_int, default=None, help="training steps per seed (default: the scale's)")
+    p.add_argument("--methods", nargs="+", default=None, help=f"subset of {' '.join(exp.methods)}")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--out", default=None, help=f"output folder (default: docs/experiments/{exp.env})")
+    p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
+    return p
+
+
+def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
+    p = parser(exp)
+    args = p.parse_args(argv)
+    if args.resume and not args.work:
+        p.error("--resume needs --work naming the checkpoint folder")
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO) if argv is None else exp.env,
+                                    *(sys.argv[1:] if argv is None else argv)])
+    try:
+        run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
+                       out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command)
+    except ValueError as e:
+        p.error(str(e))
+    return 0

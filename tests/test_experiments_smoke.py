@@ -1,0 +1,52 @@
+"""The experiment protocol (scripts/experiments/common.py) end to end at a tiny size."""
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "experiments"))
+
+import common  # noqa: E402
+import simple_direction  # noqa: E402
+
+TINY = common.Scale(steps=320, seeds=2, eval_episodes=2, sweep_points=3,
+                    config=dict(num_envs=8, hidden_sizes=(16, 16), batch_size=32, learning_starts=160,
+                                buffer_size=1_000))
+
+
+def test_protocol_end_to_end(tmp_path):
+    """Two methods x 2 seeds x 320 steps: train, evaluate, claims, plot and files.
+
+    The budget is on the CPU time of this process (about 35 s measured: mostly
+    compilation), not on wall time, which on the shared development machine grows
+    several-fold with the load of other jobs.
+    """
+    exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))
+    t0 = time.process_time()
+    out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "out"), work=str(tmp_path / "work"),
+                                log=lambda _: None)
+    elapsed = time.process_time() - t0
+    assert elapsed < 60, elapsed
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert files == ["generalization.png", "results.csv", "results.json", "results.md"], files
+    record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]
+    assert record["seeds"] == 2 and record["steps_per_seed"] == 320
+    assert set(record["timings"]) == {"vanilla", "cse"}
+    (claim,) = record["claims"]
+    assert claim["claim"] == "CSE beats vanilla away from the training context"
+    assert claim["verdict"] in ("cse > vanilla", "cse < vanilla", "no significant difference")
+    returns = out["results"]["cse"].returns
+    assert returns.shape == (2, 2 * 3 + 5, 2)  # seeds x (2 sweeps x 3 points + 5 named) x episodes
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "## Claims" in md and "generalization.png" in md
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="--scale"):
+        simple_direction.EXPERIMENT.scale("huge")
+    with pytest.raises(ValueError, match="--methods"):
+        common.run_experiment(simple_direction.EXPERIMENT, methods=("ppo",))
