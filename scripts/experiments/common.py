@@ -219,6 +219,7 @@ def check_claims(exp: Experiment, results: Mapping[str, ev.EvalResult], low, hig
 def _claims_markdown(claims: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| claim | where | CSE | other | difference (95% CI) | measured |", "|---|---|---|---|---|---|"]
     for c in claims:
+        c = {**c, "claim": c["claim"].replace("|", "\\|"), "where": c["where"].replace("|", "\\|")}
         lines.append(f"| {c['claim']} | {c['where']} | {c['mean_a']:.2f} ± {c['ci_a']:.2f} | "
                      f"{c['b']}: {c['mean_b']:.2f} ± {c['ci_b']:.2f} | {c['diff']:+.2f} ± {c['diff_ci']:.2f} | "
                      f"{c['verdict']} |")
