@@ -9,18 +9,14 @@ and never counted in a throughput.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-import platform
 import statistics
-import sys
-import tempfile
 import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import numpy as np
+
+from zsgjax import fileio, machine
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -31,84 +27,9 @@ SHARED_NOTE = (
 )
 
 
-# --------------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-        return getattr(mod, "__version__", None)
-    except Exception:  # pragma: no cover - optional packages
-        return None
-
-
-def machine_description() -> dict[str, Any]:
-    """CPU model, core counts, platform, Python and library versions, JAX devices."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        usable = os.cpu_count()
-    devices = jax.devices()
-    try:
-        import jaxlib
-
-        jaxlib_version = jaxlib.__version__
-    except Exception:  # pragma: no cover
-        jaxlib_version = None
-    return {
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_usable": usable,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "jaxlib": jaxlib_version,
-        "jax_backend": jax.default_backend(),
-        "device_count": len(devices),
-        "device_kind": devices[0].device_kind,
-        "versions": {m: _version(m) for m in ("numpy", "flax", "optax", "brax", "mujoco", "flashbax", "zsgjax")},
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-# ------------------------------------------------------------------------ JSON
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.generic, jax.Array)):
-        return _jsonable(np.asarray(x).tolist())
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
-def write_json(path: str, obj: Any) -> str:
-    """Write ``obj`` as indented JSON atomically (temporary file + ``os.replace``)."""
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+# machine description and atomic JSON: the library's own (zsgjax.machine, zsgjax.fileio)
+machine_description = machine.machine_description
+write_json = fileio.write_json
 
 
 def result_header(benchmark: str, args: Any) -> dict[str, Any]:

@@ -29,17 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from zsgjax import cse
 from zsgjax.envs import make
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402  (benchmarks/_common.py)
 
 MJX_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
 ENVS = {
@@ -51,30 +52,8 @@ ENVS = {
 
 
 def machine_description() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import mujoco
-
-    dev = jax.devices()[0]
-    return {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "jax_version": jax.__version__,
-        "mujoco_version": mujoco.__version__,
-        "device_platform": dev.platform,
-        "device_kind": dev.device_kind,
-        "num_devices": jax.device_count(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
+    """The shared machine description plus the load average when the run started."""
+    return {**_common.machine_description(), "load_average_at_start": list(os.getloadavg())}
 
 
 def _timed_compile(fn, *args):
@@ -247,8 +226,7 @@ def main(argv=None) -> dict:
     if out is None:
         suffix = "_quick" if args.quick else ""
         out = Path(__file__).parent / "results" / f"env_throughput_{jax.devices()[0].platform}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    _common.write_json(out, result)
     print(f"wrote {out}")
     return result
 

@@ -18,7 +18,6 @@ self-describing ``.npz`` file atomically; :func:`load_dataset` checks it.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import jax
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from zsgjax.fileio import atomic_path
 from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
 from zsgjax.offline.policies import check_policy
 
@@ -177,8 +177,6 @@ def check_compatible(dataset: OfflineDataset, family: ContextualLinearMDP) -> No
 
 def save_dataset(path: str | os.PathLike, dataset: OfflineDataset) -> None:
     """Write ``dataset`` to one ``.npz`` file at ``path`` atomically (temp file + ``os.replace``)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
     payload = {name: np.asarray(getattr(dataset, name)) for name in _ARRAYS}
     payload.update(
         format_name=np.asarray(FORMAT_NAME), format_version=np.asarray(FORMAT_VERSION),
@@ -186,17 +184,11 @@ def save_dataset(path: str | os.PathLike, dataset: OfflineDataset) -> None:
         num_envs=np.asarray(dataset.num_envs), num_episodes=np.asarray(dataset.num_episodes),
         horizon=np.asarray(dataset.horizon), context_dim=np.asarray(dataset.contexts.shape[1]),
     )
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_actions: int | None = None, horizon: int | None = None) -> OfflineDataset:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+
+from zsgjax.stats import loglog_slope  # noqa: F401  (re-exported: CEBE error rates)
 from zsgjax.tabular import cliffwalking as cw
-from zsgjax.tabular.mdp import check_policy, concrete, evaluate_policy, greedy_policy, uniform_policy, value_iteration
+from zsgjax.tabular.mdp import check_policy, evaluate_policy, greedy_policy, uniform_policy, value_iteration
 
 POLICIES = ("optimal", "uniform")
 
@@ -113,12 +114,3 @@ def policy_at(kind: str, p0, variant: str = "constant", gamma=cw.GAMMA) -> jax.A
         return uniform_policy(cw.num_states(), cw.NUM_ACTIONS, dtype=_float(p0).dtype)
     return greedy_policy(optimal_q(p0, variant, gamma))
 
-
-def loglog_slope(dps, errors) -> float:
-    """Least-squares slope of ``log(errors)`` against ``log(dps)`` (both ``(N,)``, positive)."""
-    x, y = concrete(dps), concrete(errors)
-    if x is None or y is None or x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ValueError("`dps` and `errors` must be concrete 1-D arrays of equal length >= 2")
-    if np.any(x <= 0) or np.any(y <= 0):
-        raise ValueError("`dps` and `errors` must be > 0 for a log-log fit")
-    return float(np.polyfit(np.log(np.abs(x)), np.log(y), 1)[0])
