@@ -128,6 +128,21 @@ def test_vmapped_seeds_equal_separate_runs(cse_trainer, cse_train_fn):
     assert not np.allclose(jax.tree.leaves(p)[0][0], jax.tree.leaves(p)[0][1])
 
 
+def test_run_seeds_equals_vmapped_run_and_keeps_the_warmup_cond(cse_trainer):
+    """``run_seeds`` (counters unbatched) == ``vmap(run)``; only it keeps a real ``cond``."""
+    states = jax.jit(jax.vmap(cse_trainer.init))(jax.random.split(jax.random.PRNGKey(5), 2))
+    vmapped = jax.vmap(lambda s: cse_trainer.run(s, 2))
+    shared = lambda s: cse_trainer.run_seeds(s, 2)  # noqa: E731
+    s_v, m_v = jax.jit(vmapped)(states)
+    s_s, m_s = jax.jit(shared)(states)
+    leaves_close(s_s, s_v, rtol=1e-6, atol=1e-7)
+    leaves_close(m_s, m_v, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(s_s.env_steps), [80, 80])
+    # the warm-up/learning switch: a cond with run_seeds, a select (both branches computed) with vmap(run)
+    assert "cond[" in str(jax.make_jaxpr(shared)(states))
+    assert "cond[" not in str(jax.make_jaxpr(vmapped)(states))
+
+
 # ------------------------------------------------------------------ methods
 @pytest.mark.parametrize(
     "kw",

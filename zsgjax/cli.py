@@ -298,7 +298,7 @@ def preflight(spec: TrainSpec) -> None:
 
 
 def train_method(spec: TrainSpec, trainer: train_lib.Trainer, log=_log):
-    """Train all seeds of one method with chunked, checkpointed ``jit(vmap(run))``.
+    """Train all seeds of one method with chunked, checkpointed ``jit(trainer.run_seeds)`` (a vmap of ``run``).
 
     Returns the final state (leading seed axis ``S`` on every leaf).
     """
@@ -324,7 +324,7 @@ def train_method(spec: TrainSpec, trainer: train_lib.Trainer, log=_log):
             n = min(size, total - done)
             if n not in programs:
                 t0 = time.perf_counter()
-                programs[n] = jax.jit(jax.vmap(lambda s, n=n: trainer.run(s, n))).lower(state).compile()
+                programs[n] = jax.jit(lambda s, n=n: trainer.run_seeds(s, n)).lower(state).compile()
                 log(f"[{method}] compiled a {n}-iteration chunk for {spec.num_seeds} seeds in {time.perf_counter() - t0:.1f} s")
             t0 = time.perf_counter()
             state, metrics = programs[n](state)

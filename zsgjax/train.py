@@ -430,6 +430,26 @@ class Trainer:
         """
         return jax.lax.scan(self._iteration, state, None, length=int(num_iterations))
 
+    def run_seeds(self, state: TrainState, num_iterations: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        """:meth:`run` for a batch of seeds (leading seed axis ``S`` on every leaf).
+
+        All seeds step in lockstep, so their ``env_steps`` and ``iteration`` counters
+        are equal; they are passed to ``vmap`` unbatched. A batched counter would turn
+        the warm-up/learning switch (a ``lax.cond`` on ``env_steps``) into a
+        ``select`` that computes the gradient updates during warm-up too. The
+        result equals ``jax.vmap(lambda s: self.run(s, num_iterations))(state)``.
+        """
+        axes = TrainState(rng=0, env_steps=None, iteration=None, agent=0, replay=0, env=0)
+        shared = state.replace(env_steps=state.env_steps[0], iteration=state.iteration[0])
+        out, metrics = jax.vmap(
+            lambda s: self.run(s, num_iterations), in_axes=(axes,), out_axes=(axes, 0), axis_size=state.env_steps.shape[0]
+        )(shared)
+        num_seeds = state.env_steps.shape[0]
+        return out.replace(
+            env_steps=jnp.broadcast_to(out.env_steps, (num_seeds,)),
+            iteration=jnp.broadcast_to(out.iteration, (num_seeds,)),
+        ), metrics
+
     def train(self, rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
         """``run(init(rng), num_iterations)``; ``jax.jit(jax.vmap(trainer.train))(rngs)`` for many seeds."""
         return self.run(self.init(rng), self.num_iterations)
