@@ -19,13 +19,16 @@ Two ways to store what CSE needs:
 * ``jvp`` -- :func:`directional_gradients` (one ``jax.jvp`` whatever the context
   dimension) along a step drawn at insertion time.
 
-Contact dynamics can produce non-finite derivatives: :func:`gradients_finite`
-gives a validity flag, and the ``enhance_*`` functions return the *original*
+Contact dynamics can produce non-finite derivatives (mujoco issue 1517):
+:func:`gradients_finite` gives a validity flag per sample, :func:`finite_mask` one
+per sample of any batched pytree, and the ``enhance_*`` functions return the *original*
 transition where the flag is false, so no NaN or inf reaches a loss; the flag is
 returned for masking and counting.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +87,35 @@ def step_and_jvp(
 def gradients_finite(grads: ContextGradients | DirectionalGradients) -> jax.Array:
     """``True`` when every derivative of one sample is finite (``()`` bool; vmap for a batch)."""
     return jnp.all(jnp.isfinite(grads.d_obs)) & jnp.all(jnp.isfinite(grads.d_reward))
+
+
+def finite_mask(tree, batch_ndim: int = 1) -> jax.Array:
+    """``True`` where every floating leaf of ``tree`` is finite, per sample.
+
+    Args:
+      tree: a pytree whose leaves all share the leading batch shape ``S`` of
+        ``batch_ndim`` axes (integer and boolean leaves are ignored; ``None`` is allowed).
+      batch_ndim: number of leading batch axes (e.g. 2 for ``(time, env)``).
+
+    Returns:
+      ``S``-shaped bool array.
+
+    Raises:
+      ValueError: when ``batch_ndim < 0``, the tree has no floating leaf, or the
+        leaves' leading shapes differ.
+    """
+    if batch_ndim < 0:
+        raise ValueError(f"finite_mask: `batch_ndim` must be >= 0, got {batch_ndim}")
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not leaves:
+        raise ValueError("finite_mask: `tree` has no floating-point leaf to check")
+    shapes = {tuple(jnp.shape(x)[:batch_ndim]) for x in leaves}
+    if len(shapes) != 1 or any(jnp.ndim(x) < batch_ndim for x in leaves):
+        raise ValueError(
+            f"finite_mask: leaves must share the leading batch shape ({batch_ndim} axes), got {sorted(shapes)}"
+        )
+    masks = [jnp.all(jnp.isfinite(jnp.reshape(x, (*jnp.shape(x)[:batch_ndim], -1))), axis=-1) for x in leaves]
+    return functools.reduce(jnp.logical_and, masks)
 
 
 # --------------------------------------------------------------- context steps
