@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 
-from zsgjax import fileio, machine
+from zsgjax.reporting.files import write_json
+from zsgjax.reporting.machine import machine_description
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -25,11 +26,6 @@ SHARED_NOTE = (
     "time: absolute times are noisy and only indicative; the ratios (median over alternated "
     "repeats) are the figures. No GPU was available for this run."
 )
-
-
-# machine description and atomic JSON: the library's own (zsgjax.machine, zsgjax.fileio)
-machine_description = machine.machine_description
-write_json = fileio.write_json
 
 
 def result_header(benchmark: str, args: Any) -> dict[str, Any]:

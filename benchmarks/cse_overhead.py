@@ -26,7 +26,7 @@ Environments:
   the MJX physics.
 
 "Where the time goes": the script also times the two components apart (at the largest context dimension) -- a
-collection-only scan (``rollout.step`` with gradients ``none``/``jacobian``/``jvp``)
+collection-only scan (``rollout.step`` with the plain collector or CSE's ``jacobian``/``jvp`` one)
 and a scan of SAC updates on a replay batch (plain and CSE-enhanced).
 
 Run: ``python benchmarks/cse_overhead.py``; ``--scale 16`` for GPU-sized settings.
@@ -46,6 +46,7 @@ import _common  # noqa: E402
 from sac_vs_brax import ZsgjaxSide  # noqa: E402
 
 from zsgjax import rollout  # noqa: E402
+from zsgjax.methods import CSE, Vanilla, plain_collect  # noqa: E402
 from zsgjax.envs.base import ContextualEnv  # noqa: E402
 from zsgjax.envs.context import ContextSpace  # noqa: E402
 
@@ -131,15 +132,18 @@ def settings(args, kind: str) -> dict:
 def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, repeats: int) -> dict:
     """Collection-only and update-only scans, compiled apart, timed alternately."""
     n, rounds = s["num_envs"], s["rounds"]
-    sampler = rollout.make_context_sampler(env.context_space, "default")
+    sampler = Vanilla().context_sampler(env.context_space)
     env_state = rollout.reset(env, jax.random.PRNGKey(0), n, sampler)
+    collectors = {"none": plain_collect,
+                  "jacobian": CSE(epsilon=0.1, mode="first_order", storage="jacobian", ratio=1.0).collect,
+                  "jvp": CSE(epsilon=0.1, mode="first_order", storage="jvp", ratio=1.0).collect}
 
     def collect(mode):
         def f(state, key):
             def body(st, k):
                 k_a, k_s = jax.random.split(k)
                 action = jax.random.uniform(k_a, (n, env.action_size), minval=-1.0, maxval=1.0)
-                st, out = rollout.step(env, st, action, k_s, sampler, mode, 0.1)
+                st, out = rollout.step(env, st, action, k_s, sampler, collectors[mode])
                 return st, out.transition.reward.sum()
 
             return jax.lax.scan(body, state, jax.random.split(key, rounds))

@@ -12,7 +12,7 @@ Measures, in one process so that every ratio compares numbers taken side by side
    Jacobian in one ``jax.jacfwd`` pass, what ``context_jacobian`` computes) and
    with ``cse.step_and_jvp`` (the step and one directional derivative in one
    ``jax.jvp`` pass, what ``context_jvp`` computes), as time ratios to the plain
-   step. These are the two gradient modes of ``zsgjax.rollout.step``.
+   step. These are what CSE's two first-order storages compute per step (``zsgjax.methods.CSE.collect``).
 
 Usage::
 

@@ -21,7 +21,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zsgjax.offline import dataset, linear_mdp, pevi, reporting  # noqa: E402
+from zsgjax.offline import dataset, linear_mdp, pevi  # noqa: E402
+from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -92,9 +93,9 @@ def main() -> None:
         "timing": "median wall seconds per full evaluation of n environments, compile excluded",
         "single_env_compile_s": single_compile_s,
         "rows": rows,
-        "machine": reporting.machine_description("2 CPU cores shared with ~5 other processes running tests/benchmarks at the same time; absolute times are noisy, ratios are measured side by side"),
+        "machine": machine.machine_description("2 CPU cores shared with ~5 other processes running tests/benchmarks at the same time; absolute times are noisy, ratios are measured side by side"),
     }
-    reporting.write_json(args.out, payload)
+    files.write_json(args.out, payload)
     print(f"wrote {args.out}")
 
 

@@ -21,7 +21,8 @@ import numpy as np
 import tyro
 
 from zsgjax import tabular as tb
-from zsgjax.fileio import atomic_path, atomic_write
+from zsgjax.reporting.files import atomic_path, atomic_write
+from zsgjax.reporting.stats import loglog_slope
 from zsgjax.tabular import cliffwalking as cw
 
 
@@ -57,7 +58,7 @@ def compute(args: Args) -> dict:
                             "policy": kind,
                             "variant": variant,
                             "order": order,
-                            "slope": tb.loglog_slope(np.asarray(dps), err),
+                            "slope": loglog_slope(np.asarray(dps), err),
                             "errors": err.tolist(),
                         }
                     )

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from zsgjax import cli
-from zsgjax import evaluate as ev
+from zsgjax.reporting import tables
 
 TINY = [
     "train", "--env", "simple_direction", "--method", "vanilla", "cse", "--seeds", "2", "--steps", "64",
@@ -29,8 +29,9 @@ TINY = [
 
 def run_tiny(out, *extra):
     lines = []
-    spec = cli.spec_from_args(cli.build_parser().parse_args(TINY + ["--out", out, *extra]))
-    return cli.run_train(spec, log=lines.append), lines
+    command = cli.command_from_args(cli.build_parser().parse_args(TINY + ["--out", out, *extra]))
+    runs = cli.run_train(command, log=lines.append)
+    return {label: r.result for label, r in runs.items()}, lines
 
 
 def read_csv(path):
@@ -55,7 +56,7 @@ def check_outputs(out, results, lines):
     assert "(0.8,0.8)" in table and "mean over c_x sweep" in table and table in lines[-2]
     rows = read_csv(os.path.join(out, "generalization.csv"))
     assert len(rows) == 2 * (2 * 3 + 5)
-    loaded = ev.load_json(os.path.join(out, "generalization.json"))
+    loaded = tables.load_json(os.path.join(out, "generalization.json"))
     np.testing.assert_allclose(loaded["cse"].returns, results["cse"].returns)
     assert loaded["cse"].returns.shape == (2, 11, 2)
     assert open(os.path.join(out, "generalization.png"), "rb").read(4) == b"\x89PNG"
@@ -96,7 +97,7 @@ def check_existing_checkpoints_need_resume_and_same_config(out, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli.main(TINY + ["--out", out])
-    assert "already holds checkpoints of 'vanilla'" in capsys.readouterr().err
+    assert f"'{os.path.join(out, 'vanilla')}' already holds checkpoints (iteration 4)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(TINY + ["--out", out, "--resume", "--cse-epsilon", "0.2"])
     assert "different config (cse_epsilon: checkpoint=0.1 vs now=0.2)" in capsys.readouterr().err
@@ -107,12 +108,14 @@ def check_existing_checkpoints_need_resume_and_same_config(out, capsys):
     [
         (["--env", "mars_lander"], "--env: unknown environment 'mars_lander'"),
         (["--method", "cse", "magic"], "--method: unknown method.*magic"),
-        (["--steps", "0"], "--steps: expected a positive integer, got 0"),
-        (["--seeds", "-2"], "--seeds: expected a positive integer"),
-        (["--sweep-points", "1"], "--sweep-points must be >= 2"),
+        (["--steps", "0"], "--steps must be an integer >= 1; got 0"),
+        (["--seeds", "-2"], "--seeds must be an integer >= 1; got -2"),
+        (["--sweep-points", "1"], "--sweep-points must be an integer >= 2; got 1"),
         (["--cse-mode", "second_order"], "--cse-mode: invalid choice"),
-        (["--gamma", "1.5"], "gamma must be in \\[0.0, 1.0\\]"),
-        (["--hidden-sizes", "0"], "hidden_sizes"),
+        (["--gamma", "1.5"], "--gamma must be a number in \\[0, 1\\]; got 1.5"),
+        (["--critic-lr", "inf"], "--critic-lr must be a number > 0; got inf"),
+        (["--seed", "-1"], "--seed must be an integer >= 0; got -1"),
+        (["--hidden-sizes", "0"], "--hidden-sizes must be a non-empty tuple of integers >= 1"),
         (["--resume", "--out", "/nonexistent/zsgjax-run"], "--resume: output directory .* does not exist"),
         (["--resume"], "--resume needs --out"),
     ],
@@ -139,7 +142,7 @@ def test_default_main_job_shows_cse_generalizing(tmp_path):
     """``zsgjax train`` with no options (the README's main job, ~3 min on 2 cores): CSE,
     trained only at c = (0, 0), beats vanilla on the four named contexts (+-0.8, +-0.8)."""
     assert cli.main(["train", "--out", str(tmp_path / "main")]) == 0
-    results = ev.load_json(tmp_path / "main" / "generalization.json")
+    results = tables.load_json(tmp_path / "main" / "generalization.json")
     grid = results["cse"].grid
     far = [i for i in grid.named_rows if grid.labels[i] != "(0,0)"]
     cse_mean, cse_ci = results["cse"].summary()
@@ -154,6 +157,6 @@ def test_pendulum_cse_out_of_the_box(tmp_path):
     """``zsgjax train --env pendulum_goal --method cse`` on a CPU (~1.5 min): it learns the
     default context (early, near-random training episodes score about -1400; measured -88 ± 15)."""
     assert cli.main(["train", "--env", "pendulum_goal", "--method", "cse", "--out", str(tmp_path / "p")]) == 0
-    result = ev.load_json(tmp_path / "p" / "generalization.json")["cse"]
+    result = tables.load_json(tmp_path / "p" / "generalization.json")["cse"]
     row = result.grid.labels.index("(2,1,1,0)")
     assert result.summary()[0][row] > -400

@@ -14,7 +14,8 @@ import pytest
 
 from zsgjax import envs
 from zsgjax import evaluate as ev
-from zsgjax import plotting
+from zsgjax.reporting import plots, tables
+from zsgjax.reporting.results import EvalResult, summarize
 
 NUM_EPISODES = 3
 
@@ -94,8 +95,9 @@ def test_summary_formula(result):
     mean, ci = result.summary()
     per_seed = result.returns.mean(axis=2)
     np.testing.assert_allclose(mean, per_seed.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(ci, 1.96 * per_seed.std(0, ddof=1) / math.sqrt(3), rtol=1e-6)
-    m1, c1 = ev.summarize(result.returns[:1])
+    # Student-t quantile t_{0.975, 2} = 4.3027 for 3 seeds (not the normal 1.96)
+    np.testing.assert_allclose(ci, 4.302653 * per_seed.std(0, ddof=1) / math.sqrt(3), rtol=1e-5)
+    m1, c1 = summarize(result.returns[:1])
     assert np.all(np.isnan(c1)) and np.allclose(m1, per_seed[0])
     agg_mean, _ = result.aggregate([0, 1])
     assert agg_mean == pytest.approx(per_seed[:, :2].mean(), rel=1e-6)
@@ -139,28 +141,28 @@ def test_input_validation(env, params):
     with pytest.raises(ValueError, match="unknown context dimension"):
         ev.make_grid(env, dims=["speed"])
     with pytest.raises(ValueError, match="returns"):
-        ev.summarize(np.zeros((2, 3)))
+        summarize(np.zeros((2, 3)))
 
 
 def test_table_and_files(tmp_path, result):
-    other = ev.EvalResult(result.grid, result.returns[::-1] * 0.5)
+    other = EvalResult(result.grid, result.returns[::-1] * 0.5)
     results = {"sign": result, "half": other}
-    text = ev.write_table(results, tmp_path / "table.txt", detail=False)
+    text = tables.write_table(results, tmp_path / "table.txt", detail=False)
     lines = text.splitlines()
     assert lines[0].split() == ["context", "sign", "half"]
     assert any(line.startswith("(0.8,0.8)") and "±" in line for line in lines)
     assert any(line.startswith("mean over c_x sweep") for line in lines)
     assert not any(line.startswith("c_x=") for line in lines)
-    assert any(line.startswith("c_x=") for line in ev.format_table(results).splitlines())
+    assert any(line.startswith("c_x=") for line in tables.format_table(results).splitlines())
     assert (tmp_path / "table.txt").read_text() == text
 
-    ev.write_csv(results, tmp_path / "r.csv")
+    tables.write_csv(results, tmp_path / "r.csv")
     csv_lines = (tmp_path / "r.csv").read_text().splitlines()
     assert csv_lines[0] == "method,context,swept,c_x,c_y,mean,ci95,num_seeds,num_episodes"
     assert len(csv_lines) == 1 + 2 * len(result.grid)
 
-    ev.write_json(results, tmp_path / "r.json", extra={"env": "simple_direction"})
-    back = ev.load_json(tmp_path / "r.json")
+    tables.write_json(results, tmp_path / "r.json", extra={"env": "simple_direction"})
+    back = tables.load_json(tmp_path / "r.json")
     assert list(back) == ["sign", "half"]
     np.testing.assert_allclose(back["half"].returns, other.returns)
     assert back["sign"].grid.labels == result.grid.labels
@@ -168,13 +170,13 @@ def test_table_and_files(tmp_path, result):
 
     (tmp_path / "bad.json").write_text('{"grid": {}, "methods"')
     with pytest.raises(ValueError, match="not an evaluation results file"):
-        ev.load_json(tmp_path / "bad.json")
+        tables.load_json(tmp_path / "bad.json")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_plot_writes_png(tmp_path, result):
-    path = plotting.plot_sweeps({"sign": result}, tmp_path / "sweep.png", title="simple_direction")
+    path = plots.plot_sweeps({"sign": result}, tmp_path / "sweep.png", title="simple_direction")
     data = open(path, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     with pytest.raises(ValueError, match="not swept"):
-        plotting.plot_sweeps({"sign": result}, tmp_path / "x.png", dims=["c_z"])
+        plots.plot_sweeps({"sign": result}, tmp_path / "x.png", dims=["c_z"])

@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 
 import pytest
 
@@ -19,23 +18,19 @@ TINY = common.Scale(steps=320, seeds=2, eval_episodes=2, sweep_points=3,
 
 
 def test_protocol_end_to_end(tmp_path):
-    """Two methods x 2 seeds x 320 steps: train, evaluate, claims, plot and files.
-
-    The budget is on the CPU time of this process (about 35 s measured: mostly
-    compilation), not on wall time, which on the shared development machine grows
-    several-fold with the load of other jobs.
-    """
+    """Two methods x 2 seeds x 320 steps: train, evaluate, claims, plot and files."""
     exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))
-    t0 = time.process_time()
+    lines = []
     out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "out"), work=str(tmp_path / "work"),
-                                log=lambda _: None)
-    elapsed = time.process_time() - t0
-    assert elapsed < 60, elapsed
+                                log=lines.append)
+    assert any(line.startswith("[cse] iteration 1/1") for line in lines)  # the runner's progress lines
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == ["generalization.png", "results.csv", "results.json", "results.md"], files
     record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]
     assert record["seeds"] == 2 and record["steps_per_seed"] == 320
     assert set(record["timings"]) == {"vanilla", "cse"}
+    assert record["timings"]["cse"]["compile_s"] > 0 and record["timings"]["cse"]["program_s"] > 0
+    assert record["scale"] == "cpu" and record["machine"]["cpu_count"] >= 1
     (claim,) = record["claims"]
     assert claim["claim"] == "CSE beats vanilla away from the training context"
     assert claim["verdict"] in ("cse > vanilla", "cse < vanilla", "no significant difference")

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax import fileio, machine, stats
-from zsgjax.offline import reporting
+from zsgjax.reporting import files as fileio
+from zsgjax.reporting import machine, stats
 
 
 def test_write_json_converts_arrays_and_is_atomic(tmp_path):
@@ -50,8 +50,32 @@ def test_loglog_slope():
     with pytest.raises(ValueError, match="must be > 0"):
         stats.loglog_slope(x, np.array([1.0, 0.5, 0.0, 0.0]))
     # the offline experiments drop points whose suboptimality reached exactly 0
-    assert reporting.loglog_slope(x, np.array([1.0, 0.5, 0.0, 0.0])) == pytest.approx(-1.0)
+    assert stats.loglog_slope(x, np.array([1.0, 0.5, 0.0, 0.0]), drop_nonpositive=True) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="positive"):
-        reporting.loglog_slope(x, np.zeros(4))
+        stats.loglog_slope(x, np.zeros(4), drop_nonpositive=True)
     with pytest.raises(ValueError, match="equal length"):
         stats.loglog_slope(x, x[:3])
+
+
+def test_student_t_intervals_against_scipy_and_tables():
+    from scipy import stats as scipy_stats
+
+    # textbook two-sided 95% quantiles
+    for n, q in [(2, 12.706), (3, 4.303), (5, 2.776), (10, 2.262)]:
+        assert stats.t_quantile(n) == pytest.approx(q, abs=1e-3)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 3))
+    mean, half = stats.mean_ci(x)
+    lo, hi = scipy_stats.t.interval(0.95, 4, loc=x.mean(0), scale=scipy_stats.sem(x, axis=0))
+    np.testing.assert_allclose(mean - half, lo, rtol=1e-10)
+    np.testing.assert_allclose(mean + half, hi, rtol=1e-10)
+    assert np.all(np.isnan(stats.mean_ci(x[:1])[1]))
+    # paired difference: the t-interval of a_k - b_k; unpaired: Welch
+    a, b = rng.normal(size=6), rng.normal(size=6) + 0.3
+    d, h = stats.difference_ci(a, b)
+    assert d == pytest.approx(np.mean(a - b)) and h == pytest.approx(stats.mean_ci(a - b)[1])
+    d, h = stats.difference_ci(a, b[:4])
+    welch = scipy_stats.ttest_ind(a, b[:4], equal_var=False).confidence_interval(0.95)
+    assert d - h == pytest.approx(welch.low) and d + h == pytest.approx(welch.high)
+    with pytest.raises(ValueError, match="num_samples"):
+        stats.t_quantile(1)

@@ -17,7 +17,9 @@ from mujoco import mjx
 
 from zsgjax import rollout
 from zsgjax.envs import make
-from zsgjax.envs.mjx import finite_mask, load_model
+from zsgjax.cse import finite_mask
+from zsgjax.envs.mjx import load_model
+from zsgjax.methods import CSE, DR, LDR
 from zsgjax.types import ContextGradients
 
 ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
@@ -168,7 +170,7 @@ def test_batched_auto_reset_rollout(name):
     """The trainer's path: ``rollout.reset``/``rollout.rollout`` with DR contexts and auto-reset."""
     env = make(name, physical=("gravity", "friction_scale"))
     env.horizon = 3  # force an auto-reset inside the short rollout
-    sampler = rollout.make_context_sampler(env.context_space, "dr")
+    sampler = DR().context_sampler(env.context_space)
     num_envs, num_steps = 2, 4
     state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
     assert state.obs.shape == (num_envs, env.observation_size)
@@ -184,7 +186,7 @@ def test_batched_auto_reset_rollout(name):
     assert tr.action.shape == (num_steps, num_envs, env.action_size)
     assert tr.reward.shape == tr.done.shape == (num_steps, num_envs)
     assert tr.context.shape == (num_steps, num_envs, env.context_dim)
-    assert outs.env_state.qvel.shape == (num_steps, num_envs, env.mj_model.nv)
+    assert final.pipeline_state.qvel.shape == (num_envs, env.mj_model.nv)
     assert bool(jnp.all(finite_mask(outs.transition, batch_ndim=2)))
     env.context_space.validate(tr.context)
     ends = np.asarray(outs.episode_end)
@@ -227,16 +229,17 @@ def test_finite_mask_per_sample():
 def test_rollout_with_context_gradients(name, gradients):
     """The trainer's CSE path in float32: batched steps that also return context derivatives."""
     env = make(name, physical=ALL_FEATURES)
-    sampler = rollout.make_context_sampler(env.context_space, "ldr")
+    sampler = LDR(scale=0.1).context_sampler(env.context_space)
     num_envs, num_steps = 2, 3
     state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
 
     def policy(rng, obs):
         return jax.random.uniform(rng, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
 
-    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler, gradients=gradients))
+    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler,
+                                                         CSE(0.1, "first_order", gradients, 1.0).collect))
     _, outs = run(state, jax.random.PRNGKey(1))
-    grads = outs.gradients
+    grads = outs.extras
     if gradients == "jacobian":
         assert grads.d_obs.shape == (num_steps, num_envs, env.state_obs_size, env.context_dim)
         assert grads.d_reward.shape == (num_steps, num_envs, env.context_dim)

@@ -25,7 +25,7 @@ import pytest
 
 from zsgjax import cse
 from zsgjax.envs import make
-from zsgjax.envs.mjx import finite_mask
+from zsgjax.cse import finite_mask
 from zsgjax.types import DirectionalGradients, Transition
 
 ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")

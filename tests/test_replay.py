@@ -21,7 +21,7 @@ def items(start, n, with_grads=True):
         context=jnp.zeros((n, 2)),
     )
     g = ContextGradients(d_obs=jnp.ones((n, 2, 2)) * idx[:, None, None], d_reward=jnp.ones((n, 2))) if with_grads else None
-    return ReplayItem(transition=t, gradients=g)
+    return ReplayItem(transition=t, extras=g)
 
 
 def test_add_sample_and_ring_overwrite():
@@ -34,11 +34,11 @@ def test_add_sample_and_ring_overwrite():
     assert int(replay.size(state)) == 4
     sample_many = jax.jit(jax.vmap(replay.sample, in_axes=(None, 0)))
     sample = sample_many(state, jax.random.split(jax.random.PRNGKey(0), 8))
-    assert sample.transition.obs.shape == (8, 10, 4) and sample.gradients.d_obs.shape == (8, 10, 2, 2)
+    assert sample.transition.obs.shape == (8, 10, 4) and sample.extras.d_obs.shape == (8, 10, 2, 2)
     r = np.asarray(sample.transition.reward)
     assert set(r.ravel()) == {0.0, 1.0, 2.0, 3.0}  # 80 draws cover all 4 stored items, nothing else
     # the fields of one sample stay together
-    np.testing.assert_array_equal(np.asarray(sample.gradients.d_obs)[..., 0, 0], r)
+    np.testing.assert_array_equal(np.asarray(sample.extras.d_obs)[..., 0, 0], r)
     np.testing.assert_array_equal(np.asarray(sample.transition.obs)[..., 0], r)
     for start in (4, 8):
         state = add(state, items(start, 4))
@@ -50,7 +50,7 @@ def test_add_sample_and_ring_overwrite():
 def test_none_fields_store_nothing():
     replay = Replay(capacity=8, batch_size=4)
     state = replay.init(jax.tree.map(lambda x: x[0], items(0, 1, with_grads=False)))
-    assert state.experience.gradients is None and state.experience.env_state is None
+    assert state.experience.extras is None
     assert len(jax.tree.leaves(state.experience)) == 6
 
 

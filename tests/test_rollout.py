@@ -1,4 +1,4 @@
-"""Batched stepping: context samplers, auto-reset with fresh contexts, bookkeeping, gradients."""
+"""Batched stepping: auto-reset with fresh contexts, bookkeeping, collectors that store gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +7,7 @@ import pytest
 
 from zsgjax import cse, rollout
 from zsgjax.envs import make
+from zsgjax.methods import CSE, DR, LDR, Vanilla
 from zsgjax.types import ContextGradients, DirectionalGradients
 
 
@@ -15,46 +16,6 @@ def _uniform_policy(action_size):
         return jax.random.uniform(rng, (obs.shape[0], action_size), minval=-1.0, maxval=1.0)
 
     return policy
-
-
-# ---------------------------------------------------------------------- samplers
-def test_samplers():
-    space = make("pendulum_goal").context_space
-    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
-
-    default = jax.vmap(rollout.make_context_sampler(space, "default"))(keys)
-    np.testing.assert_array_equal(default, np.tile(space.default_array, (2000, 1)))
-
-    ldr = np.asarray(jax.vmap(rollout.make_context_sampler(space, "ldr", ldr_scale=0.1))(keys))
-    assert np.all(space.contains(ldr))
-    np.testing.assert_allclose(ldr.mean(0), space.default, atol=0.01)
-    np.testing.assert_allclose(ldr.std(0), 0.1, atol=0.01)  # the default is >= 0.5 inside every bound
-
-    full = np.asarray(jax.vmap(rollout.make_context_sampler(space, "dr"))(keys))
-    assert np.all(space.contains(full))
-    width = np.subtract(space.high, space.low)
-    assert np.all(full.min(0) - space.low < 0.01 * width) and np.all(space.high - full.max(0) < 0.01 * width)
-
-    box_low, box_high = (1.0, 0.9, 0.9, -0.5), (3.0, 1.1, 1.1, 0.5)
-    box = np.asarray(jax.vmap(rollout.make_context_sampler(space, "dr", dr_low=box_low, dr_high=box_high))(keys))
-    assert np.all(box >= np.float32(box_low)) and np.all(box <= np.float32(box_high))
-    np.testing.assert_allclose(box.mean(0), np.add(box_low, box_high) / 2, atol=0.05)
-
-
-def test_sampler_errors():
-    space = make("pendulum_goal").context_space
-    with pytest.raises(ValueError, match="unknown context sampler 'uniform'; known: default, ldr, dr"):
-        rollout.make_context_sampler(space, "uniform")
-    with pytest.raises(ValueError, match="`ldr_scale` must be > 0"):
-        rollout.make_context_sampler(space, "ldr", ldr_scale=0.0)
-    with pytest.raises(ValueError, match=r"`dr_low` dimension 'g' = 0.1 is outside its range \[0.5, 5\]"):
-        rollout.make_context_sampler(space, "dr", dr_low=(0.1, 1.0, 1.0, 0.0))
-    with pytest.raises(ValueError, match=r"`dr_high` dimension 'tau' = 2 is outside its range \[-1, 1\]"):
-        rollout.make_context_sampler(space, "dr", dr_high=(5.0, 2.0, 2.0, 2.0))
-    with pytest.raises(ValueError, match=r"`dr_low` must have trailing dimension 4"):
-        rollout.make_context_sampler(space, "dr", dr_low=(1.0, 1.0))
-    with pytest.raises(ValueError, match=r"`dr_low` must not exceed `dr_high`: dimension 'g' has 4 > 3"):
-        rollout.make_context_sampler(space, "dr", dr_low=(4.0, 1.0, 1.0, 0.0), dr_high=(3.0, 2.0, 2.0, 1.0))
 
 
 # ------------------------------------------------------- auto-reset, bookkeeping
@@ -66,7 +27,7 @@ def direction_rollout():
     """25 steps of 4 SimpleDirection envs (horizon 10) under DR on a sub-box."""
     env = make("simple_direction")
     box_low, box_high = (0.2, -1.0), (1.0, -0.2)
-    sampler = rollout.make_context_sampler(env.context_space, "dr", dr_low=box_low, dr_high=box_high)
+    sampler = DR(low=box_low, high=box_high).context_sampler(env.context_space)
     state0 = rollout.reset(env, jax.random.PRNGKey(0), B, sampler)
     run = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(2), st, key, 25, sampler))
     final, outs = run(state0, jax.random.PRNGKey(1))
@@ -111,9 +72,7 @@ def test_auto_reset_at_horizon_with_fresh_context(direction_rollout):
     np.testing.assert_allclose(tr.reward, np.sum(s_next * contexts, -1), rtol=1e-5, atol=1e-6)
     # Final state continues the third episode at step 5.
     np.testing.assert_array_equal(final.info["steps"], T % env.horizon)
-    # The env_state handed out is the one the step started from.
-    np.testing.assert_array_equal(outs.env_state, tr.obs[..., :2])
-    assert outs.gradients is None
+    assert outs.extras is None  # the plain collector stores nothing beside the transition
 
 
 def test_episode_return_bookkeeping(direction_rollout):
@@ -131,7 +90,7 @@ def test_episode_return_bookkeeping(direction_rollout):
 def test_termination_is_done_truncation_is_not():
     """CartGoal pushed right falls over: done on that step, auto-reset, fresh state."""
     env = make("cart_goal")
-    sampler = rollout.make_context_sampler(env.context_space, "default")
+    sampler = Vanilla().context_sampler(env.context_space)
     state = rollout.reset(env, jax.random.PRNGKey(2), 2, sampler)
     policy = lambda rng, obs: jnp.ones((obs.shape[0],), jnp.int32)  # noqa: E731
     _, outs = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, 40, sampler))(state, jax.random.PRNGKey(3))
@@ -153,25 +112,31 @@ def test_termination_is_done_truncation_is_not():
 
 
 # ---------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("mode", ["jacobian", "jvp"])
-def test_rollout_gradients(mode):
+@pytest.mark.parametrize("storage", ["jacobian", "jvp", "exact"])
+def test_cse_collectors_store_what_enhancement_needs(storage):
+    """CSE's collector stores the Jacobian, a directional derivative, or the pre-step state."""
     env = make("pendulum_goal")
-    sampler = rollout.make_context_sampler(env.context_space, "ldr")
+    sampler = LDR(scale=0.1).context_sampler(env.context_space)
+    mode = "exact" if storage == "exact" else "first_order"
+    method = CSE(epsilon=0.1, mode=mode, storage="jvp" if storage == "jvp" else "jacobian", ratio=1.0)
+
+    def collect(env, env_state, action, context, rng):  # also hand out the pre-step state for the reference
+        out, extras = method.collect(env, env_state, action, context, rng)
+        return out, (extras, env_state)
+
     T, n, eps = 5, 3, 0.1
     state = rollout.reset(env, jax.random.PRNGKey(4), n, sampler)
-    run = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(1), st, key, T, sampler, gradients=mode))
+    run = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(1), st, key, T, sampler, collect))
     _, outs = run(state, jax.random.PRNGKey(5))
-    tr, g = outs.transition, outs.gradients
+    tr, (g, pre) = outs.transition, outs.extras
     flat = lambda x: x.reshape(T * n, *x.shape[2:])  # noqa: E731
-    jac = jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c))(
-        flat(outs.env_state), flat(tr.action), flat(tr.context)
-    )
-    if mode == "jacobian":
+    jac = jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c))(flat(pre), flat(tr.action), flat(tr.context))
+    if storage == "jacobian":
         assert isinstance(g, ContextGradients)
         assert g.d_obs.shape == (T, n, 3, 4) and g.d_reward.shape == (T, n, 4)
         np.testing.assert_allclose(flat(g.d_obs), jac.d_obs, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(flat(g.d_reward), jac.d_reward, rtol=1e-5, atol=1e-5)
-    else:
+    elif storage == "jvp":
         assert isinstance(g, DirectionalGradients)
         assert g.delta_c.shape == (T, n, 4) and g.d_obs.shape == (T, n, 3) and g.d_reward.shape == (T, n)
         norms = np.linalg.norm(g.delta_c, axis=-1)
@@ -179,15 +144,9 @@ def test_rollout_gradients(mode):
         assert np.all(env.context_space.contains(tr.context + g.delta_c))
         np.testing.assert_allclose(flat(g.d_obs), jnp.einsum("noc,nc->no", jac.d_obs, flat(g.delta_c)), atol=1e-5)
         np.testing.assert_allclose(flat(g.d_reward), jnp.einsum("nc,nc->n", jac.d_reward, flat(g.delta_c)), atol=1e-5)
+    else:
+        np.testing.assert_array_equal(g, pre)  # exact CSE stores the state the step started from
     # The primal transitions are unaffected by the gradient computation.
-    next_obs, reward = jax.vmap(env.transition)(flat(outs.env_state), flat(tr.action), flat(tr.context))
+    next_obs, reward = jax.vmap(env.transition)(flat(pre), flat(tr.action), flat(tr.context))
     np.testing.assert_allclose(flat(tr.next_obs)[:, :3], next_obs, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(flat(tr.reward), reward, rtol=1e-6, atol=1e-6)
-
-
-def test_unknown_gradient_mode_raises():
-    env = make("simple_direction")
-    sampler = rollout.make_context_sampler(env.context_space, "default")
-    state = rollout.reset(env, jax.random.PRNGKey(6), 2, sampler)
-    with pytest.raises(ValueError, match="unknown gradient mode 'hessian'; known: none, jacobian, jvp"):
-        rollout.step(env, state, jnp.zeros((2, 2)), jax.random.PRNGKey(7), sampler, gradients="hessian")

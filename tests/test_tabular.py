@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from zsgjax import tabular as tb
+from zsgjax.reporting.stats import loglog_slope
 from zsgjax.tabular import cliffwalking as cw
 
 ROWS, COLS = 5, 6
@@ -140,8 +141,8 @@ def test_cebe_error_is_second_order(variant):
         pi = tb.policy_at("optimal", p0, variant)
         first = tb.cebe_errors(p0, dps, pi, variant, order=1)
         zeroth = tb.cebe_errors(p0, dps, pi, variant, order=0)
-        slope1 = tb.loglog_slope(dps, first)
-        slope0 = tb.loglog_slope(dps, zeroth)
+        slope1 = loglog_slope(dps, first)
+        slope0 = loglog_slope(dps, zeroth)
     assert 1.8 <= slope1 <= 2.2, slope1
     # the zeroth-order model is only O(dp): a broken linearization would show this slope
     assert 0.8 <= slope0 <= 1.2, slope0
@@ -153,7 +154,7 @@ def test_cebe_second_order_for_uniform_policy_and_negative_steps():
         p0 = jnp.asarray(0.3)
         dps = jnp.asarray(np.geomspace(1e-3, 3e-2, 6))
         pi = tb.policy_at("uniform", p0, "smooth")
-        slope = tb.loglog_slope(dps, tb.cebe_errors(p0, -dps, pi, "smooth"))
+        slope = loglog_slope(dps, tb.cebe_errors(p0, -dps, pi, "smooth"))
     assert 1.8 <= slope <= 2.2, slope
 
 

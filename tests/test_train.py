@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zsgjax.envs.simple_direction import SimpleDirection
-from zsgjax.train import ENV_DEFAULTS, TrainConfig, make_train
+from zsgjax.presets import ENV_PRESETS
+from zsgjax.train import TrainConfig, make_train
 
 TINY = dict(
     env="simple_direction",
@@ -63,6 +64,9 @@ def cse_result(cse_train_fn):
         ("hidden_sizes", (), "hidden_sizes"),
         ("actor_lr", -1.0, "actor_lr"),
         ("total_steps", 2.5, "total_steps"),
+        ("critic_lr", float("inf"), "critic_lr"),
+        ("cse_epsilon", float("nan"), "cse_epsilon"),
+        ("epsilon_decay_steps", 0, "epsilon_decay_steps"),
     ],
 )
 def test_config_validation_names_field(field, value, match):
@@ -76,7 +80,14 @@ def test_resolve_uses_per_env_table():
     pg = TrainConfig(env="pendulum_goal").resolve()
     assert (pg.gamma, pg.actor_lr, pg.critic_lr, pg.alpha_lr, pg.action_scale) == (0.99, 2e-4, 8e-4, 9e-4, 2.0)
     assert TrainConfig(env="simple_direction", actor_lr=5e-3).resolve().actor_lr == 5e-3
-    assert ENV_DEFAULTS["ant_direction"]["actor_lr"] == 3e-5
+    assert ENV_PRESETS["ant_direction"]["actor_lr"] == 3e-5
+    # without a preset row the base value is the agent config's own default (one source)
+    from zsgjax.agents.dqn import DQNConfig
+    from zsgjax.agents.sac import SACConfig
+    assert sd.tau == SACConfig().tau and sd.hidden_sizes == SACConfig().hidden_sizes
+    cg = TrainConfig(env="cart_goal").resolve()
+    assert cg.epsilon_end == DQNConfig().epsilon_end and cg.dqn_lr == ENV_PRESETS["cart_goal"]["dqn_lr"]
+    assert TrainConfig(hidden_sizes=[8, 8]).hidden_sizes == (8, 8)  # lists become tuples (hashable)
     tr = make_train(tiny(total_steps=170))
     assert tr.steps_per_iteration == 40 and tr.num_iterations == 5  # rounds up to cover total_steps
 
@@ -115,8 +126,10 @@ def test_run_in_chunks_equals_one_call(cse_trainer, cse_result):
 
 
 def test_vmapped_seeds_equal_separate_runs(cse_trainer, cse_train_fn):
+    """``run_seeds`` (the runner's program: counters unbatched) equals separate runs per seed."""
     rngs = jax.random.split(jax.random.PRNGKey(7), 4)
-    states, metrics = jax.jit(jax.vmap(cse_trainer.train))(rngs)
+    init = jax.jit(jax.vmap(cse_trainer.init))(rngs)
+    states, metrics = jax.jit(lambda s: cse_trainer.run_seeds(s, cse_trainer.num_iterations))(init)
     single = cse_train_fn
     for i in range(4):
         s_i, m_i = single(rngs[i])
@@ -128,17 +141,12 @@ def test_vmapped_seeds_equal_separate_runs(cse_trainer, cse_train_fn):
     assert not np.allclose(jax.tree.leaves(p)[0][0], jax.tree.leaves(p)[0][1])
 
 
-def test_run_seeds_equals_vmapped_run_and_keeps_the_warmup_cond(cse_trainer):
-    """``run_seeds`` (counters unbatched) == ``vmap(run)``; only it keeps a real ``cond``."""
-    states = jax.jit(jax.vmap(cse_trainer.init))(jax.random.split(jax.random.PRNGKey(5), 2))
+def test_run_seeds_keeps_the_warmup_cond(cse_trainer):
+    """``run_seeds`` passes the step counters unbatched, so the warm-up/learning switch stays a
+    ``cond``; ``vmap(run)`` batches them and turns it into a select that computes both branches."""
+    states = jax.eval_shape(jax.vmap(cse_trainer.init), jax.random.split(jax.random.PRNGKey(5), 2))
     vmapped = jax.vmap(lambda s: cse_trainer.run(s, 2))
     shared = lambda s: cse_trainer.run_seeds(s, 2)  # noqa: E731
-    s_v, m_v = jax.jit(vmapped)(states)
-    s_s, m_s = jax.jit(shared)(states)
-    leaves_close(s_s, s_v, rtol=1e-6, atol=1e-7)
-    leaves_close(m_s, m_v, rtol=1e-6, atol=1e-7)
-    np.testing.assert_array_equal(np.asarray(s_s.env_steps), [80, 80])
-    # the warm-up/learning switch: a cond with run_seeds, a select (both branches computed) with vmap(run)
     assert "cond[" in str(jax.make_jaxpr(shared)(states))
     assert "cond[" not in str(jax.make_jaxpr(vmapped)(states))
 
@@ -165,14 +173,13 @@ def test_methods_collect_and_learn(kw):
         assert state.agent.obs_stats.count == 160
     else:
         np.testing.assert_array_equal(ctx, 0.0)
-    item = state.replay.experience
+    extras = state.replay.experience.extras
     if kw.get("cse_storage") == "jvp":
-        np.testing.assert_allclose(np.linalg.norm(np.asarray(item.gradients.delta_c)[0, :160], axis=-1), 0.1, rtol=1e-5)
-        assert item.env_state is None
+        np.testing.assert_allclose(np.linalg.norm(np.asarray(extras.delta_c)[0, :160], axis=-1), 0.1, rtol=1e-5)
     elif kw.get("cse_mode") == "exact":
-        assert item.gradients is None and item.env_state.shape == (1, 1000, 2)
+        assert extras.shape == (1, 1000, 2)  # the pre-step physics states
     else:
-        assert item.gradients is None and item.env_state is None
+        assert extras is None
 
 
 def test_training_batch_enhances_first_ratio_share(cse_trainer, cse_result):
@@ -207,7 +214,7 @@ class _NaNGradDirection(SimpleDirection):
 def test_nonfinite_gradients_are_masked_and_counted():
     trainer = make_train(tiny(method="cse"), env=_NaNGradDirection())
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
-    grads = state.replay.experience.gradients
+    grads = state.replay.experience.extras
     assert not np.all(np.isfinite(np.asarray(grads.d_reward)))
     invalid = np.asarray(metrics["cse_invalid"])
     total = np.asarray(metrics["updates"]) * trainer.config.batch_size
@@ -218,7 +225,7 @@ def test_nonfinite_gradients_are_masked_and_counted():
 
 # ------------------------------------------------------------------ other envs
 def test_dqn_on_cart_goal_and_sac_action_scale():
-    dqn = make_train(tiny(env="cart_goal", method="dr", target_update_period=5, exploration_fraction=0.5))
+    dqn = make_train(tiny(env="cart_goal", method="dr", target_update_period=5, epsilon_decay_steps=80))
     state, metrics = jax.jit(dqn.train)(jax.random.PRNGKey(0))
     assert "epsilon" in metrics and "q_loss" in metrics
     eps = np.asarray(metrics["epsilon"])

@@ -4,7 +4,7 @@ The protocol of the CSE paper: every context dimension is swept over its range w
 the other dimensions at their default (the training context), plus the
 environment's named evaluation contexts; each point is evaluated with many
 episodes, for every seed; the report is the mean over seeds of the per-seed mean
-return and ``1.96 * SEM`` across seeds (a 95% band).
+return with a 95% Student-t interval across seeds (:mod:`zsgjax.results`).
 
 All episodes of all seeds and contexts run in **one** jitted program:
 ``vmap(seeds) x vmap(contexts) x vmap(episodes)`` around a ``lax.scan`` over the
@@ -17,26 +17,18 @@ Shapes: ``S`` seeds (leading axis of every leaf of ``params``), ``C`` contexts,
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
-import json
-import math
-import os
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from zsgjax.envs.base import ContextualEnv
-from zsgjax.fileio import atomic_write
+from zsgjax.reporting.results import ContextGrid, EvalResult
 
 Params = Any
 ActFn = Callable[[Params, jax.Array], jax.Array]
 """A deterministic policy: ``act(params, obs (observation_size,)) -> action``."""
-
-Z_95 = 1.96
 
 
 # ------------------------------------------------------------------- rollouts
@@ -140,98 +132,6 @@ def evaluate(
     return returns
 
 
-# -------------------------------------------------------------------- summary
-def summarize(returns) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and 95% half-width across seeds of ``returns (S, C, E)``.
-
-    mean ``(C,)`` = mean over seeds of the per-seed mean return;
-    ci ``(C,)`` = ``1.96 * std_seeds(ddof=1) / sqrt(S)``; NaN when ``S == 1``
-    (no spread across seeds can be estimated from one seed).
-    """
-    returns = np.asarray(returns, dtype=np.float64)
-    if returns.ndim != 3 or 0 in returns.shape:
-        raise ValueError(f"`returns` must have shape (S, C, E) with all sizes >= 1, got {returns.shape}")
-    return _mean_ci(returns.mean(axis=2))
-
-
-def _mean_ci(per_seed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``per_seed (S, ...) -> (mean (...), 1.96 SEM (...))``."""
-    num_seeds = per_seed.shape[0]
-    mean = per_seed.mean(axis=0)
-    if num_seeds < 2:
-        return mean, np.full_like(mean, np.nan)
-    return mean, Z_95 * per_seed.std(axis=0, ddof=1) / math.sqrt(num_seeds)
-
-
-# ------------------------------------------------------------------------ grid
-@dataclasses.dataclass(frozen=True)
-class ContextGrid:
-    """Evaluation contexts: one sweep per dimension (others at default) plus named ones.
-
-    contexts: ``(C, dim)`` float32.
-    labels:   ``C`` row labels (``"c_x=-0.5"`` for sweep rows, the name otherwise).
-    swept:    ``C`` entries, the swept dimension's name, or ``None`` for a named context.
-    names:    the context dimension names; default: ``(dim,)`` the training context.
-    """
-
-    contexts: np.ndarray
-    labels: tuple[str, ...]
-    swept: tuple[str | None, ...]
-    names: tuple[str, ...]
-    default: np.ndarray
-
-    def __post_init__(self):
-        c = len(self.labels)
-        if self.contexts.shape != (c, len(self.names)) or len(self.swept) != c:
-            raise ValueError(
-                f"ContextGrid: `contexts` {self.contexts.shape}, `labels` ({c}) and `swept` ({len(self.swept)}) disagree"
-            )
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def swept_dims(self) -> tuple[str, ...]:
-        """Names of the swept dimensions, in grid order."""
-        return tuple(dict.fromkeys(d for d in self.swept if d is not None))
-
-    def sweep_rows(self, dim: str) -> np.ndarray:
-        """Row indices of the sweep of ``dim`` (ascending values)."""
-        if dim not in self.swept_dims:
-            raise ValueError(f"dimension '{dim}' is not swept in this grid; swept: {list(self.swept_dims)}")
-        return np.asarray([i for i, d in enumerate(self.swept) if d == dim])
-
-    def sweep_values(self, dim: str) -> np.ndarray:
-        """Swept values ``(n,)`` of ``dim``."""
-        return self.contexts[self.sweep_rows(dim), self.names.index(dim)]
-
-    @property
-    def named_rows(self) -> np.ndarray:
-        return np.asarray([i for i, d in enumerate(self.swept) if d is None], dtype=int)
-
-    def to_dict(self) -> dict:
-        return {
-            "names": list(self.names),
-            "default": self.default.tolist(),
-            "labels": list(self.labels),
-            "swept": list(self.swept),
-            "contexts": self.contexts.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "ContextGrid":
-        try:
-            return cls(
-                contexts=np.asarray(d["contexts"], np.float32).reshape(len(d["labels"]), len(d["names"])),
-                labels=tuple(d["labels"]),
-                swept=tuple(d["swept"]),
-                names=tuple(d["names"]),
-                default=np.asarray(d["default"], np.float32),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"not a valid context grid record: {e}") from e
-
-
 def make_grid(
     env: ContextualEnv,
     num_points: int = 9,
@@ -273,38 +173,6 @@ def make_grid(
     )
 
 
-# --------------------------------------------------------------------- results
-@dataclasses.dataclass(frozen=True)
-class EvalResult:
-    """Returns of one method on a grid: ``returns (S, C, E)`` with ``C = len(grid)``."""
-
-    grid: ContextGrid
-    returns: np.ndarray
-
-    def __post_init__(self):
-        r = np.asarray(self.returns)
-        if r.ndim != 3 or r.shape[1] != len(self.grid) or 0 in r.shape:
-            raise ValueError(f"EvalResult: `returns` must have shape (S, {len(self.grid)}, E), got {r.shape}")
-
-    @property
-    def num_seeds(self) -> int:
-        return int(self.returns.shape[0])
-
-    @property
-    def num_episodes(self) -> int:
-        return int(self.returns.shape[2])
-
-    def summary(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean (C,), ci (C,))``, see :func:`summarize`."""
-        return summarize(self.returns)
-
-    def aggregate(self, rows) -> tuple[float, float]:
-        """Mean and 95% half-width across seeds of the average return over ``rows``."""
-        per_seed = np.asarray(self.returns, np.float64)[:, np.asarray(rows)].mean(axis=(1, 2))
-        mean, ci = _mean_ci(per_seed)
-        return float(mean), float(ci)
-
-
 def evaluate_grid(
     env: ContextualEnv,
     act_fn: ActFn,
@@ -320,128 +188,6 @@ def evaluate_grid(
         raise ValueError(f"`grid` is over contexts {list(grid.names)}, the env's are {list(env.context_space.names)}")
     returns = evaluate(env, act_fn, params, grid.contexts, num_episodes=num_episodes, rng=rng, evaluator=evaluator)
     return EvalResult(grid=grid, returns=returns)
-
-
-# ---------------------------------------------------------------- table output
-def _fmt(mean: float, ci: float) -> str:
-    return f"{mean:.2f} ± " + ("n/a" if not np.isfinite(ci) else f"{ci:.2f}")
-
-
-def table_rows(results: Mapping[str, EvalResult], detail: bool = True) -> list[tuple[str, list[tuple[float, float]]]]:
-    """Rows ``(label, [(mean, ci) per method])`` of the generalization table.
-
-    Named contexts first, then (``detail``) every sweep point, then per swept
-    dimension the average over its sweep (``"mean over <dim> sweep"``).
-    """
-    methods = check_results(results)
-    grid = results[methods[0]].grid
-    rows = []
-    sums = [results[m].summary() for m in methods]
-    order = list(grid.named_rows) + ([i for i in range(len(grid)) if grid.swept[i] is not None] if detail else [])
-    for i in order:
-        rows.append((grid.labels[i], [(float(s[0][i]), float(s[1][i])) for s in sums]))
-    for d in grid.swept_dims:
-        rows.append((f"mean over {d} sweep", [results[m].aggregate(grid.sweep_rows(d)) for m in methods]))
-    return rows
-
-
-def format_table(results: Mapping[str, EvalResult], detail: bool = True, title: str | None = None) -> str:
-    """A text table: one row per context, one column per method, ``mean ± 1.96 SEM``."""
-    methods = check_results(results)
-    rows = table_rows(results, detail)
-    cells = [[label] + [_fmt(m, c) for m, c in vals] for label, vals in rows]
-    header = ["context"] + list(methods)
-    widths = [max(len(r[j]) for r in [header] + cells) for j in range(len(header))]
-    lines = []
-    if title:
-        lines.append(title)
-    lines.append("  ".join(h.ljust(w) if j == 0 else h.rjust(w) for j, (h, w) in enumerate(zip(header, widths))))
-    lines.append("  ".join("-" * w for w in widths))
-    for r in cells:
-        lines.append("  ".join(x.ljust(w) if j == 0 else x.rjust(w) for j, (x, w) in enumerate(zip(r, widths))))
-    first = results[methods[0]]
-    lines.append(
-        f"(mean ± 1.96·SEM over {first.num_seeds} seeds, {first.num_episodes} episodes per context and seed)"
-    )
-    return "\n".join(lines) + "\n"
-
-
-def write_table(results: Mapping[str, EvalResult], path: str | os.PathLike, detail: bool = True, title: str | None = None) -> str:
-    """Write :func:`format_table` to ``path`` atomically; returns the text."""
-    text = format_table(results, detail, title)
-    atomic_write(path, text)
-    return text
-
-
-def write_csv(results: Mapping[str, EvalResult], path: str | os.PathLike) -> None:
-    """Long-format CSV, one line per (method, context), written atomically.
-
-    Columns: method, context, swept, one column per context dimension, mean, ci95,
-    num_seeds, num_episodes.
-    """
-    methods = check_results(results)
-    grid = results[methods[0]].grid
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["method", "context", "swept", *grid.names, "mean", "ci95", "num_seeds", "num_episodes"])
-    for m in methods:
-        r = results[m]
-        mean, ci = r.summary()
-        for i in range(len(grid)):
-            w.writerow(
-                [m, grid.labels[i], grid.swept[i] or "", *(f"{v:.6g}" for v in grid.contexts[i]),
-                 f"{mean[i]:.6g}", "" if not np.isfinite(ci[i]) else f"{ci[i]:.6g}", r.num_seeds, r.num_episodes]
-            )
-    atomic_write(path, buf.getvalue())
-
-
-def write_json(results: Mapping[str, EvalResult], path: str | os.PathLike, extra: Mapping | None = None) -> None:
-    """JSON with the grid, the raw returns ``(S, C, E)`` and the summary of every method.
-
-    ``extra`` (JSON-serializable) is stored under ``"info"``. NaN becomes ``null``.
-    Read back with :func:`load_json`.
-    """
-    methods = check_results(results)
-    doc = {"info": dict(extra or {}), "grid": results[methods[0]].grid.to_dict(), "methods": {}}
-    for m in methods:
-        mean, ci = results[m].summary()
-        doc["methods"][m] = {
-            "mean": _nan_to_none(mean),
-            "ci95": _nan_to_none(ci),
-            "returns": np.asarray(results[m].returns, np.float64).tolist(),
-        }
-    atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
-
-
-def load_json(path: str | os.PathLike) -> dict[str, EvalResult]:
-    """Inverse of :func:`write_json`: ``{method: EvalResult}``; ``ValueError`` on a malformed file."""
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-        grid = ContextGrid.from_dict(doc["grid"])
-        return {m: EvalResult(grid, np.asarray(v["returns"], np.float64)) for m, v in doc["methods"].items()}
-    except FileNotFoundError:
-        raise
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not an evaluation results file written by zsgjax.evaluate.write_json ({e})") from e
-
-
-# ------------------------------------------------------------------- helpers
-def check_results(results: Mapping[str, EvalResult]) -> list[str]:
-    """Method names of ``results``; ``ValueError`` when empty or evaluated on different grids."""
-    methods = list(results)
-    if not methods:
-        raise ValueError("`results` is empty: give at least one method")
-    grid = results[methods[0]].grid
-    for m in methods[1:]:
-        g = results[m].grid
-        if g.labels != grid.labels or not np.array_equal(g.contexts, grid.contexts):
-            raise ValueError(f"`results`: method '{m}' was evaluated on a different grid than '{methods[0]}'")
-    return methods
-
-
-def _nan_to_none(x: np.ndarray) -> list:
-    return [None if not np.isfinite(v) else float(v) for v in np.asarray(x, np.float64)]
 
 
 def _positive_int(value, name: str) -> int:

@@ -1,10 +1,9 @@
 """Uniform replay of transitions plus what CSE needs, on ``flashbax``.
 
-An item is a :class:`ReplayItem`: the :class:`~zsgjax.types.Transition`, the
-context gradients stored for CSE (``ContextGradients`` for ``jacobian`` storage,
-``DirectionalGradients`` for ``jvp`` storage, ``None`` otherwise) and the pre-step
-environment state (only for exact CSE, ``None`` otherwise). ``None`` fields take
-no memory.
+An item is a :class:`ReplayItem`: the :class:`~zsgjax.types.Transition` and the
+``extras`` the training method stores beside it (CSE: ``ContextGradients`` for
+``jacobian`` storage, ``DirectionalGradients`` for ``jvp`` storage, the pre-step
+physics state for exact CSE; ``None``, which takes no memory, otherwise).
 
 :class:`Replay` wraps ``flashbax.make_item_buffer`` (a ring buffer of fixed
 capacity, uniform sampling with replacement); its state is a pytree, so the
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from zsgjax.types import ContextGradients, DirectionalGradients, Transition
+from zsgjax.types import Transition
 
 
 @struct.dataclass
@@ -30,8 +29,7 @@ class ReplayItem:
     """One stored sample; a batch adds leading axes to every leaf."""
 
     transition: Transition
-    gradients: ContextGradients | DirectionalGradients | None = None
-    env_state: Any = None
+    extras: Any = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 The trainer's data collection: ``num_envs`` environments stepped together
 (``vmap``), each resetting when it terminates or reaches the horizon, with the new
-episode's context drawn by a *context sampler* (the training method: default
-context, LDR, DR). Optionally each step also returns the context gradients CSE
-needs, computed in the same forward-mode pass as the step itself.
+episode's context drawn by a *context sampler* (a method's
+:meth:`~zsgjax.methods.Method.context_sampler`). Each single-environment step is
+the method's *collector* (:meth:`~zsgjax.methods.Method.collect`): a plain step by
+default; CSE's also returns the context gradients it stores, computed in the same
+forward-mode pass as the step itself.
 
 Unlike brax's ``AutoResetWrapper`` (which replays the first state of the batch),
 a reset here draws a fresh initial state **and** a fresh context.
@@ -14,55 +16,20 @@ Shapes: ``B = num_envs``; a batched ``State`` has a leading ``B`` on every leaf.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import State
 from flax import struct
 
-from zsgjax import cse
-from zsgjax.envs.base import ContextualEnv, EnvState
-from zsgjax.envs.context import ContextSpace
-from zsgjax.types import ContextGradients, DirectionalGradients, Transition
+from zsgjax.envs.base import ContextualEnv
+from zsgjax.methods.base import ContextSampler, plain_collect
+from zsgjax.types import Transition
 
-ContextSampler = Callable[[jax.Array], jax.Array]  # rng -> (dim,)
-GradientMode = Literal["none", "jacobian", "jvp"]
-
-SAMPLERS = ("default", "ldr", "dr")
-
-
-def make_context_sampler(
-    space: ContextSpace,
-    kind: str,
-    *,
-    ldr_scale: float = 0.1,
-    dr_low=None,
-    dr_high=None,
-) -> ContextSampler:
-    """Per-episode context distribution of a training method.
-
-    kind:
-      ``default`` -- always the space's default (vanilla and CSE);
-      ``ldr``     -- ``default + ldr_scale * N(0, I)``, clipped to the space;
-      ``dr``      -- uniform over ``[dr_low, dr_high]`` (defaults: the whole space).
-    """
-    if kind == "default":
-        default = space.default_array
-        return lambda rng: default
-    if kind == "ldr":
-        if not ldr_scale > 0:
-            raise ValueError(f"`ldr_scale` must be > 0, got {ldr_scale}")
-        return lambda rng: space.sample_local(rng, scale=ldr_scale)
-    if kind == "dr":
-        low = space.validate(space.low if dr_low is None else dr_low, "dr_low")
-        high = space.validate(space.high if dr_high is None else dr_high, "dr_high")
-        for i, n in enumerate(space.names):
-            if low[i] > high[i]:
-                raise ValueError(f"`dr_low` must not exceed `dr_high`: dimension '{n}' has {low[i]:g} > {high[i]:g}")
-        box = ContextSpace(space.names, low, high, (low + high) / 2)
-        return lambda rng: box.sample_uniform(rng)
-    raise ValueError(f"unknown context sampler '{kind}'; known: {', '.join(SAMPLERS)}")
+Collector = Callable[..., tuple]
+"""``(env, env_state, action, context, rng) -> (EnvStep, extras)``: one step of one
+environment and what to store beside its transition (a method's ``collect``)."""
 
 
 @struct.dataclass
@@ -70,15 +37,14 @@ class StepOutput:
     """What one batched step produced (leading ``B`` on every leaf).
 
     transition:    the transition as observed (``next_obs`` before any reset)
-    env_state:     the physics state the step started from (for exact CSE)
-    gradients:     ``ContextGradients``, ``DirectionalGradients`` or ``None``
+    extras:        what the collector stores beside it (CSE: ``ContextGradients``,
+                   ``DirectionalGradients`` or the pre-step physics state; else ``None``)
     episode_end:   ``(B,)`` bool, the episode ended here (terminated or truncated)
     episode_return:``(B,)`` the undiscounted return so far, including this step
     """
 
     transition: Transition
-    env_state: EnvState
-    gradients: ContextGradients | DirectionalGradients | None
+    extras: Any
     episode_end: jax.Array
     episode_return: jax.Array
 
@@ -93,29 +59,11 @@ def reset(env: ContextualEnv, rng: jax.Array, num_envs: int, sampler: ContextSam
     return state
 
 
-def _step_one(
-    env: ContextualEnv,
-    state: State,
-    action: jax.Array,
-    rng: jax.Array,
-    sampler: ContextSampler,
-    gradients: GradientMode,
-    epsilon: float,
-):
-    rng_reset, rng_ctx, rng_dir = jax.random.split(rng, 3)
+def _step_one(env: ContextualEnv, state: State, action: jax.Array, rng: jax.Array, sampler: ContextSampler,
+              collect: Collector):
+    rng_reset, rng_ctx, rng_collect = jax.random.split(rng, 3)
     context = state.info["context"]
-    env_state = state.pipeline_state
-    if gradients == "jacobian":
-        (next_es, next_sobs, reward, term), grads = cse.step_and_jacobian(env, env_state, action, context)
-    elif gradients == "jvp":
-        delta_c = cse.draw_context_step(rng_dir, context, env.context_space, epsilon)
-        (next_es, next_sobs, reward, term), grads = cse.step_and_jvp(env, env_state, action, context, delta_c)
-    elif gradients == "none":
-        next_es, next_sobs, reward, term = env.env_step(env_state, action, context)
-        grads = None
-    else:
-        raise ValueError(f"unknown gradient mode '{gradients}'; known: none, jacobian, jvp")
-
+    (next_es, next_sobs, reward, term), extras = collect(env, state.pipeline_state, action, context, rng_collect)
     reward = reward.astype(jnp.float32)
     term = term.astype(bool)
     next_obs = env.make_obs(next_sobs, context)
@@ -145,8 +93,7 @@ def _step_one(
     )
     out = StepOutput(
         transition=transition,
-        env_state=env_state,
-        gradients=grads,
+        extras=extras,
         episode_end=episode_end,
         episode_return=episode_return,
     )
@@ -159,18 +106,17 @@ def step(
     action: jax.Array,
     rng: jax.Array,
     sampler: ContextSampler,
-    gradients: GradientMode = "none",
-    epsilon: float = 0.1,
+    collect: Collector = plain_collect,
 ) -> tuple[State, StepOutput]:
     """Step ``B`` environments (state from :func:`reset`) with auto-reset.
 
     action: ``(B, action_size)`` (or ``(B,)`` ints for discrete envs).
-    gradients: ``"jacobian"`` / ``"jvp"`` also return the CSE derivatives of each
-      transition (``jvp`` along a step of size ``epsilon`` drawn here, clipped).
+    collect: the per-environment step (default: plain; ``CSE(...).collect`` also
+      returns the context derivatives of each transition as ``StepOutput.extras``).
     """
     num_envs = action.shape[0]
     rngs = jax.random.split(rng, num_envs)
-    return jax.vmap(lambda s, a, r: _step_one(env, s, a, r, sampler, gradients, epsilon))(state, action, rngs)
+    return jax.vmap(lambda s, a, r: _step_one(env, s, a, r, sampler, collect))(state, action, rngs)
 
 
 def rollout(
@@ -180,8 +126,7 @@ def rollout(
     rng: jax.Array,
     num_steps: int,
     sampler: ContextSampler,
-    gradients: GradientMode = "none",
-    epsilon: float = 0.1,
+    collect: Collector = plain_collect,
 ) -> tuple[State, StepOutput]:
     """``num_steps`` batched steps under ``policy(rng, obs (B, obs)) -> action`` with ``lax.scan``.
 
@@ -192,7 +137,7 @@ def rollout(
         st, key = carry
         key, k_act, k_step = jax.random.split(key, 3)
         action = policy(k_act, st.obs)
-        st, out = step(env, st, action, k_step, sampler, gradients, epsilon)
+        st, out = step(env, st, action, k_step, sampler, collect)
         return (st, key), out
 
     (state, _), outs = jax.lax.scan(body, (state, rng), None, length=num_steps)

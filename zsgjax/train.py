@@ -15,195 +15,146 @@ seeds in one program. One batched environment step (a *round*) is
 4. once ``env_steps >= learning_starts``, ``grad_updates_per_step`` gradient
    updates, each on a fresh replay batch (CSE-enhanced for ``method='cse'``).
 
-Methods: ``vanilla`` and ``cse`` collect at the default context only; ``ldr``
-draws each episode's context as ``default + ldr_scale N(0, I)`` (clipped), ``dr``
-uniformly over the context box. CSE replaces the first ``round(cse_ratio *
-batch_size)`` samples of every replay batch (uniform, so any subset is as good)
-by their enhanced versions at ``c + delta_c``, ``delta_c = clip(c + eps u) - c``
-with ``u`` uniform on the sphere (redrawn at every replay with ``jacobian``
-storage, drawn at insertion with ``jvp`` storage); ``cse_mode='exact'``
-recomputes the transition at the new context from the stored pre-step state.
-Enhanced samples whose gradients are not finite get weight 0 in every loss and
-are counted in the metric ``cse_invalid``.
+The training method (:mod:`zsgjax.methods`: ``vanilla``, ``cse``, ``ldr``, ``dr``
+or any registered one) is an object that the trainer asks three things: the
+context sampler of new episodes, the per-environment step and what it stores in
+the replay, and how a replay sample becomes a training batch (with per-sample
+weights; the number of dropped samples is the metric ``cse_invalid``). The
+trainer itself never looks at the method's name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 from brax.envs.base import State
 from flax import struct
 
-from zsgjax import cse, rollout, sharding
+from zsgjax import rollout, sharding
+from zsgjax.agents.common import Agent
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
+from zsgjax.configs import default_of, field_meta, param, validate
 from zsgjax.envs import make as make_env
 from zsgjax.envs import registered_names
 from zsgjax.envs.base import ContextualEnv
+from zsgjax.methods import Method, make_method, method_names
+from zsgjax.methods.cse import MODES as CSE_MODES
+from zsgjax.methods.cse import STORAGES as CSE_STORAGES
+from zsgjax.presets import env_preset
 from zsgjax.replay import Replay, ReplayItem
 from zsgjax.types import Transition
 
-METHODS = ("vanilla", "cse", "ldr", "dr")
-CSE_MODES = ("first_order", "exact")
-CSE_STORAGES = ("jacobian", "jvp")
-
-# Hyper-parameters that ``None`` resolves to: the base row, then the environment's row.
-BASE_DEFAULTS: dict[str, Any] = dict(
-    batch_size=256,
-    buffer_size=100_000,
-    learning_starts=1_000,
-    grad_updates_per_step=1,
-    gamma=0.99,
-    tau=0.005,
-    hidden_sizes=(256, 256),
-    actor_lr=3e-4,
-    critic_lr=3e-4,
-    alpha_lr=3e-4,
-    init_alpha=1.0,
-    action_scale=1.0,
-    dqn_lr=1e-3,
-    target_update_period=500,
-    epsilon_start=1.0,
-    epsilon_end=0.05,
-    exploration_fraction=0.3,
-)
-
-# The CSE paper's settings (learning rates actor/critic/alpha, gamma) per environment;
-# learning_starts, init_alpha, action_scale and the DQN row are zsgjax's choices.
-ENV_DEFAULTS: dict[str, dict[str, Any]] = {
-    "simple_direction": dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4, learning_starts=500,
-                             init_alpha=0.1),
-    "pendulum_goal": dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, action_scale=2.0),
-    "cheetah_velocity": dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, learning_starts=10_000),
-    "ant_direction": dict(actor_lr=3e-5, critic_lr=3e-4, alpha_lr=1e-4, learning_starts=10_000),
-    "ant_goal": dict(actor_lr=3e-5, critic_lr=3e-4, alpha_lr=1e-4, learning_starts=10_000),
-    "cart_goal": dict(dqn_lr=5e-4, target_update_period=250, exploration_fraction=0.2),
-}
+AGENT_CONFIGS: Mapping[str, type] = {"sac": SACConfig, "dqn": DQNConfig}
 
 
-def env_defaults(env: str) -> dict[str, Any]:
-    """The resolved default hyper-parameters of environment ``env``."""
-    return {**BASE_DEFAULTS, **ENV_DEFAULTS.get(env, {})}
+def agent_kind(env: ContextualEnv) -> str:
+    """``"dqn"`` for discrete actions, ``"sac"`` otherwise."""
+    return "dqn" if env.discrete else "sac"
+
+
+def _agent_field(**targets: str):
+    """A ``TrainConfig`` field copied to the agent config(s) ``kind="field"``; its range
+    and base value are the agent config's."""
+    kind, name = next(iter(targets.items()))
+    return param(None, like=(AGENT_CONFIGS[kind], name), meta={"agent": dict(targets)})
+
+
+def _loop_field(base: int, **check):
+    """A loop setting: ``None`` resolves to the env's preset, else ``base``."""
+    return param(None, kind=int, meta={"base": base}, **check)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; ``None`` means the per-environment default
-    (:data:`BASE_DEFAULTS` updated by :data:`ENV_DEFAULTS`).
+    """Everything a training run needs; ``None`` means "the preset": the environment's
+    row in :data:`zsgjax.presets.ENV_PRESETS`, else the field's base value (an agent
+    hyper-parameter's base is its agent config's default; see :mod:`zsgjax.presets`).
 
     Steps count environment transitions over all parallel environments together.
     ``grad_updates_per_step`` is the number of gradient updates per batched step of
     the ``num_envs`` environments (so the update-to-data ratio is
     ``grad_updates_per_step / num_envs``). ``steps_per_iteration`` groups steps for
     metrics (one metrics row per iteration); ``None`` gives ``min(total_steps,
-    1000)`` rounded down to a multiple of ``num_envs``.
+    1000)`` rounded down to a multiple of ``num_envs``. Every field states its range
+    once; :meth:`validate` checks them all.
     """
 
-    env: str = "simple_direction"
-    method: str = "cse"
-    total_steps: int = 20_000
-    num_envs: int = 8
-    seed: int = 0
-    # CSE
-    cse_epsilon: float = 0.1
-    cse_mode: str = "first_order"
-    cse_storage: str = "jacobian"
-    cse_ratio: float = 1.0
-    # LDR
-    ldr_scale: float = 0.1
+    env: str = param("simple_direction", kind=str, choices=registered_names)
+    method: str = param("cse", kind=str, choices=method_names)
+    total_steps: int = param(20_000, kind=int, low=1)
+    num_envs: int = param(8, kind=int, low=1)
+    seed: int = param(0, kind=int, low=0)
+    # method hyper-parameters (read by the method's ``from_config``)
+    cse_epsilon: float = param(0.1, low=0.0, low_open=True)
+    cse_mode: str = param("first_order", kind=str, choices=CSE_MODES)
+    cse_storage: str = param("jacobian", kind=str, choices=CSE_STORAGES)
+    cse_ratio: float = param(1.0, low=0.0, high=1.0)
+    ldr_scale: float = param(0.1, low=0.0, low_open=True)
     # loop
-    steps_per_iteration: int | None = None
-    learning_starts: int | None = None
-    buffer_size: int | None = None
-    batch_size: int | None = None
-    grad_updates_per_step: int | None = None
-    # shared
-    gamma: float | None = None
-    hidden_sizes: tuple[int, ...] | None = None
-    normalize_obs: bool = False
+    steps_per_iteration: int | None = param(None, kind=int, low=1)
+    learning_starts: int | None = _loop_field(1_000, low=0)
+    buffer_size: int | None = _loop_field(100_000, low=1)
+    batch_size: int | None = _loop_field(256, low=1)
+    grad_updates_per_step: int | None = _loop_field(1, low=0)
+    # both agents
+    gamma: float | None = _agent_field(sac="gamma", dqn="gamma")
+    hidden_sizes: tuple[int, ...] | None = _agent_field(sac="hidden_sizes", dqn="hidden_sizes")
+    normalize_obs: bool | None = _agent_field(sac="normalize_obs", dqn="normalize_obs")
     # SAC
-    tau: float | None = None
-    actor_lr: float | None = None
-    critic_lr: float | None = None
-    alpha_lr: float | None = None
-    init_alpha: float | None = None
-    action_scale: float | None = None
+    tau: float | None = _agent_field(sac="tau")
+    actor_lr: float | None = _agent_field(sac="actor_lr")
+    critic_lr: float | None = _agent_field(sac="critic_lr")
+    alpha_lr: float | None = _agent_field(sac="alpha_lr")
+    init_alpha: float | None = _agent_field(sac="init_alpha")
+    action_scale: float | None = _agent_field(sac="action_scale")
     # DQN
-    dqn_lr: float | None = None
-    target_update_period: int | None = None
-    epsilon_start: float | None = None
-    epsilon_end: float | None = None
-    exploration_fraction: float | None = None
-    dueling: bool = True
-    double: bool = True
+    dqn_lr: float | None = _agent_field(dqn="lr")
+    target_update_period: int | None = _agent_field(dqn="target_update_period")
+    epsilon_start: float | None = _agent_field(dqn="epsilon_start")
+    epsilon_end: float | None = _agent_field(dqn="epsilon_end")
+    epsilon_decay_steps: int | None = _agent_field(dqn="epsilon_decay_steps")
+    dueling: bool | None = _agent_field(dqn="dueling")
+    double: bool | None = _agent_field(dqn="double")
 
-    def resolve(self) -> "TrainConfig":
-        """A copy with every ``None`` replaced by the environment's default."""
-        defaults = env_defaults(self.env)
-        updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+    def __post_init__(self):
+        if isinstance(self.hidden_sizes, list):  # lists from JSON or argparse; the config must stay hashable
+            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+
+    def resolve(self, env: ContextualEnv | None = None) -> "TrainConfig":
+        """A copy with every ``None`` replaced by its preset (see the class docstring).
+
+        ``env``: the environment instance (its action type picks the agent whose
+        defaults apply); default ``make(self.env)``.
+        """
+        kind = agent_kind(make_env(self.env) if env is None else env)
+        preset = env_preset(self.env)
+        updates: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is not None or f.name == "steps_per_iteration":
+                continue
+            meta = field_meta(TrainConfig, f.name)
+            if f.name in preset:
+                updates[f.name] = preset[f.name]
+            elif "agent" in meta:
+                targets = meta["agent"]
+                k = kind if kind in targets else next(iter(targets))
+                updates[f.name] = default_of(AGENT_CONFIGS[k], targets[k])
+            else:
+                updates[f.name] = meta["base"]
         if self.steps_per_iteration is None:
-            n = max(self.num_envs, 1)
+            n = self.num_envs
             updates["steps_per_iteration"] = max(n, (min(self.total_steps, 1000) // n) * n)
-        out = dataclasses.replace(self, **updates)
-        return dataclasses.replace(out, hidden_sizes=tuple(int(h) for h in out.hidden_sizes))
+        return dataclasses.replace(self, **updates)
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad field and its accepted range; returns ``self``."""
-
-        def choice(name, allowed):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-
-        def at_least(name, low, integer=True):
-            v = getattr(self, name)
-            if v is None:
-                return
-            if integer and (isinstance(v, bool) or not isinstance(v, int)):
-                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}; got {v!r}")
-            if not v >= low:
-                raise ValueError(f"TrainConfig.{name} must be >= {low}; got {v!r}")
-
-        def interval(name, low, high, low_open=False):
-            v = getattr(self, name)
-            if v is None:
-                return
-            ok = (low < v if low_open else low <= v) and v <= high
-            if not ok:
-                bracket = "(" if low_open else "["
-                raise ValueError(f"TrainConfig.{name} must be in {bracket}{low}, {high}]; got {v!r}")
-
-        choice("env", tuple(registered_names()))
-        choice("method", METHODS)
-        choice("cse_mode", CSE_MODES)
-        choice("cse_storage", CSE_STORAGES)
-        at_least("num_envs", 1)
-        at_least("total_steps", 1)
-        at_least("seed", 0)
-        at_least("steps_per_iteration", 1)
-        at_least("learning_starts", 0)
-        at_least("buffer_size", 1)
-        at_least("batch_size", 1)
-        at_least("grad_updates_per_step", 0)
-        at_least("target_update_period", 1)
-        interval("cse_epsilon", 0.0, float("inf"), low_open=True)
-        interval("cse_ratio", 0.0, 1.0)
-        interval("ldr_scale", 0.0, float("inf"), low_open=True)
-        interval("gamma", 0.0, 1.0)
-        interval("tau", 0.0, 1.0, low_open=True)
-        for lr in ("actor_lr", "critic_lr", "alpha_lr", "dqn_lr", "init_alpha", "action_scale"):
-            interval(lr, 0.0, float("inf"), low_open=True)
-        interval("epsilon_start", 0.0, 1.0)
-        interval("epsilon_end", 0.0, 1.0)
-        interval("exploration_fraction", 0.0, 1.0)
-        if self.hidden_sizes is not None and (
-            len(self.hidden_sizes) == 0 or any(int(h) < 1 for h in self.hidden_sizes)
-        ):
-            raise ValueError(f"TrainConfig.hidden_sizes must be a non-empty tuple of positive ints; got {self.hidden_sizes!r}")
+        validate(self)
         if self.steps_per_iteration is not None and self.steps_per_iteration % self.num_envs:
             raise ValueError(
                 f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}; "
@@ -216,6 +167,20 @@ class TrainConfig:
         if self.buffer_size is not None and self.buffer_size < self.num_envs:
             raise ValueError(f"TrainConfig.buffer_size must be >= num_envs={self.num_envs}; got {self.buffer_size}")
         return self
+
+    @property
+    def is_resolved(self) -> bool:
+        return all(getattr(self, f.name) is not None for f in dataclasses.fields(self))
+
+
+def base_value(name: str, kind: str = "sac") -> Any:
+    """The value a ``None`` field ``name`` takes when no environment preset sets it."""
+    meta = field_meta(TrainConfig, name)
+    if "agent" in meta:
+        targets = meta["agent"]
+        k = kind if kind in targets else next(iter(targets))
+        return default_of(AGENT_CONFIGS[k], targets[k])
+    return meta.get("base")
 
 
 @struct.dataclass
@@ -240,8 +205,8 @@ class TrainState:
 class Trainer:
     """A static training program for one resolved :class:`TrainConfig`.
 
-    Attributes: ``config`` (resolved), ``env``, ``agent`` (:class:`SAC` or
-    :class:`DQN`), ``replay``, ``num_iterations``, ``steps_per_iteration``, and
+    Attributes: ``config`` (resolved), ``env``, ``method`` (a
+    :class:`~zsgjax.methods.Method`), ``agent`` (:class:`SAC` or :class:`DQN`), ``replay``, ``num_iterations``, ``steps_per_iteration``, and
     ``mesh``: an optional ``(seeds, envs)`` device mesh (see
     :mod:`zsgjax.sharding`) over whose ``envs`` axis the parallel environments and
     every replay batch are split (data parallelism; ``None``: one device).
@@ -249,7 +214,8 @@ class Trainer:
 
     config: TrainConfig
     env: ContextualEnv
-    agent: Any
+    method: Method
+    agent: Agent
     replay: Replay
     num_iterations: int
     steps_per_iteration: int
@@ -262,24 +228,14 @@ class Trainer:
 
     @property
     def sampler(self) -> rollout.ContextSampler:
-        kind = {"vanilla": "default", "cse": "default", "ldr": "ldr", "dr": "dr"}[self.config.method]
-        return rollout.make_context_sampler(self.env.context_space, kind, ldr_scale=self.config.ldr_scale)
+        return self.method.context_sampler(self.env.context_space)
 
-    @property
-    def gradient_mode(self) -> str:
-        c = self.config
-        return c.cse_storage if (c.method == "cse" and c.cse_mode == "first_order") else "none"
+    def _step(self, env_state: State, action: jax.Array, rng: jax.Array):
+        return rollout.step(self.env, env_state, action, rng, self.sampler, self.method.collect)
 
-    @property
-    def stores_env_state(self) -> bool:
-        return self.config.method == "cse" and self.config.cse_mode == "exact"
-
-    def _item(self, out: rollout.StepOutput) -> ReplayItem:
-        return ReplayItem(
-            transition=out.transition,
-            gradients=out.gradients if self.gradient_mode != "none" else None,
-            env_state=out.env_state if self.stores_env_state else None,
-        )
+    @staticmethod
+    def _item(out: rollout.StepOutput) -> ReplayItem:
+        return ReplayItem(transition=out.transition, extras=out.extras)
 
     # --------------------------------------------------------------- init
     def init(self, rng: jax.Array) -> TrainState:
@@ -290,7 +246,7 @@ class Trainer:
 
         def one_item(key):
             action = self.agent.random_action(key, c.num_envs)
-            _, out = rollout.step(self.env, env_state, action, key, self.sampler, self.gradient_mode, c.cse_epsilon)
+            _, out = self._step(env_state, action, key)
             return self._item(out)
 
         shapes = jax.eval_shape(one_item, k_state)
@@ -311,35 +267,11 @@ class Trainer:
     def training_batch(self, items: ReplayItem, rng: jax.Array) -> tuple[Transition, jax.Array, jax.Array]:
         """The transitions a gradient update uses, from a replay sample (leading ``N``).
 
-        Returns ``(batch, weight (N,), invalid ())``: for CSE the first
-        ``round(cse_ratio N)`` samples are enhanced; ``weight`` is 0 for enhanced
-        samples with non-finite gradients, whose number is ``invalid``.
+        Returns ``(batch, weight (N,), dropped ())`` from the method (CSE: the first
+        ``round(cse_ratio N)`` samples enhanced; weight 0 for enhanced samples with
+        non-finite gradients, whose number is ``dropped``).
         """
-        c = self.config
-        transition = items.transition
-        n = transition.reward.shape[0]
-        ones = jnp.ones((n,), jnp.float32)
-        if c.method != "cse":
-            return transition, ones, jnp.zeros((), jnp.int32)
-        space = self.env.context_space
-        keys = jax.random.split(rng, n)
-        draw = jax.vmap(lambda k, ctx: cse.draw_context_step(k, ctx, space, c.cse_epsilon))
-        if c.cse_mode == "exact":
-            delta_c = draw(keys, transition.context)
-            enhanced, valid = jax.vmap(lambda s, t, d: cse.enhance_exact(self.env, s, t, d))(
-                items.env_state, transition, delta_c
-            )
-        elif c.cse_storage == "jacobian":
-            delta_c = draw(keys, transition.context)
-            enhanced, valid = jax.vmap(cse.enhance_with_jacobian)(transition, items.gradients, delta_c)
-        else:
-            enhanced, valid = jax.vmap(cse.enhance_with_directional)(transition, items.gradients)
-        chosen = jnp.arange(n) < round(c.cse_ratio * n)
-        batch = jax.tree.map(
-            lambda e, o: jnp.where(chosen.reshape((n,) + (1,) * (e.ndim - 1)), e, o), enhanced, transition
-        )
-        dropped = chosen & ~valid
-        return batch, jnp.where(dropped, 0.0, ones), dropped.sum().astype(jnp.int32)
+        return self.method.training_batch(self.env, items, rng)
 
     # ------------------------------------------------------------ updates
     def _updates(self, agent_state, replay_state, rng):
@@ -369,9 +301,7 @@ class Trainer:
         explore = self.agent.explore(agent_state, obs, k_act, state.env_steps)
         random = self.agent.random_action(k_rand, c.num_envs)
         action = jnp.where(state.env_steps < c.learning_starts, random, explore)
-        env_state, out = rollout.step(
-            self.env, state.env, action, k_step, self.sampler, self.gradient_mode, c.cse_epsilon
-        )
+        env_state, out = self._step(state.env, action, k_step)
         env_state = sharding.constrain_batch(env_state, self.mesh)
         replay_state = self.replay.add(state.replay, self._item(out))
         env_steps = state.env_steps + c.num_envs
@@ -464,63 +394,48 @@ class Trainer:
         return self.agent.act(params, obs, rng)
 
 
-def make_agent(env: ContextualEnv, config: TrainConfig):
-    """The SAC (continuous actions) or DQN (``env.discrete``) agent of a resolved config."""
+def make_agent(env: ContextualEnv, config: TrainConfig) -> Agent:
+    """The SAC (continuous actions) or DQN (``env.discrete``) agent of a resolved config.
+
+    The agent config gets every ``TrainConfig`` field that names one of its fields
+    (see :func:`_agent_field`) and is validated.
+    """
+    kind = agent_kind(env)
+    values = {}
+    for f in dataclasses.fields(TrainConfig):
+        targets = field_meta(TrainConfig, f.name).get("agent", {})
+        if kind in targets:
+            values[targets[kind]] = getattr(config, f.name)
+    agent_config = AGENT_CONFIGS[kind](**values).validate()
     normalizer = ObsNormalizer(env.state_obs_size, env.context_space)
-    if env.discrete:
-        return DQN(
-            obs_size=env.observation_size,
-            num_actions=int(env.num_actions),
-            normalizer=normalizer,
-            config=DQNConfig(
-                hidden_sizes=config.hidden_sizes,
-                gamma=config.gamma,
-                lr=config.dqn_lr,
-                dueling=config.dueling,
-                double=config.double,
-                target_update_period=config.target_update_period,
-                epsilon_start=config.epsilon_start,
-                epsilon_end=config.epsilon_end,
-                epsilon_decay_steps=max(1, int(config.exploration_fraction * config.total_steps)),
-                normalize_obs=config.normalize_obs,
-            ),
-        )
-    return SAC(
-        obs_size=env.observation_size,
-        action_size=env.action_size,
-        normalizer=normalizer,
-        config=SACConfig(
-            hidden_sizes=config.hidden_sizes,
-            gamma=config.gamma,
-            tau=config.tau,
-            actor_lr=config.actor_lr,
-            critic_lr=config.critic_lr,
-            alpha_lr=config.alpha_lr,
-            init_alpha=config.init_alpha,
-            action_scale=config.action_scale,
-            normalize_obs=config.normalize_obs,
-        ),
-    )
+    if kind == "dqn":
+        return DQN(obs_size=env.observation_size, num_actions=int(env.num_actions), normalizer=normalizer,
+                   config=agent_config)
+    return SAC(obs_size=env.observation_size, action_size=env.action_size, normalizer=normalizer, config=agent_config)
 
 
-def make_train(config: TrainConfig, env: ContextualEnv | None = None) -> Trainer:
+def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Method | None = None) -> Trainer:
     """Validate and resolve ``config`` and build its :class:`Trainer`.
 
     ``env`` overrides ``make(config.env)`` (e.g. an environment built with custom
-    constructor arguments).
+    constructor arguments); ``method`` overrides ``make_method(config)`` (a method
+    instance with settings ``TrainConfig`` has no field for; its ``name`` must be
+    ``config.method``).
     """
-    config = config.validate().resolve().validate()
+    config = config.validate()
     env = make_env(config.env) if env is None else env
-    if config.method == "cse" and config.cse_ratio > 0 and round(config.cse_ratio * config.batch_size) == 0:
-        raise ValueError(
-            f"TrainConfig.cse_ratio * batch_size must round to >= 1 enhanced sample; got "
-            f"{config.cse_ratio} * {config.batch_size}"
-        )
+    config = config.resolve(env).validate()
+    if method is None:
+        method = make_method(config)
+    elif method.name != config.method:
+        raise ValueError(f"`method` is a '{method.name}' method but TrainConfig.method is '{config.method}'")
+    method.check(config.batch_size)
     replay = Replay(capacity=config.buffer_size, batch_size=config.batch_size, min_size=1)
     spi = config.steps_per_iteration
     return Trainer(
         config=config,
         env=env,
+        method=method,
         agent=make_agent(env, config),
         replay=replay,
         num_iterations=max(1, math.ceil(config.total_steps / spi)),

@@ -5,20 +5,24 @@ Each environment script is data: an :class:`Experiment` (methods, a ``cpu`` and 
 handed to :func:`main`. The protocol, for every method (or variant):
 
 1. train all seeds in **one** ``jax.jit(jax.vmap(trainer.run))`` program, chunked and
-   checkpointed (``zsgjax.cli.train_method``; checkpoints go to ``--work``, by default
-   under the git-ignored ``runs/``, so ``--resume`` continues a long paper-scale run);
+   checkpointed by the run driver (:func:`zsgjax.runner.run`; checkpoints go to
+   ``--work``, by default under the git-ignored ``runs/``, so ``--resume`` continues a
+   long paper-scale run);
 2. evaluate every seed's deterministic policy zero-shot over the grid of
    ``zsgjax.evaluate.make_grid`` (each context dimension swept over its range with
    the others at default, plus the environment's named evaluation contexts), with the
-   same episode starts for every method (``zsgjax.cli.evaluate_method``);
-3. write to ``--out``: ``generalization.png`` (``plot_sweeps``), ``results.md`` (settings,
+   same episode starts for every method (:func:`zsgjax.runner.evaluate`);
+3. write to ``--out`` (default: the git-ignored ``runs/experiments/<env>-<scale>``; the
+   committed results under ``docs/experiments`` change only with ``--out docs/...``): ``generalization.png`` (``plot_sweeps``), ``results.md`` (settings,
    claims, the summary and the full table), ``results.csv`` (every grid point) and
    ``results.json`` (raw returns, settings, wall times, claims).
 
 The claims checked are the paper's: CSE beats vanilla away from the training
 context; CSE is comparable to LDR; and, where an experiment names a ``focus`` (the
-pendulum's large ``|tau|``), CSE against LDR there. A difference counts only when its
-95% interval (``sqrt(ci_a^2 + ci_b^2)``, seeds independent between methods) excludes 0.
+pendulum's large ``|tau|``), CSE against LDR there. A difference counts only when the
+95% Student-t interval of the per-seed difference excludes 0 (seed ``k`` of every
+method starts its training and its evaluation episodes from the same keys, so the
+seeds are paired; :func:`zsgjax.reporting.stats.difference_ci`).
 """
 
 from __future__ import annotations
@@ -26,18 +30,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import jax
 import numpy as np
 
-from zsgjax import cli
-from zsgjax import evaluate as ev
-from zsgjax import plotting
-from zsgjax.fileio import atomic_write
+from zsgjax import runner
+from zsgjax.reporting import machine, plots, tables
+from zsgjax.reporting.files import atomic_write
+from zsgjax.reporting.results import ContextGrid, EvalResult
 from zsgjax.train import TrainConfig, make_train
 
 SCALES = ("cpu", "paper")
@@ -114,77 +116,50 @@ def run_variants(
     sweep_points: int = 9,
     chunks: int = 1,
     log: Callable[[str], None] = print,
-) -> tuple[dict[str, ev.EvalResult], dict[str, dict[str, float]]]:
+) -> tuple[dict[str, EvalResult], dict[str, dict[str, float]]]:
     """Train (one jit(vmap) over seeds per label) and evaluate every config on the env's grid.
 
-    Returns ``({label: EvalResult}, {label: {"train_s", "compile_s", "program_s", "eval_s"}})``:
-    ``train_s`` the wall time of ``cli.train_method`` (compilation, initialisation and
-    checkpoints included), ``compile_s`` the compile time and ``program_s`` the time in
-    the compiled training chunks, both from the lines ``cli.train_method`` logs.
+    Returns ``({label: EvalResult}, {label: {"train_s", "compile_s", "program_s", "eval_s"}})``
+    from the run driver's reports (:class:`zsgjax.runner.MethodRun`): ``train_s`` the
+    wall time of training (compilation, initialisation and checkpoints included),
+    ``compile_s`` the compile time, ``program_s`` the time in the compiled chunks.
     """
-    envs = {c.env for c in configs.values()}
-    if len(envs) != 1:
-        raise ValueError(f"all configs must share one environment, got {sorted(envs)}")
     trainers = {label: make_train(cfg) for label, cfg in configs.items()}
-    specs = {
-        label: cli.TrainSpec(env=t.config.env, methods=(t.config.method,), num_seeds=num_seeds, trainers=(t,),
-                             out=os.path.join(work, label), resume=resume, chunks=chunks, keep=1, tensorboard=False,
-                             eval_episodes=eval_episodes, sweep_points=sweep_points)
-        for label, t in trainers.items()
-    }
-    for spec in specs.values():  # checkpoint conflicts fail before any training
-        cli.preflight(spec)
-    grid = ev.make_grid(next(iter(trainers.values())).env, sweep_points)
-    results, timings = {}, {}
-    for label, trainer in trainers.items():
-        compile_s, program_s, steps_done = [], [], [0]
+    spec = runner.RunSpec(seeds=num_seeds, chunks=chunks, keep=1, eval_episodes=eval_episodes,
+                          sweep_points=sweep_points, tensorboard=False, resume=resume)
 
-        def capture(message: str, label=label) -> None:
-            # cli.train_method reports compile time and each chunk's throughput only in its log lines.
-            m = re.search(r"compiled .* in ([0-9.]+) s", message)
-            if m:
-                compile_s.append(float(m.group(1)))
-            m = re.search(r"steps ([0-9,]+)/[0-9,]+ +([0-9,]+) steps/s", message)
-            if m:
-                steps, rate = (int(g.replace(",", "")) for g in m.groups())
-                program_s.append((steps - steps_done[0]) * num_seeds / max(rate, 1))
-                steps_done[0] = steps
-            log(message.replace(f"[{trainer.config.method}]", f"[{label}]", 1))
+    def on_event(event: runner.Event) -> None:
+        for line in runner.format_event(event, num_seeds):
+            log(line)
 
-        t0 = time.perf_counter()
-        state = cli.train_method(specs[label], trainer, capture)
-        jax.block_until_ready(state)
-        t1 = time.perf_counter()
-        results[label] = cli.evaluate_method(specs[label], trainer, state, grid)
-        t2 = time.perf_counter()
-        timings[label] = {"train_s": t1 - t0, "compile_s": float(sum(compile_s)), "program_s": float(sum(program_s)),
-                          "eval_s": t2 - t1}
-        log(f"[{label}] trained in {t1 - t0:.1f} s (compile {sum(compile_s):.1f} s), evaluated in {t2 - t1:.1f} s")
-        del state
-    return results, timings
+    runs = runner.run(trainers, work, spec, on_event)
+    for label, r in runs.items():
+        log(f"[{label}] trained in {r.train.wall_s:.1f} s (compile {r.train.compile_s:.1f} s), "
+            f"evaluated in {r.eval_s:.1f} s")
+    return {label: r.result for label, r in runs.items()}, {label: r.timings for label, r in runs.items()}
 
 
 # ------------------------------------------------------------------- claims
-def far_rows(grid: ev.ContextGrid, low: Sequence[float], high: Sequence[float], fraction: float) -> np.ndarray:
+def far_rows(grid: ContextGrid, low: Sequence[float], high: Sequence[float], fraction: float) -> np.ndarray:
     """Rows of ``grid`` with some dimension at least ``fraction`` of its range away from default."""
     span = np.maximum(np.asarray(high, np.float64) - np.asarray(low, np.float64), 1e-12)
     dist = np.abs(grid.contexts - grid.default[None]) / span[None]
     return np.flatnonzero(dist.max(axis=1) >= fraction - 1e-6)
 
 
-def focus_rows(grid: ev.ContextGrid, dim: str, min_distance: float) -> np.ndarray:
+def focus_rows(grid: ContextGrid, dim: str, min_distance: float) -> np.ndarray:
     rows = grid.sweep_rows(dim)
     i = grid.names.index(dim)
     return rows[np.abs(grid.contexts[rows, i] - grid.default[i]) >= min_distance - 1e-6]
 
 
-def compare(results: Mapping[str, ev.EvalResult], a: str, b: str, rows: np.ndarray) -> dict[str, Any]:
-    """``a`` against ``b`` averaged over ``rows``: means, difference and its 95% interval, verdict."""
+def compare(results: Mapping[str, EvalResult], a: str, b: str, rows: np.ndarray) -> dict[str, Any]:
+    """``a`` against ``b`` averaged over ``rows``: means, the paired per-seed difference and its
+    95% Student-t interval, and the verdict (a difference only where the interval excludes 0)."""
     ma, ca = results[a].aggregate(rows)
     mb, cb = results[b].aggregate(rows)
-    diff = ma - mb
-    ci = float(np.sqrt(np.nan_to_num(ca) ** 2 + np.nan_to_num(cb) ** 2))
-    if not (np.isfinite(ca) and np.isfinite(cb)):
+    diff, ci = results[a].difference(results[b], rows)
+    if not np.isfinite(ci):
         verdict = "n/a (one seed: no interval)"
     elif diff - ci > 0:
         verdict = f"{a} > {b}"
@@ -196,7 +171,7 @@ def compare(results: Mapping[str, ev.EvalResult], a: str, b: str, rows: np.ndarr
             "verdict": verdict, "rows": [results[a].grid.labels[r] for r in rows]}
 
 
-def check_claims(exp: Experiment, results: Mapping[str, ev.EvalResult], low, high) -> list[dict[str, Any]]:
+def check_claims(exp: Experiment, results: Mapping[str, EvalResult], low, high) -> list[dict[str, Any]]:
     """The paper's qualitative claims that the trained methods allow to check."""
     grid = next(iter(results.values())).grid
     far = far_rows(grid, low, high, exp.far_fraction)
@@ -233,23 +208,24 @@ def _timings_markdown(timings: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: str, results: Mapping[str, ev.EvalResult], *, title: str, info: Mapping[str, Any],
+def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, info: Mapping[str, Any],
                   claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]]) -> str:
     """Write ``generalization.png`` and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
-    plotting.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
-    ev.write_csv(results, os.path.join(out, "results.csv"))
-    ev.write_json(results, os.path.join(out, "results.json"),
+    plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
+    tables.write_csv(results, os.path.join(out, "results.csv"))
+    tables.write_json(results, os.path.join(out, "results.json"),
                   extra={**info, "timings": timings, "claims": claims})
     settings = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("configs", "command"))
     md = "\n\n".join([
         f"# {title}",
         f"Command: `{info.get('command', '')}`",
-        f"Settings: {settings}. Cells are mean ± 1.96·SEM over seeds of each seed's mean return.",
+        f"Settings: {settings}. Cells are mean ± 95% Student-t interval over seeds of each seed's mean return; "
+        "differences are paired by seed.",
         "## Claims\n\n" + (_claims_markdown(claims) if claims else "(no claim applies to these methods)"),
-        "## Summary (named contexts and sweep means)\n\n```\n" + ev.format_table(results, detail=False) + "\n```",
+        "## Summary (named contexts and sweep means)\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
         "## Wall time\n\n" + _timings_markdown(timings),
-        "## Every grid point\n\n```\n" + ev.format_table(results, detail=True) + "\n```",
+        "## Every grid point\n\n```\n" + tables.format_table(results, detail=True) + "\n```",
         f"![{title}](generalization.png)",
     ]) + "\n"
     atomic_write(os.path.join(out, "results.md"), md)
@@ -269,9 +245,9 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
         exp = dataclasses.replace(exp, methods=tuple(methods))
     num_seeds = seeds or sc.seeds
     total = steps or sc.steps
-    out = out or os.path.join(REPO, "docs", "experiments", exp.env)
-    work = work or os.path.join(REPO, "runs", "experiments",
-                                f"{exp.env}-{scale}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
+    out = out or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "results")
+    work = work or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "checkpoints")
     configs = configs_for(exp, sc, total, seed)
     log(f"{exp.env} ({scale} scale): methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per seed; "
         f"out {out}; checkpoints {work}")
@@ -286,7 +262,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     info = {
         "env": exp.env, "scale": scale, "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
         "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "training_context": f"({default})",
-        "wall_s": round(time.perf_counter() - t0, 1), "machine": f"{jax.default_backend()}, {os.cpu_count()} cores",
+        "wall_s": round(time.perf_counter() - t0, 1), "machine": machine.machine_description(),
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
@@ -303,11 +279,12 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
     p.add_argument("--scale", choices=SCALES, default="cpu",
                    help=f"cpu: minutes on 2 cores ({exp.cpu.steps:,} steps x {exp.cpu.seeds} seeds); paper: the "
                    f"paper's lengths for GPU machines ({exp.paper.steps:,} steps x {exp.paper.seeds} seeds)")
-    p.add_argument("--seeds", type=cli._positive_int, default=None, help="number of seeds (default: the scale's)")
-    p.add_argument("--steps", type=cli._positive_int, default=None, help="training steps per seed (default: the scale's)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the scale's)")
+    p.add_argument("--steps", type=int, default=None, help="training steps per seed (default: the scale's)")
     p.add_argument("--methods", nargs="+", default=None, help=f"subset of {' '.join(exp.methods)}")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    p.add_argument("--out", default=None, help=f"output folder (default: docs/experiments/{exp.env})")
+    p.add_argument("--out", default=None, help="output folder (default: runs/experiments/<env>-<scale>-<time>/results; "
+                   f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
     return p

@@ -3,7 +3,7 @@
 
 Every variant trains with the environment script's settings (``--scale``), all seeds in
 one jit(vmap) program, and is evaluated zero-shot on the same grid with the same
-episode starts. Reported per variant: the mean zero-shot return (± 1.96·SEM over
+episode starts. Reported per variant: the mean zero-shot return (± 95% Student-t interval over
 seeds) over the whole grid and over the contexts far from the training context, the
 difference to ``first_order/jacobian`` (the default), and wall times (training
 including compilation, compilation, evaluation). Writes ``cse_variants.{md,json,png}``.
@@ -24,9 +24,8 @@ import time
 import numpy as np
 
 import common
-from zsgjax import evaluate as ev
-from zsgjax import plotting
-from zsgjax.fileio import atomic_write
+from zsgjax.reporting import plots, tables
+from zsgjax.reporting.files import atomic_write
 from zsgjax.train import make_train
 
 VARIANTS = {
@@ -44,7 +43,7 @@ def run(env: str = "simple_direction", scale: str = "cpu", seeds: int | None = N
                               method_config=VARIANTS)
     sc = exp.scale(scale)
     num_seeds, total = seeds or sc.seeds, steps or sc.steps
-    out = out or os.path.join(common.REPO, "docs", "experiments")
+    out = out or os.path.join(common.REPO, "runs", "experiments", f"cse_variants-{exp.env}-{scale}")
     work = work or os.path.join(common.REPO, "runs", "experiments",
                                 f"cse_variants-{env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     configs = common.configs_for(exp, sc, total, seed=0)
@@ -82,18 +81,18 @@ def run(env: str = "simple_direction", scale: str = "cpu", seeds: int | None = N
     md = "\n\n".join([
         f"# {title}",
         f"Command: `{command}`",
-        f"Mean ± 1.96·SEM over {num_seeds} seeds of each seed's mean zero-shot return; far contexts: the "
+        f"Mean ± 95% Student-t interval over {num_seeds} seeds of each seed's mean zero-shot return; far contexts: the "
         f"{len(far)} grid points with a dimension at least {exp.far_fraction:g} of its range from the training "
         "context. Times on a shared 2-core CPU (noisy): 'training program s' is the time spent in the compiled "
         "training chunks (all seeds together, compilation excluded), 'train wall s' adds compilation, "
         "initialisation and checkpointing.",
         "\n".join(lines),
-        "## Summary table\n\n```\n" + ev.format_table(results, detail=False) + "\n```",
+        "## Summary table\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
         "![CSE variants](cse_variants.png)",
     ]) + "\n"
     os.makedirs(out, exist_ok=True)
-    plotting.plot_sweeps(results, os.path.join(out, "cse_variants.png"), title=title)
-    ev.write_json(results, os.path.join(out, "cse_variants.json"), extra={**info, "variants": rows})
+    plots.plot_sweeps(results, os.path.join(out, "cse_variants.png"), title=title)
+    tables.write_json(results, os.path.join(out, "cse_variants.json"), extra={**info, "variants": rows})
     atomic_write(os.path.join(out, "cse_variants.md"), md)
     log(md)
     return {"results": results, "rows": rows}

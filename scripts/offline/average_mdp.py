@@ -29,7 +29,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import tyro  # noqa: E402
 
-from zsgjax.offline import baselines, dataset, linear_mdp, perm, pevi, pppo, reporting  # noqa: E402
+from zsgjax.offline import baselines, dataset, linear_mdp, perm, pevi, pppo  # noqa: E402
+from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -114,7 +115,7 @@ def main(cfg: Config) -> None:
     ax2.set_ylabel("zero-shot value (exact)")
     ax2.set_title(f"PPPO against n, K={cfg.pppo_episodes}")
     ax2.legend(fontsize=7)
-    reporting.save_figure(fig, cfg.out + ".png")
+    files.save_figure(fig, cfg.out + ".png")
     payload = {
         "experiment": "average_mdp",
         "config": dataclasses.asdict(cfg),
@@ -130,9 +131,9 @@ def main(cfg: Config) -> None:
             "std": {k: v.std(1) for k, v in res["pppo_table"].items()},
         },
         "wall_seconds": time.time() - t0,
-        "machine": reporting.machine_description("2 CPU cores shared with other processes"),
+        "machine": machine.machine_description("2 CPU cores shared with other processes"),
     }
-    reporting.write_json(cfg.out + ".json", payload)
+    files.write_json(cfg.out + ".json", payload)
     print(f"wrote {cfg.out}.png/.json in {time.time() - t0:.0f}s")
 
 

@@ -26,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import tyro  # noqa: E402
 
-from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies, reporting  # noqa: E402
+from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies  # noqa: E402
+from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -99,7 +100,7 @@ def main(cfg: Config) -> None:
     ax.set_ylabel("zero-shot suboptimality (held-out contexts)")
     ax.set_title(f"Pessimism ablation, n={cfg.num_envs}, K={cfg.num_episodes}, {cfg.seeds} seeds (mean ± SEM)")
     ax.legend(fontsize=7)
-    reporting.save_figure(fig, cfg.out + ".png")
+    files.save_figure(fig, cfg.out + ".png")
     payload = {
         "experiment": "pessimism",
         "config": dataclasses.asdict(cfg),
@@ -111,9 +112,9 @@ def main(cfg: Config) -> None:
         "suboptimality_sem": {m: v.std(1, ddof=1) / np.sqrt(v.shape[1]) for m, v in res["sub"].items()},
         "suboptimality_per_seed": res["sub"],
         "wall_seconds": time.time() - t0,
-        "machine": reporting.machine_description("2 CPU cores shared with other processes"),
+        "machine": machine.machine_description("2 CPU cores shared with other processes"),
     }
-    reporting.write_json(cfg.out + ".json", payload)
+    files.write_json(cfg.out + ".json", payload)
     print(f"wrote {cfg.out}.png/.json in {time.time() - t0:.0f}s")
 
 

@@ -25,7 +25,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import tyro  # noqa: E402
 
-from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies, pppo, reporting  # noqa: E402
+from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies, pppo  # noqa: E402
+from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -79,7 +80,7 @@ def run(cfg: Config) -> dict:
                     sub[name][m][j, s] = optimum - float(pppo.mixture_zero_shot_value(fam, test, it))
         print(f"seed {s}: PERM n-sweep {np.round(sub['n']['PERM'][:, s], 4).tolist()}", flush=True)
     xs = {"n": list(cfg.envs), "K": list(cfg.episodes)}
-    slopes = {name: {m: reporting.loglog_slope(xs[name], sub[name][m].mean(1)) for m in methods} for name in sweeps}
+    slopes = {name: {m: stats.loglog_slope(xs[name], sub[name][m].mean(1), drop_nonpositive=True) for m in methods} for name in sweeps}
     fitted_points = {name: {m: int(np.sum(sub[name][m].mean(1) > 0)) for m in methods} for name in sweeps}
     return dict(optimum=optimum, per_context_opt=per_context_opt, uniform_value=uniform_value, sub=sub, xs=xs, slopes=slopes,
                 methods=methods, fitted_points=fitted_points)
@@ -110,7 +111,7 @@ def main(cfg: Config) -> None:
         ax.set_ylabel("zero-shot suboptimality (held-out contexts)")
         ax.set_title(f"vs {name} ({fixed}, {cfg.seeds} seeds, mean ± SEM)")
         ax.legend(fontsize=8)
-    reporting.save_figure(fig, cfg.out + ".png")
+    files.save_figure(fig, cfg.out + ".png")
     payload = {
         "experiment": "scaling",
         "config": dataclasses.asdict(cfg),
@@ -126,9 +127,9 @@ def main(cfg: Config) -> None:
         "loglog_fit_note": "slopes fitted on the sweep points whose seed-mean suboptimality is > 0; points where every seed found the optimum (mean 0) are left out of the fit and the plot",
         "paper_rate_slope": -0.5,
         "wall_seconds": time.time() - t0,
-        "machine": reporting.machine_description("2 CPU cores shared with other processes"),
+        "machine": machine.machine_description("2 CPU cores shared with other processes"),
     }
-    reporting.write_json(cfg.out + ".json", payload)
+    files.write_json(cfg.out + ".json", payload)
     print(f"slopes {res['slopes']}; wrote {cfg.out}.png/.json in {time.time() - t0:.0f}s")
 
 

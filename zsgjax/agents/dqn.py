@@ -19,22 +19,29 @@ from flax import struct
 from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import DiscreteQ
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
+from zsgjax.configs import param, validate
 from zsgjax.types import Transition
 
 
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
-    hidden_sizes: Sequence[int] = (256, 256)
-    gamma: float = 0.99
-    lr: float = 1e-3
-    max_grad_norm: float = 10.0
-    dueling: bool = True
-    double: bool = True
-    target_update_period: int = 500  # gradient steps
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.05
-    epsilon_decay_steps: int = 10_000  # environment steps (all parallel envs)
-    normalize_obs: bool = False
+    """Hyper-parameters; each field states its accepted range, checked by :meth:`validate`."""
+
+    hidden_sizes: tuple[int, ...] = param((256, 256), kind=tuple, low=1)
+    gamma: float = param(0.99, low=0.0, high=1.0)
+    lr: float = param(1e-3, low=0.0, low_open=True)
+    max_grad_norm: float = param(10.0, low=0.0, low_open=True)
+    dueling: bool = param(True, kind=bool)
+    double: bool = param(True, kind=bool)
+    target_update_period: int = param(500, kind=int, low=1)  # gradient steps
+    epsilon_start: float = param(1.0, low=0.0, high=1.0)
+    epsilon_end: float = param(0.05, low=0.0, high=1.0)
+    epsilon_decay_steps: int = param(10_000, kind=int, low=1)  # environment steps (all parallel envs)
+    normalize_obs: bool = param(False, kind=bool)
+
+    def validate(self) -> "DQNConfig":
+        """Raise ``ValueError`` naming the first field outside its range; returns ``self``."""
+        return validate(self)
 
 
 @struct.dataclass

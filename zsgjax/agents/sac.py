@@ -24,25 +24,31 @@ from flax import struct
 from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import EnsembleCritic, GaussianActor, tanh_gaussian
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
+from zsgjax.configs import param, validate
 from zsgjax.types import Transition
 
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-    """Hyper-parameters (paper defaults: 256x256, tau 0.005, gamma 0.99)."""
+    """Hyper-parameters (paper defaults: 256x256, tau 0.005, gamma 0.99); each field
+    states its accepted range (:func:`zsgjax.configs.param`), checked by :meth:`validate`."""
 
-    hidden_sizes: Sequence[int] = (256, 256)
-    gamma: float = 0.99
-    tau: float = 0.005
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    init_alpha: float = 1.0
-    target_entropy: float | None = None  # None: -action_size
-    reward_scale: float = 1.0
-    num_critics: int = 2
-    normalize_obs: bool = False
-    action_scale: float = 1.0  # env actions are action_scale * tanh(.)
+    hidden_sizes: tuple[int, ...] = param((256, 256), kind=tuple, low=1)
+    gamma: float = param(0.99, low=0.0, high=1.0)
+    tau: float = param(0.005, low=0.0, high=1.0, low_open=True)
+    actor_lr: float = param(3e-4, low=0.0, low_open=True)
+    critic_lr: float = param(3e-4, low=0.0, low_open=True)
+    alpha_lr: float = param(3e-4, low=0.0, low_open=True)
+    init_alpha: float = param(1.0, low=0.0, low_open=True)
+    target_entropy: float | None = param(None, kind=float)  # None: -action_size
+    reward_scale: float = param(1.0, low=0.0, low_open=True)
+    num_critics: int = param(2, kind=int, low=1)
+    normalize_obs: bool = param(False, kind=bool)
+    action_scale: float = param(1.0, low=0.0, low_open=True)  # env actions are action_scale * tanh(.)
+
+    def validate(self) -> "SACConfig":
+        """Raise ``ValueError`` naming the first field outside its range; returns ``self``."""
+        return validate(self)
 
 
 @struct.dataclass

@@ -137,15 +137,3 @@ class ContextualEnv(Env, abc.ABC):
         names = list(self.eval_contexts)
         arr = np.asarray([self.eval_contexts[n] for n in names], dtype=np.float32).reshape(len(names), self.context_dim)
         return names, arr
-
-    def validate_action(self, action: Any) -> None:
-        """Host-side shape check for concrete actions (used by user-facing helpers)."""
-        shape = np.shape(action)
-        if self.discrete:
-            if shape not in ((), (1,)):
-                raise ValueError(f"{type(self).__name__}: discrete `action` must be a scalar, got shape {shape}")
-        elif shape[-1:] != (self.action_size,):
-            raise ValueError(
-                f"{type(self).__name__}: `action` must have trailing dimension {self.action_size}, got shape {shape}"
-            )
-

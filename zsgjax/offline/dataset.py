@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from zsgjax.fileio import atomic_path
+from zsgjax.reporting.files import atomic_path
 from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
 from zsgjax.offline.policies import check_policy
 

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 
 
-from zsgjax.stats import loglog_slope  # noqa: F401  (re-exported: CEBE error rates)
 from zsgjax.tabular import cliffwalking as cw
 from zsgjax.tabular.mdp import check_policy, evaluate_policy, greedy_policy, uniform_policy, value_iteration
 

@@ -10,7 +10,6 @@ from zsgjax.envs.mjx.ant import AntDirection, AntGoal
 from zsgjax.envs.mjx.base import MjxEnv, MjxState, load_model
 from zsgjax.envs.mjx.cheetah import CheetahVelocity
 from zsgjax.envs.mjx.features import FEATURE_KINDS, FEATURE_RANGES, PhysicalFeature, make_feature, make_features
-from zsgjax.cse import finite_mask  # re-exported: masks batched MJX outputs
 
 __all__ = [
     "AntDirection",
@@ -21,7 +20,6 @@ __all__ = [
     "MjxEnv",
     "MjxState",
     "PhysicalFeature",
-    "finite_mask",
     "load_model",
     "make_feature",
     "make_features",

@@ -1,7 +1,7 @@
 """Plots of zero-shot generalization: return against context, one curve per method.
 
 One panel per swept context dimension (the others at their default); each method
-is a line of the mean return over seeds with a shaded ``1.96 * SEM`` band; a dashed
+is a line of the mean return over seeds with a shaded 95% Student-t band over seeds; a dashed
 vertical line marks the training (default) context. Rendering uses matplotlib's
 non-interactive Agg backend and the PNG is written atomically.
 """
@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from zsgjax.evaluate import EvalResult, check_results
-from zsgjax.fileio import atomic_path
+from zsgjax.reporting.files import atomic_path
+from zsgjax.reporting.results import EvalResult, check_results
 
 
 def plot_sweeps(
@@ -66,7 +66,7 @@ def plot_sweeps(
     axes[0].legend(fontsize="small")
     first = results[methods[0]]
     suptitle = title or "zero-shot return vs context"
-    fig.suptitle(f"{suptitle}\n(mean ± 1.96·SEM over {first.num_seeds} seeds)", fontsize="medium")
+    fig.suptitle(f"{suptitle}\n(mean ± 95% Student-t interval, {first.num_seeds} seeds)", fontsize="medium")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return os.fspath(path)

@@ -1,0 +1,94 @@
+"""Methods as objects: their context samplers, the registry, and a new method in one class."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from zsgjax.envs import make
+from zsgjax.methods import CSE, DR, LDR, Method, Vanilla, make_method, method_class, method_names, register
+from zsgjax.train import TrainConfig, make_train
+
+
+def test_samplers():
+    space = make("pendulum_goal").context_space
+    keys = jax.random.split(jax.random.PRNGKey(0), 2000)
+
+    default = jax.vmap(Vanilla().context_sampler(space))(keys)
+    np.testing.assert_array_equal(default, np.tile(space.default_array, (2000, 1)))
+
+    ldr = np.asarray(jax.vmap(LDR(scale=0.1).context_sampler(space))(keys))
+    assert np.all(space.contains(ldr))
+    np.testing.assert_allclose(ldr.mean(0), space.default, atol=0.01)
+    np.testing.assert_allclose(ldr.std(0), 0.1, atol=0.01)  # the default is >= 0.5 inside every bound
+
+    full = np.asarray(jax.vmap(DR().context_sampler(space))(keys))
+    assert np.all(space.contains(full))
+    width = np.subtract(space.high, space.low)
+    assert np.all(full.min(0) - space.low < 0.01 * width) and np.all(space.high - full.max(0) < 0.01 * width)
+
+    box_low, box_high = (1.0, 0.9, 0.9, -0.5), (3.0, 1.1, 1.1, 0.5)
+    box = np.asarray(jax.vmap(DR(low=box_low, high=box_high).context_sampler(space))(keys))
+    assert np.all(box >= np.float32(box_low)) and np.all(box <= np.float32(box_high))
+    np.testing.assert_allclose(box.mean(0), np.add(box_low, box_high) / 2, atol=0.05)
+
+
+def test_method_errors():
+    space = make("pendulum_goal").context_space
+    with pytest.raises(ValueError, match="unknown method 'uniform'; known: vanilla, cse, ldr, dr"):
+        method_class("uniform")
+    with pytest.raises(ValueError, match="`scale` must be > 0"):
+        LDR(scale=0.0)
+    with pytest.raises(ValueError, match="`mode` must be one of first_order, exact"):
+        CSE(epsilon=0.1, mode="second", storage="jacobian", ratio=1.0)
+    with pytest.raises(ValueError, match="`epsilon` must be a finite number > 0"):
+        CSE(epsilon=float("inf"), mode="exact", storage="jacobian", ratio=1.0)
+    with pytest.raises(ValueError, match=r"`dr_low` dimension 'g' = 0.1 is outside its range \[0.5, 5\]"):
+        DR(low=(0.1, 1.0, 1.0, 0.0)).context_sampler(space)
+    with pytest.raises(ValueError, match=r"`dr_high` dimension 'tau' = 2 is outside its range \[-1, 1\]"):
+        DR(high=(5.0, 2.0, 2.0, 2.0)).context_sampler(space)
+    with pytest.raises(ValueError, match=r"`dr_low` must have trailing dimension 4"):
+        DR(low=(1.0, 1.0)).context_sampler(space)
+    with pytest.raises(ValueError, match=r"`dr_low` must not exceed `dr_high`: dimension 'g' has 4 > 3"):
+        DR(low=(4.0, 1.0, 1.0, 0.0), high=(3.0, 2.0, 2.0, 1.0)).context_sampler(space)
+    with pytest.raises(ValueError, match="already registered"):
+        register(type("Other", (Method,), {"name": "cse"}))
+    with pytest.raises(ValueError, match="`method` is a 'ldr' method but TrainConfig.method is 'cse'"):
+        make_train(TrainConfig(method="cse"), method=LDR(scale=0.2))
+
+
+def test_methods_read_their_settings_from_the_config():
+    c = TrainConfig(method="cse", cse_epsilon=0.05, cse_mode="exact", cse_ratio=0.5).resolve()
+    assert make_method(c) == CSE(epsilon=0.05, mode="exact", storage="jacobian", ratio=0.5)
+    assert make_method(dataclasses.replace(c, method="ldr", ldr_scale=0.3)) == LDR(scale=0.3)
+    assert method_names()[:4] == ("vanilla", "cse", "ldr", "dr")
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class _HalfwayLDR(Method):
+    """A new method in one class: LDR episodes, and each replay batch's contexts pulled
+    halfway back to the training context (a nonsense method; it only shows the hooks)."""
+
+    name = "test_halfway_ldr"
+
+    def context_sampler(self, space):
+        return LDR(scale=0.2).context_sampler(space)
+
+    def training_batch(self, env, items, rng):
+        batch, weight, dropped = super().training_batch(env, items, rng)
+        return batch.replace(context=batch.context * 0.5), weight, dropped
+
+
+def test_a_new_method_is_one_class():
+    trainer = make_train(TrainConfig(method="test_halfway_ldr", total_steps=80, num_envs=4, steps_per_iteration=40,
+                                     learning_starts=40, buffer_size=200, batch_size=16, hidden_sizes=(8, 8)))
+    assert isinstance(trainer.method, _HalfwayLDR)
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    ctx = np.asarray(state.replay.experience.transition.context)[:80]
+    assert np.std(ctx) > 0.05  # the method's own sampler drew the episodes' contexts
+    items = trainer.replay.sample(state.replay, jax.random.PRNGKey(1))
+    batch, weight, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(batch.context, 0.5 * items.transition.context)
+    assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))

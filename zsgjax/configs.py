@@ -1,0 +1,169 @@
+"""Declarative config fields: each field states its default and accepted range once.
+
+A config is a frozen dataclass whose fields are made with :func:`param`::
+
+    @dataclasses.dataclass(frozen=True)
+    class SACConfig:
+        gamma: float = param(0.99, low=0.0, high=1.0)
+        actor_lr: float = param(3e-4, low=0.0, low_open=True)
+
+        def validate(self) -> "SACConfig":
+            return validate(self)
+
+:func:`validate` checks every field against its :class:`Check` and raises one
+``ValueError`` naming ``Owner.field``, the accepted range and the value. A field of
+another config can *borrow* the check of the field it is copied to
+(``param(None, like=(SACConfig, "actor_lr"))``), so a range is stated in one place
+even where a value travels through several configs. Floats must be finite unless a
+field says otherwise (``inf`` is never a meaningful learning rate or step size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, Callable, Mapping, Sequence
+
+_CHECK = "zsgjax_check"
+_LIKE = "zsgjax_like"
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """The accepted values of one field.
+
+    kind: ``int``, ``float``, ``bool``, ``str`` or ``tuple`` (a non-empty tuple of ints
+    each checked against ``low``/``high``); ``low``/``high``: bounds (open when
+    ``low_open``/``high_open``); ``choices``: accepted values, or a callable returning
+    them (evaluated at check time, e.g. the registered environment names);
+    ``optional``: ``None`` is accepted (it means "the preset's value").
+    """
+
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
+    optional: bool = False
+    allow_inf: bool = False
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self._choices()))
+        noun = {int: "an integer", float: "a number", bool: "a bool", str: "a string",
+                tuple: "a non-empty tuple of integers"}[self.kind]
+        if self.low is None and self.high is None:
+            return noun
+        if self.high is None:
+            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{noun} {'<' if self.high_open else '<='} {self.high:g}"
+        lb, rb = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"{noun} in {lb}{self.low:g}, {self.high:g}{rb}"
+
+    def _choices(self) -> Sequence[Any]:
+        return tuple(self.choices()) if callable(self.choices) else tuple(self.choices)
+
+    def _in_range(self, v: float) -> bool:
+        if self.low is not None and not (v > self.low if self.low_open else v >= self.low):
+            return False
+        if self.high is not None and not (v < self.high if self.high_open else v <= self.high):
+            return False
+        return True
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.choices is not None:
+            return value in self._choices()
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind is str:
+            return isinstance(value, str)
+        if self.kind is int:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and self._in_range(value)
+        if self.kind is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                return False
+            if math.isnan(value) or (math.isinf(value) and not self.allow_inf):
+                return False
+            return self._in_range(float(value))
+        if self.kind is tuple:
+            return (
+                isinstance(value, tuple)
+                and len(value) > 0
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v) for v in value)
+            )
+        raise TypeError(f"Check: unsupported kind {self.kind!r}")
+
+    def __call__(self, owner: str, name: str, value: Any) -> None:
+        if not self.ok(value):
+            extra = " (or None for the preset)" if self.optional else ""
+            raise ValueError(f"{owner}.{name} must be {self.describe()}{extra}; got {value!r}")
+
+
+def param(
+    default: Any = dataclasses.MISSING,
+    *,
+    like: tuple[type, str] | None = None,
+    optional: bool | None = None,
+    meta: Mapping[str, Any] | None = None,
+    **check: Any,
+) -> Any:
+    """A dataclass field with a :class:`Check` (keyword arguments) or the check of
+    ``like = (OtherConfig, "field")``. ``optional`` defaults to ``default is None``;
+    ``meta`` adds free-form metadata (read with :func:`field_meta`)."""
+    if like is not None and check:
+        raise TypeError("param: give either `like` or check arguments, not both")
+    metadata: dict[str, Any] = dict(meta or {})
+    opt = (default is None) if optional is None else optional
+    if like is not None:
+        metadata[_LIKE] = (like, opt)
+    else:
+        metadata[_CHECK] = Check(optional=opt, **check)
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("param: mutable defaults are not allowed; use a tuple")
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_check(cls: type, name: str) -> Check | None:
+    """The :class:`Check` of field ``name`` of config class ``cls`` (following ``like``)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if _CHECK in f.metadata:
+        return f.metadata[_CHECK]
+    if _LIKE in f.metadata:
+        (other, other_name), opt = f.metadata[_LIKE]
+        base = field_check(other, other_name)
+        return None if base is None else dataclasses.replace(base, optional=opt)
+    return None
+
+
+def field_meta(cls: type, name: str) -> Mapping[str, Any]:
+    """The metadata of field ``name`` of dataclass ``cls``."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata
+
+
+def validate(config: Any) -> Any:
+    """Check every field of the dataclass instance ``config``; returns it unchanged.
+
+    Raises ``ValueError`` naming the first bad field (``Owner.field``), its accepted
+    range and the value.
+    """
+    owner = type(config).__name__
+    for f in dataclasses.fields(config):
+        check = field_check(type(config), f.name)
+        if check is not None:
+            check(owner, f.name, getattr(config, f.name))
+    return config
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The declared default of field ``name`` of dataclass ``cls``."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    raise ValueError(f"{cls.__name__}.{name} has no default")

@@ -1,0 +1,83 @@
+"""What a training method is: where contexts come from, what a step stores, how a
+replay batch becomes a training batch.
+
+A method is a small frozen dataclass (hashable, so it lives in the static
+:class:`~zsgjax.train.Trainer`) with three pure hooks, all called inside the jitted
+training program:
+
+* :meth:`Method.context_sampler` -- ``space -> (rng -> context (dim,))``, the
+  context of each new training episode;
+* :meth:`Method.collect` -- one environment step of one environment, returning
+  ``((next_env_state, next_state_obs, reward, terminated), extras)``; ``extras`` is
+  whatever the method needs stored beside the transition in the replay buffer
+  (context gradients, the pre-step physics state, or ``None`` for nothing);
+* :meth:`Method.training_batch` -- a replay sample (leading ``N``) to the batch the
+  agent's gradient update sees, with per-sample weights ``(N,)`` (0 drops a sample
+  from every loss) and the number of samples dropped (``()`` int32).
+
+The defaults are vanilla training: the environment's default context, a plain
+step, the replay batch as sampled. A method overrides only what differs and is
+registered by name with :func:`zsgjax.methods.register`; :meth:`Method.from_config`
+reads its hyper-parameters from a :class:`~zsgjax.train.TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from zsgjax.envs.base import ContextualEnv, EnvState
+from zsgjax.envs.context import ContextSpace
+from zsgjax.types import Transition
+
+ContextSampler = Callable[[jax.Array], jax.Array]
+"""``rng -> context (dim,)``: the context of a new training episode."""
+
+EnvStep = tuple[EnvState, jax.Array, jax.Array, jax.Array]
+"""``(next_env_state, next_state_obs, reward (), terminated ())`` of one step."""
+
+
+def plain_collect(env: ContextualEnv, env_state: EnvState, action: jax.Array, context: jax.Array, rng: jax.Array):
+    """One step, nothing stored beside the transition: ``(EnvStep, None)``."""
+    del rng
+    return env.env_step(env_state, action, context), None
+
+
+def default_sampler(space: ContextSpace) -> ContextSampler:
+    """Every episode at the space's default (training) context."""
+    default = space.default_array
+    return lambda rng: default
+
+
+class Method:
+    """Base class of training methods: vanilla behaviour, overridden piece by piece."""
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Method":
+        """The method with its hyper-parameters read from a resolved ``TrainConfig``."""
+        del config
+        return cls()
+
+    def context_sampler(self, space: ContextSpace) -> ContextSampler:
+        return default_sampler(space)
+
+    def collect(self, env: ContextualEnv, env_state: EnvState, action: jax.Array, context: jax.Array, rng: jax.Array):
+        """One step of one environment and what to store: ``(EnvStep, extras)``."""
+        return plain_collect(env, env_state, action, context, rng)
+
+    def training_batch(self, env: ContextualEnv, items: Any, rng: jax.Array) -> tuple[Transition, jax.Array, jax.Array]:
+        """``items``: a :class:`~zsgjax.replay.ReplayItem` sample with leading ``N``.
+
+        Returns ``(batch, weight (N,), dropped ())``.
+        """
+        del env, rng
+        n = items.transition.reward.shape[0]
+        return items.transition, jnp.ones((n,), jnp.float32), jnp.zeros((), jnp.int32)
+
+    def check(self, batch_size: int) -> None:
+        """Raise ``ValueError`` when the method cannot work with these training settings."""
+        del batch_size
