@@ -3,15 +3,35 @@
 Tests run on the CPU. Float64 checks (finite differences) use the
 ``jax.enable_x64(True)`` context manager locally rather than a global flag, so the
 rest of the suite runs in float32 as users do.
+
+Compiled programs are shared between tests (and between the ``pytest -n`` workers)
+through JAX's persistent compilation cache in a directory made fresh for each test
+session and removed at its end: a test that builds a program another test already
+compiled (the same trainer config, the same evaluator) loads it instead of
+compiling it again. Nothing is kept across sessions, so every CI run compiles from
+scratch.
 """
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MUJOCO_GL", "disable")
+# Set by the controlling process before the workers start, so they inherit it.
+if "ZSGJAX_TEST_COMPILE_CACHE" not in os.environ:
+    os.environ["ZSGJAX_TEST_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="zsgjax-test-jit-")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["ZSGJAX_TEST_COMPILE_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
+        shutil.rmtree(os.environ["ZSGJAX_TEST_COMPILE_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -105,30 +105,32 @@ def test_errors(tmp_path):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    """Run N/2 iterations, save, restore into a fresh state with a fresh checkpointer and
-    trainer, run the rest: exactly the parameters of an uninterrupted N-iteration run.
+    """Run N/2 iterations of 2 seeds, save, restore into a fresh state with a fresh
+    checkpointer and trainer, run the rest: exactly the state of an uninterrupted run.
 
     The uninterrupted run is two chunks of N/2 in one go (one compiled program for
-    both sides; ``run`` in chunks equals one call is tested in test_train.py)."""
+    both sides, the same as the CLI test's; ``run`` in chunks equals one call is
+    tested in test_train.py)."""
+    from _tiny import TINY_CHUNK_ITERATIONS, TINY_SEEDS, TINY_TRAIN
+
     from zsgjax.train import TrainConfig, make_train
 
-    config = TrainConfig(env="simple_direction", method="cse", total_steps=64, num_envs=4, steps_per_iteration=16,
-                         learning_starts=16, batch_size=16, buffer_size=128, hidden_sizes=(16, 16))
+    config = TrainConfig(method="cse", **TINY_TRAIN)
     trainer = make_train(config)
-    assert trainer.num_iterations == 4
-    rng = jax.random.PRNGKey(7)
-    half = jax.jit(lambda s: trainer.run(s, 2))
-    state, _ = half(trainer.init(rng))
+    assert trainer.num_iterations == 2 * TINY_CHUNK_ITERATIONS
+    rngs = jax.random.split(jax.random.PRNGKey(7), TINY_SEEDS)
+    half = jax.jit(lambda s: trainer.run_seeds(s, TINY_CHUNK_ITERATIONS))
+    state, _ = half(jax.jit(jax.vmap(trainer.init))(rngs))
     full, _ = half(state)
     Checkpointer(tmp_path / "ck", config).save(2, state)
     del state
 
     fresh_trainer = make_train(config)
-    like = fresh_trainer.init(jax.random.PRNGKey(123))  # any state of the right structure
+    like = jax.jit(jax.vmap(fresh_trainer.init))(jax.random.split(jax.random.PRNGKey(123), TINY_SEEDS))
     fresh = Checkpointer(tmp_path / "ck", config)
     state = fresh.restore(like)
-    assert int(state.iteration) == 2
+    np.testing.assert_array_equal(state.iteration, [2, 2])
     state, _ = half(state)
-    assert int(state.iteration) == 4
+    np.testing.assert_array_equal(state.iteration, [4, 4])
     assert_same(fresh_trainer.policy_params(state), trainer.policy_params(full))
     assert_same(state, full)

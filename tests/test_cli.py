@@ -19,11 +19,16 @@ import pytest
 from zsgjax import cli
 from zsgjax.reporting import tables
 
+from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
+
 TINY = [
-    "train", "--env", "simple_direction", "--method", "vanilla", "cse", "--seeds", "2", "--steps", "64",
-    "--num-envs", "4", "--steps-per-iteration", "16", "--learning-starts", "16", "--batch-size", "16",
-    "--buffer-size", "128", "--hidden-sizes", "16", "16", "--chunks", "2", "--keep", "3",
-    "--eval-episodes", "2", "--sweep-points", "3",
+    "train", "--env", TINY_TRAIN["env"], "--method", "vanilla", "cse", "--seeds", str(TINY_SEEDS),
+    "--steps", str(TINY_TRAIN["total_steps"]), "--num-envs", str(TINY_TRAIN["num_envs"]),
+    "--steps-per-iteration", str(TINY_TRAIN["steps_per_iteration"]),
+    "--learning-starts", str(TINY_TRAIN["learning_starts"]), "--batch-size", str(TINY_TRAIN["batch_size"]),
+    "--buffer-size", str(TINY_TRAIN["buffer_size"]), "--hidden-sizes", *map(str, TINY_TRAIN["hidden_sizes"]),
+    "--chunks", str(TINY_TRAIN["total_steps"] // TINY_TRAIN["steps_per_iteration"] // TINY_CHUNK_ITERATIONS),
+    "--keep", "3", "--eval-episodes", str(TINY_EVAL["eval_episodes"]), "--sweep-points", str(TINY_EVAL["sweep_points"]),
 ]
 
 

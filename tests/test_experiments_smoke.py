@@ -12,22 +12,26 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import common  # noqa: E402
 import simple_direction  # noqa: E402
 
-TINY = common.Scale(steps=320, seeds=2, eval_episodes=2, sweep_points=3,
-                    config=dict(num_envs=8, hidden_sizes=(16, 16), batch_size=32, learning_starts=160,
-                                buffer_size=1_000))
+from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
+
+# The CLI test's setup (same programs, compiled once per session)
+_CONFIG = {k: v for k, v in TINY_TRAIN.items() if k not in ("env", "total_steps")}
+TINY = common.Scale(steps=TINY_TRAIN["total_steps"], seeds=TINY_SEEDS, config=_CONFIG,
+                    chunks=TINY_TRAIN["total_steps"] // TINY_TRAIN["steps_per_iteration"] // TINY_CHUNK_ITERATIONS,
+                    **TINY_EVAL)
 
 
 def test_protocol_end_to_end(tmp_path):
-    """Two methods x 2 seeds x 320 steps: train, evaluate, claims, plot and files."""
+    """Two methods x 2 seeds x 64 steps: train, evaluate, claims, plot and files."""
     exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))
     lines = []
     out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "out"), work=str(tmp_path / "work"),
                                 log=lines.append)
-    assert any(line.startswith("[cse] iteration 1/1") for line in lines)  # the runner's progress lines
+    assert any(line.startswith("[cse] iteration 4/4") for line in lines)  # the runner's progress lines
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == ["generalization.png", "results.csv", "results.json", "results.md"], files
     record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]
-    assert record["seeds"] == 2 and record["steps_per_seed"] == 320
+    assert record["seeds"] == 2 and record["steps_per_seed"] == 64
     assert set(record["timings"]) == {"vanilla", "cse"}
     assert record["timings"]["cse"]["compile_s"] > 0 and record["timings"]["cse"]["program_s"] > 0
     assert record["scale"] == "cpu" and record["machine"]["cpu_count"] >= 1

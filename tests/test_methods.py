@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from zsgjax.envs import make
-from zsgjax.methods import CSE, DR, LDR, Method, Vanilla, make_method, method_class, method_names, register
+from zsgjax.methods import (CSE, DR, LDR, CSEWithLDR, Method, Vanilla, make_method, method_class, method_names,
+                            register)
 from zsgjax.train import TrainConfig, make_train
 
 
@@ -36,7 +37,7 @@ def test_samplers():
 
 def test_method_errors():
     space = make("pendulum_goal").context_space
-    with pytest.raises(ValueError, match="unknown method 'uniform'; known: vanilla, cse, ldr, dr"):
+    with pytest.raises(ValueError, match="unknown method 'uniform'; known: vanilla, cse, ldr, dr, cse_ldr"):
         method_class("uniform")
     with pytest.raises(ValueError, match="`scale` must be > 0"):
         LDR(scale=0.0)
@@ -62,14 +63,14 @@ def test_methods_read_their_settings_from_the_config():
     c = TrainConfig(method="cse", cse_epsilon=0.05, cse_mode="exact", cse_ratio=0.5).resolve()
     assert make_method(c) == CSE(epsilon=0.05, mode="exact", storage="jacobian", ratio=0.5)
     assert make_method(dataclasses.replace(c, method="ldr", ldr_scale=0.3)) == LDR(scale=0.3)
-    assert method_names()[:4] == ("vanilla", "cse", "ldr", "dr")
+    assert method_names()[:5] == ("vanilla", "cse", "ldr", "dr", "cse_ldr")
 
 
 @register
 @dataclasses.dataclass(frozen=True)
 class _HalfwayLDR(Method):
-    """A new method in one class: LDR episodes, and each replay batch's contexts pulled
-    halfway back to the training context (a nonsense method; it only shows the hooks)."""
+    """A method defined outside the package, in one class: LDR episodes, and each replay
+    batch's contexts pulled halfway back to the training context (it only shows the hooks)."""
 
     name = "test_halfway_ldr"
 
@@ -81,14 +82,32 @@ class _HalfwayLDR(Method):
         return batch.replace(context=batch.context * 0.5), weight, dropped
 
 
-def test_a_new_method_is_one_class():
-    trainer = make_train(TrainConfig(method="test_halfway_ldr", total_steps=80, num_envs=4, steps_per_iteration=40,
-                                     learning_starts=40, buffer_size=200, batch_size=16, hidden_sizes=(8, 8)))
+def test_a_method_defined_outside_the_package_plugs_in():
+    from zsgjax.replay import ReplayItem
+    from zsgjax.types import Transition
+
+    trainer = make_train(TrainConfig(method="test_halfway_ldr", hidden_sizes=(8, 8)))
     assert isinstance(trainer.method, _HalfwayLDR)
+    ctx = np.asarray(jax.vmap(trainer.sampler)(jax.random.split(jax.random.PRNGKey(0), 500)))
+    assert 0.1 < ctx.std() < 0.3
+    n = 4
+    t = Transition(obs=np.zeros((n, 4)), action=np.zeros((n, 2)), reward=np.zeros(n), next_obs=np.zeros((n, 4)),
+                   done=np.zeros(n), context=np.ones((n, 2)))
+    batch, weight, dropped = trainer.training_batch(ReplayItem(t), jax.random.PRNGKey(1))
+    np.testing.assert_allclose(batch.context, 0.5)
+    assert weight.shape == (n,) and int(dropped) == 0
+
+
+def test_cse_ldr_one_file_method_trains():
+    """``cse_ldr`` was added as one file (zsgjax/methods/cse_ldr.py) plus its import line."""
+    trainer = make_train(TrainConfig(method="cse_ldr", ldr_scale=0.2, total_steps=80, num_envs=4,
+                                     steps_per_iteration=40, learning_starts=40, buffer_size=200, batch_size=16,
+                                     hidden_sizes=(8, 8)))
+    assert trainer.method == CSEWithLDR(epsilon=0.1, mode="first_order", storage="jacobian", ratio=1.0, scale=0.2)
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     ctx = np.asarray(state.replay.experience.transition.context)[:80]
-    assert np.std(ctx) > 0.05  # the method's own sampler drew the episodes' contexts
+    assert np.std(ctx) > 0.05  # LDR episodes
     items = trainer.replay.sample(state.replay, jax.random.PRNGKey(1))
-    batch, weight, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
-    np.testing.assert_allclose(batch.context, 0.5 * items.transition.context)
+    batch, _, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
+    np.testing.assert_allclose(np.linalg.norm(batch.context - items.transition.context, axis=-1), 0.1, rtol=1e-4)
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))

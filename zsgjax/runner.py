@@ -174,7 +174,7 @@ def open_checkpointer(trainer: Trainer, directory: str, spec: RunSpec) -> Checkp
         if not spec.resume:
             raise ValueError(
                 f"'{directory}' already holds checkpoints (iteration {latest}); "
-                "pass --resume (RunSpec.resume) to continue them or choose another output directory"
+                "continue them with RunSpec.resume or choose another output directory"
             )
         stored = checkpointer.restore_config(latest)
         if stored.get("format") != CHECKPOINT_FORMAT:

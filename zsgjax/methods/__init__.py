@@ -1,4 +1,4 @@
-"""Training methods as objects, registered by name: ``vanilla``, ``cse``, ``ldr``, ``dr``.
+"""Training methods as objects, registered by name: ``vanilla``, ``cse``, ``ldr``, ``dr``, ``cse_ldr``.
 
 See :mod:`zsgjax.methods.base` for what a method is. A new method is one class in
 one file::
@@ -19,9 +19,11 @@ from zsgjax.methods.vanilla import Vanilla
 from zsgjax.methods.cse import CSE
 from zsgjax.methods.ldr import LDR
 from zsgjax.methods.dr import DR
+from zsgjax.methods.cse_ldr import CSEWithLDR
 
 __all__ = [
     "CSE",
+    "CSEWithLDR",
     "ContextSampler",
     "DR",
     "EnvStep",
