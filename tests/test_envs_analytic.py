@@ -155,6 +155,11 @@ def test_registry():
         assert name in registered_names()
         assert type(make(name)) is cls
     assert make("cart_goal", x_threshold=3.0).x_threshold == 3.0
+    assert make("cart_goal").x_threshold == 2.4
+    assert make("pendulum_goal").integrator == "paper"
+    assert make("pendulum_goal", integrator="gym").integrator == "gym"
+    with pytest.raises(ValueError, match="PendulumGoal: `integrator` must be one of 'paper', 'gym', got 'rk4'"):
+        make("pendulum_goal", integrator="rk4")
     with pytest.raises(ValueError, match="unknown environment 'pendulum'; known environments: .*cart_goal.*pendulum_goal"):
         make("pendulum")
     with pytest.raises(ValueError, match="`x_threshold` must be a finite number > 0"):
@@ -170,23 +175,33 @@ def test_env_constants():
     assert c.context_space.default == (10.0, 0.1, 1.0, 0.5, 0.0)
     assert c.context_space.low == (1.0, 0.01, 0.25, 0.1, -4.0) and c.context_space.high == (12.0, 2.0, 2.0, 2.0, 4.0)
     assert sorted(v[-1] for v in c.eval_contexts.values()) == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    assert c.x_threshold == 5.0 and (s.horizon, s.action_size) == (10, 2)
+    assert c.x_threshold == 2.4 and (s.horizon, s.action_size) == (10, 2)
+    assert p.integrator == "paper"
 
 
 # ------------------------------------------------------------ NumPy references
-def np_pendulum_step(state, u, ctx):
-    """gym Pendulum-v1's step (float64) with the goal reward on the next state."""
+def np_pendulum_step(state, u, ctx, integrator="paper"):
+    """One pendulum step (float64) with the goal reward on the next state.
+
+    ``integrator="paper"``: the paper's explicit Euler step of the whole state, no
+    speed clip; ``"gym"``: gym Pendulum-v1's semi-implicit step with its speed clip.
+    """
     g, m, l, tau = ctx
     th, thdot = state
     u = np.clip(u, -2.0, 2.0)
-    newthdot = np.clip(thdot + (3 * g / (2 * l) * np.sin(th) + 3.0 / (m * l**2) * u) * 0.05, -8.0, 8.0)
-    newth = th + newthdot * 0.05
+    thacc = 3 * g / (2 * l) * np.sin(th) + 3.0 / (m * l**2) * u
+    if integrator == "paper":
+        newth = th + thdot * 0.05
+        newthdot = thdot + thacc * 0.05
+    else:
+        newthdot = np.clip(thdot + thacc * 0.05, -8.0, 8.0)
+        newth = th + newthdot * 0.05
     goal = math.asin(np.clip(-tau / (m * g * l), -1.0, 1.0))
     r = -(np.pi**2 * np.sin((newth - goal) / 2) ** 2 + 0.1 * newthdot**2 + 0.001 * u**2)
     return np.array([newth, newthdot]), r
 
 
-def np_cartpole_step(state, action, ctx, x_threshold=5.0):
+def np_cartpole_step(state, action, ctx, x_threshold=2.4):
     """gym CartPole-v1's step (float64), written out as in gym, with the goal reward."""
     gravity, masspole, masscart, length, goal = ctx
     total_mass = masspole + masscart
@@ -210,25 +225,33 @@ def np_cartpole_step(state, action, ctx, x_threshold=5.0):
     return np.array([x, x_dot, theta, theta_dot]), reward, terminated
 
 
+@pytest.fixture(scope="module")
+def jitted_gym_pendulum():
+    return Jitted(PendulumGoal(integrator="gym"))
+
+
+@pytest.mark.parametrize("integrator", ["paper", "gym"])
 @pytest.mark.parametrize("context", [None, (4.0, 1.5, 0.7, 0.4)])
-def test_pendulum_matches_numpy_reference(context, jitted):
-    j = jitted["pendulum_goal"]
+def test_pendulum_matches_numpy_reference(context, integrator, jitted, jitted_gym_pendulum):
+    j = jitted["pendulum_goal"] if integrator == "paper" else jitted_gym_pendulum
+    assert j.env.integrator == integrator
     ctx = j.env.context_space.default_array if context is None else jnp.array(context, jnp.float32)
     state = j.reset(jax.random.PRNGKey(3), ctx)
     ref = np.asarray(state.pipeline_state, np.float64)
     actions = np.random.default_rng(0).uniform(-2.5, 2.5, size=(25,)).astype(np.float32)
     for a in actions:
         state = j.step(state, jnp.array([a]))
-        ref, r = np_pendulum_step(ref, float(a), np.asarray(ctx, np.float64))
+        ref, r = np_pendulum_step(ref, float(a), np.asarray(ctx, np.float64), integrator)
         np.testing.assert_allclose(state.pipeline_state, ref, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(state.obs[:3], [np.cos(ref[0]), np.sin(ref[0]), ref[1]], atol=1e-4)
         np.testing.assert_allclose(state.reward, r, rtol=1e-4, atol=1e-4)
         assert state.done == 0.0
 
 
-def test_pendulum_goal_is_an_equilibrium():
+@pytest.mark.parametrize("integrator", ["paper", "gym"])
+def test_pendulum_goal_is_an_equilibrium(integrator):
     """At (goal, 0) the constant action u = tau / 2 holds the pendulum; reward is maximal there."""
-    env = PendulumGoal()
+    env = PendulumGoal(integrator=integrator)
     with jax.enable_x64(True):
         contexts = jnp.array([[2.0, 1.0, 1.0, 0.75], [2.0, 1.2, 1.0, -0.75], [5.0, 0.5, 2.0, 1.0], [1.0, 2.0, 0.7, -0.3]])
         step = jax.jit(jax.vmap(env.env_step))
@@ -258,6 +281,7 @@ def test_pendulum_goal_saturates_with_finite_derivatives():
 
 @pytest.mark.parametrize("context", [None, (3.0, 0.5, 1.5, 1.2, -2.0)])
 def test_cartpole_matches_gym_numpy_reference(context, jitted):
+    """The default track (the paper's x_threshold = 2.4); the wide one is checked in test_paper_envs.py."""
     j = jitted["cart_goal"]
     ctx = j.env.context_space.default_array if context is None else jnp.array(context, jnp.float32)
     state = j.reset(jax.random.PRNGKey(4), ctx)
@@ -282,18 +306,21 @@ def test_cartpole_termination_and_threshold():
     assert bool(CartGoal().env_step(lean, a, ctx)[3])
     upright = jnp.array([0.0, 0.0, 0.0, 0.0])
     assert not bool(CartGoal().env_step(upright, a, ctx)[3])
-    # x = 3: outside gym's 2.4 track, inside the default 5.0 one.
+    # x = 3: outside the default (the paper's) 2.4 track, inside the wide 5.0 one.
     far = jnp.array([3.0, 0.0, 0.0, 0.0])
-    assert not bool(CartGoal().env_step(far, a, ctx)[3])
-    assert bool(CartGoal(x_threshold=2.4).env_step(far, a, ctx)[3])
-    assert bool(CartGoal().env_step(jnp.array([-5.1, 0.0, 0.0, 0.0]), a, ctx)[3])
-    # Reward is 1 at the goal and 2 - sqrt(1 + d^2) away from it (next state).
+    assert bool(CartGoal().env_step(far, a, ctx)[3])
+    assert not bool(CartGoal(x_threshold=5.0).env_step(far, a, ctx)[3])
+    assert not bool(CartGoal().env_step(jnp.array([2.35, 0.0, 0.0, 0.0]), a, ctx)[3])
+    assert bool(CartGoal().env_step(jnp.array([-2.45, 0.0, 0.0, 0.0]), a, ctx)[3])
+    assert bool(CartGoal(x_threshold=5.0).env_step(jnp.array([-5.1, 0.0, 0.0, 0.0]), a, ctx)[3])
+    # Reward is 1 at the goal and 2 - sqrt(1 + d^2) away from it (next state), terminated or not.
     goal_ctx = ctx.at[4].set(3.0)
-    _, nxt, r, _ = CartGoal().env_step(far, a, goal_ctx)
-    np.testing.assert_allclose(r, 2.0 - np.sqrt(1.0 + (float(nxt[0]) - 3.0) ** 2), rtol=1e-6)
-    np.testing.assert_allclose(r, 1.0)
-    _, _, r_far, _ = CartGoal().env_step(far, a, ctx)
-    np.testing.assert_allclose(r_far, 2.0 - np.sqrt(10.0), rtol=1e-6)
+    for env in (CartGoal(), CartGoal(x_threshold=5.0)):
+        _, nxt, r, _ = env.env_step(far, a, goal_ctx)
+        np.testing.assert_allclose(r, 2.0 - np.sqrt(1.0 + (float(nxt[0]) - 3.0) ** 2), rtol=1e-6)
+        np.testing.assert_allclose(r, 1.0)
+        _, _, r_far, _ = env.env_step(far, a, ctx)
+        np.testing.assert_allclose(r_far, 2.0 - np.sqrt(10.0), rtol=1e-6)
     # Action 0 pushes left, 1 pushes right.
     assert float(CartGoal().env_step(upright, jnp.int32(0), ctx)[0][1]) < 0
     assert float(CartGoal().env_step(upright, jnp.int32(1), ctx)[0][1]) > 0

@@ -28,28 +28,34 @@ ENVS = ("cheetah_velocity", "ant_direction", "ant_goal")
 
 # ---------------------------------------------------------------- construction
 @pytest.mark.parametrize(
-    "name, reward_name, default, obs_size, action_size, num_eval",
+    "name, kwargs, reward_names, default, obs_size, action_size, num_eval",
     [
-        ("cheetah_velocity", "target_velocity", 2.0, 17, 6, 7),
-        ("ant_direction", "direction_angle", 0.0, 27, 8, 10),
-        ("ant_goal", "goal_angle", 0.0, 29, 8, 6),
+        ("cheetah_velocity", {}, ("target_velocity",), (2.0,), 17, 6, 7),
+        # the paper's defaults: 2-vector contexts, contact forces in the observation
+        ("ant_direction", {}, ("dir_x", "dir_y"), (1.0, 0.0), 105, 8, 10),
+        ("ant_goal", {}, ("goal_x", "goal_y"), (3.0, 0.0), 107, 8, 6),
+        # the earlier zsgjax ant: angle contexts, no contact forces
+        ("ant_direction", dict(context="angle", reward="zsgjax"), ("direction_angle",), (0.0,), 27, 8, 10),
+        ("ant_goal", dict(context="angle", reward="zsgjax"), ("goal_angle",), (0.0,), 29, 8, 6),
     ],
 )
-def test_spaces_and_sizes(name, reward_name, default, obs_size, action_size, num_eval):
-    env = make(name, physical=("gravity", "mass_scale:torso", "friction_scale"))
+def test_spaces_and_sizes(name, kwargs, reward_names, default, obs_size, action_size, num_eval):
+    env = make(name, physical=("gravity", "mass_scale:torso", "friction_scale"), **kwargs)
     space = env.context_space
-    assert space.names == (reward_name, "gravity", "mass_scale:torso", "friction_scale")
-    assert space.default == (default, 9.81, 1.0, 1.0)
-    assert space.low[1:] == (5.0, 0.5, 0.25) and space.high[1:] == (20.0, 2.0, 2.0)
-    assert env.state_obs_size == obs_size and env.observation_size == obs_size + 4
+    k = len(reward_names)
+    assert env.num_reward_context == k and space.dim == k + 3
+    assert space.names == reward_names + ("gravity", "mass_scale:torso", "friction_scale")
+    assert space.default == default + (9.81, 1.0, 1.0)
+    assert space.low[k:] == (5.0, 0.5, 0.25) and space.high[k:] == (20.0, 2.0, 2.0)
+    assert env.state_obs_size == obs_size and env.observation_size == obs_size + k + 3
     assert env.action_size == action_size and env.horizon == 1000
     assert env.dt == pytest.approx(0.05) and env.n_frames == 5
     names, arr = env.eval_context_array()
-    assert len(names) == num_eval and arr.shape == (num_eval, 4)
-    np.testing.assert_allclose(arr[:, 1:], np.tile([9.81, 1.0, 1.0], (num_eval, 1)), rtol=1e-6)
+    assert len(names) == num_eval and arr.shape == (num_eval, k + 3)
+    np.testing.assert_allclose(arr[:, k:], np.tile([9.81, 1.0, 1.0], (num_eval, 1)), rtol=1e-6)
     space.validate(arr)  # every eval context lies in the space
     # without physical features the context is the reward context alone
-    assert make(name).context_space.names == (reward_name,)
+    assert make(name, **kwargs).context_space.names == reward_names
 
 
 def test_eval_contexts_follow_the_paper():
@@ -57,10 +63,25 @@ def test_eval_contexts_follow_the_paper():
     np.testing.assert_allclose(
         sorted(v[0] for v in cheetah.eval_contexts.values()), [-1, 0.75, 1.25, 1.75, 2, 2.25, 2.75]
     )
-    ant_dir = sorted(v[0] for v in make("ant_direction").eval_contexts.values())
-    np.testing.assert_allclose(ant_dir, [-1, -0.5, -0.2, -0.1, 0, 0.1, 0.2, 0.5, 1, math.pi])
-    ant_goal = sorted(v[0] for v in make("ant_goal").eval_contexts.values())
-    np.testing.assert_allclose(ant_goal, [0, 0.1, 0.2, 0.5, 1, math.pi])
+    # environments/common.py of the paper: th = [0, .1, -.1, .2, -.2, .5, -.5, 1, -1, pi], (cos th, sin th)
+    # for ant_dir; th = [0, .1, .2, .5, 1, pi], 3 (cos th, sin th) for ant_goal
+    for name, angles, radius in [
+        ("ant_direction", (0, 0.1, -0.1, 0.2, -0.2, 0.5, -0.5, 1, -1, math.pi), 1.0),
+        ("ant_goal", (0, 0.1, 0.2, 0.5, 1, math.pi), 3.0),
+    ]:
+        env = make(name)
+        names, arr = env.eval_context_array()
+        assert names == [f"angle={a:g}" for a in angles]
+        want = radius * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+        np.testing.assert_allclose(arr, want, rtol=1e-6, atol=1e-7)
+        assert env.context_space.default == (radius, 0.0)
+        # the box holds the circle with room for LDR / CSE steps of 0.1 around every point of it
+        space = env.context_space
+        assert all(lo <= -radius - 0.4 and hi >= radius + 0.4 for lo, hi in zip(space.low, space.high))
+        angle_env = make(name, context="angle")
+        assert list(angle_env.eval_contexts) == names
+        np.testing.assert_allclose([v[0] for v in angle_env.eval_contexts.values()], angles)
+        assert angle_env.context_space.low == (-math.pi,) and angle_env.context_space.high == (math.pi,)
 
 
 def test_bad_construction_raises_clear_errors():
@@ -78,12 +99,20 @@ def test_bad_construction_raises_clear_errors():
         make("ant_direction", physical=("gravity",), physical_ranges={"mass_scale": (0.5, 1.5)})
     with pytest.raises(ValueError, match="reset_noise_scale"):
         make("ant_direction", reset_noise_scale=-1.0)
+    with pytest.raises(ValueError, match="AntDirection: `context` must be one of 'vector', 'angle', got 'polar'"):
+        make("ant_direction", context="polar")
+    with pytest.raises(ValueError, match="AntGoal: `reward` must be one of 'paper', 'zsgjax', got 'gym'"):
+        make("ant_goal", reward="gym")
+    with pytest.raises(ValueError, match="`include_cfrc_ext_in_observation` must be True, False or None"):
+        make("ant_goal", include_cfrc_ext_in_observation="yes")
     env = make("ant_direction", physical=("gravity",), physical_ranges={"gravity": (9.0, 11.0)})
-    assert env.context_space.low[1] == 9.0 and env.context_space.high[1] == 11.0
-    with pytest.raises(ValueError, match=r"context.*shape \(2,\).*direction_angle, gravity"):
-        env.reset(jax.random.PRNGKey(0), jnp.zeros(3))
+    assert env.context_space.low[2] == 9.0 and env.context_space.high[2] == 11.0
+    with pytest.raises(ValueError, match=r"context.*shape \(3,\).*dir_x, dir_y, gravity"):
+        env.reset(jax.random.PRNGKey(0), jnp.zeros(2))
     with pytest.raises(ValueError, match="gravity.*outside its range"):
-        env.context_space.validate([0.0, 30.0])
+        env.context_space.validate([1.0, 0.0, 30.0])
+    with pytest.raises(ValueError, match="dir_x.*outside its range"):
+        env.context_space.validate([2.0, 0.0, 9.81])
 
 
 def test_vendored_cheetah_is_brax_model():
@@ -105,7 +134,7 @@ def test_features_equal_a_host_modified_model(name, xml):
     env = make(name, physical=ALL_FEATURES)
     values = {"gravity": 13.0, "mass_scale": 1.7, "mass_scale:torso": 0.6, "friction_scale": 1.4,
               "actuator_gain": 0.7, "damping_scale": 1.9}  # fmt: skip
-    context = jnp.asarray([env.reward_space.default[0]] + [values[n] for n in ALL_FEATURES], jnp.float32)
+    context = jnp.asarray(list(env.reward_space.default) + [values[n] for n in ALL_FEATURES], jnp.float32)
     got = env.model_at(context)
 
     ref = load_model(xml)
@@ -152,11 +181,12 @@ def test_each_feature_changes_the_trajectory_without_recompiling(name):
     actions = jax.random.uniform(jax.random.PRNGKey(4), (16, env.action_size), minval=-1.0, maxval=1.0)
     base_obs, base_r = roll(state0, space.default_array, actions)
     assert np.all(np.isfinite(base_obs)) and np.all(np.isfinite(base_r))
+    k = env.num_reward_context
     for i, feature in enumerate(space.names):
-        changed = space.default_array.at[i].set(space.high[i] if i else space.default[i] + 1.0)
+        changed = space.default_array.at[i].set(space.high[i] if i >= k else space.default[i] + 1.0)
         obs, r = roll(state0, changed, actions)
         assert np.all(np.isfinite(obs)), feature
-        if i == 0:  # the reward context changes the reward only
+        if i < k:  # the reward context changes the reward only
             np.testing.assert_array_equal(obs, base_obs)
             assert np.max(np.abs(r - base_r)) > 1e-2
         else:

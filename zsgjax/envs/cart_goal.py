@@ -2,10 +2,13 @@
 
 Context ``c = (g, m_pole, m_cart, l, goal)`` (``l`` is the pole's *half*-length as
 in gym); default (training) context ``(10, 0.1, 1, 0.5, 0)``, range
-``low (1, 0.01, 0.25, 0.1, -4)``, ``high (12, 2, 2, 2, 4)``.
+``low (1, 0.01, 0.25, 0.1, -4)``, ``high (12, 2, 2, 2, 4)`` (the paper's
+``CartPoleGoalAnalytic.context_low/high``).
 
-Dynamics: gym ``CartPole-v1``'s equations with explicit Euler, ``tau = 0.02``; the
-action is an integer scalar, ``0`` pushes with force ``-10`` and ``1`` with ``+10``::
+Dynamics: gym ``CartPole-v1``'s equations with explicit Euler, ``tau = 0.02``, as
+the paper (``environments/ode_systems.py::make_cartpole_goal_eqns``, integrated by
+``environments/ode_sympy.py`` with ``solver="euler"``); the action is an integer
+scalar, ``0`` pushes with force ``F = -10`` and ``1`` with ``F = +10``::
 
     total  = m_pole + m_cart
     temp   = (F + m_pole l thetadot^2 sin(theta)) / total
@@ -15,15 +18,17 @@ action is an integer scalar, ``0`` pushes with force ``-10`` and ``1`` with ``+1
     thetadot' = thetadot + tau thacc
 
 Reward on the **next** state: ``r = 1 + (1 - sqrt(1 + (x' - goal)^2))`` (``1`` at the
-goal, ``1 - |x' - goal|`` asymptotically far from it). Terminated when ``|theta'| > 12 deg`` or
-``|x'| > x_threshold``.
+goal, ``1 - |x' - goal|`` asymptotically far from it). Terminated when
+``|theta'| > 12 deg`` or ``|x'| > x_threshold``; the reward of the terminating step
+is still returned (as in the paper).
 
-Modelling choice: ``x_threshold`` (constructor keyword, default ``5.0``) replaces
-gym's ``2.4``. With 2.4 every goal with ``|goal| > 2.4`` (most of ``[-4, 4]``) could
-not be reached without ending the episode, and goals near the edge could only be
-approached by risking termination, so the context range would test the track
-boundary rather than the goal. 5.0 puts every goal at least one unit inside the
-track.
+``x_threshold`` (constructor keyword) is the track half-length: default ``2.4``, the
+paper's and gym's. ``make("cart_goal", x_threshold=5.0)`` is the wider track zsgjax
+used before: with 2.4, every goal with ``|goal| > 2.4`` (most of ``[-4, 4]``) cannot
+be reached without ending the episode, and goals near the edge can only be
+approached by risking termination; 5.0 puts every goal of the range at least one
+unit inside the track. The paper's evaluation goals (0, +-0.5, +-1) lie well inside
+either track.
 
 State: ``(4,)`` array ``(x, xdot, theta, thetadot)``, ``s0 ~ U[-0.05, 0.05]^4``;
 the observation is the state; agent observation ``(9,)`` with the context
@@ -43,10 +48,19 @@ from zsgjax.envs.context import ContextSpace
 TAU = 0.02
 FORCE_MAG = 10.0
 THETA_THRESHOLD = 12.0 * 2.0 * math.pi / 360.0
+X_THRESHOLD = 2.4  # the paper's (and gym's) track half-length
 
 
 class CartGoal(ContextualEnv):
-    """Cart-pole with a goal position; ``make('cart_goal', x_threshold=5.0)``."""
+    """Cart-pole with a goal position; ``make('cart_goal', x_threshold=5.0)`` for the wide track.
+
+    Args:
+      x_threshold: track half-length; ``|x'| > x_threshold`` terminates. Default
+        ``2.4`` (the paper's and gym's).
+
+    Raises:
+      ValueError: ``x_threshold`` is not a finite number > 0.
+    """
 
     context_space = ContextSpace(
         ("g", "m_pole", "m_cart", "l", "goal"),
@@ -62,7 +76,7 @@ class CartGoal(ContextualEnv):
         f"goal={goal:g}": (10.0, 0.1, 1.0, 0.5, goal) for goal in (0.0, 0.5, -0.5, 1.0, -1.0)
     }
 
-    def __init__(self, x_threshold: float = 5.0):
+    def __init__(self, x_threshold: float = X_THRESHOLD):
         x_threshold = float(x_threshold)
         if not (math.isfinite(x_threshold) and x_threshold > 0):
             raise ValueError(f"CartGoal: `x_threshold` must be a finite number > 0, got {x_threshold}")

@@ -3,8 +3,8 @@
 An :class:`MjxEnv` is a :class:`~zsgjax.envs.base.ContextualEnv` whose physics is
 ``mujoco.mjx``. Its context is ``concat(reward_context, physical_context)``:
 
-* the *reward context* (target velocity, direction angle, goal angle) comes first
-  and only enters the reward;
+* the *reward context* (target velocity; the ant's direction or goal, a 2-vector
+  or an angle) comes first and only enters the reward;
 * the *physical context* is the user's selection of :mod:`zsgjax.envs.mjx.features`
   (gravity, mass scales, friction, actuator gain, damping). :meth:`MjxEnv.model_at`
   writes it into a per-call copy of the ``mjx.Model`` (``model.replace(...)``);
@@ -22,7 +22,10 @@ solver warm start), not the full ``mjx.Data`` (thousands of derived numbers that
 the next step recomputes anyway): the batched rollout keeps the state of every
 step for exact CSE, and the full ``Data`` would multiply that memory by ~100.
 :meth:`MjxEnv.to_data` rebuilds the full ``mjx.Data`` (kinematics, contacts) of
-a state for inspection or rendering.
+a state for inspection or rendering. A subclass may keep more of the step's
+``Data`` by overriding :meth:`MjxEnv.state_from_data` with a larger state (the
+ant keeps its external contact forces ``cfrc_ext``, which its reward and
+observation use).
 
 Precision: the ``mjx.Model`` is built at construction in the precision active
 then; build the environment inside ``jax.enable_x64(True)`` for a float64 model.
@@ -72,10 +75,12 @@ def load_model(xml_name: str) -> mujoco.MjModel:
 class MjxEnv(ContextualEnv, abc.ABC):
     """Base class of the MJX environments (half-cheetah, ant).
 
-    Subclasses set the class attributes ``reward_space`` (the reward-context
+    Subclasses set the attributes ``reward_space`` (the reward-context
     :class:`ContextSpace`), ``reward_eval_contexts`` (``{name: reward-context
-    tuple}``), ``horizon`` and ``n_frames``, and implement :meth:`load_mj_model`,
-    :meth:`observe` and :meth:`reward_and_termination`.
+    tuple}``), ``horizon`` and ``n_frames`` (on the class, or on the instance before
+    calling ``MjxEnv.__init__`` when they depend on constructor options, as the
+    ant's ``context=``), and implement :meth:`load_mj_model`, :meth:`observe` and
+    :meth:`reward_and_termination`.
 
     Args:
       physical: names of the physical features in the context, in order (see
@@ -169,8 +174,8 @@ class MjxEnv(ContextualEnv, abc.ABC):
         )
 
     # ---------------------------------------------------------------- physics
-    def physics_step(self, model: mjx.Model, state: MjxState, ctrl: jax.Array) -> MjxState:
-        """``n_frames`` MJX steps of ``model`` from ``state`` with controls ``ctrl (nu,)``."""
+    def simulate(self, model: mjx.Model, state: MjxState, ctrl: jax.Array) -> mjx.Data:
+        """``n_frames`` MJX steps of ``model`` from ``state`` with controls ``ctrl (nu,)``: the final ``mjx.Data``."""
         data = self._data_template.replace(
             qpos=state.qpos, qvel=state.qvel, qacc_warmstart=state.qacc_warmstart, ctrl=ctrl.astype(self.dtype)
         )
@@ -179,7 +184,19 @@ class MjxEnv(ContextualEnv, abc.ABC):
             return mjx.step(model, d), None
 
         data, _ = jax.lax.scan(substep, data, None, length=self.n_frames)
+        return data
+
+    def state_from_data(self, model: mjx.Model, data: mjx.Data) -> MjxState:
+        """The environment state kept from the final ``mjx.Data`` of a step.
+
+        ``(qpos, qvel, qacc_warmstart)``; a subclass that needs more of the step's
+        ``Data`` (the ant's contact forces) overrides this with a larger state.
+        """
         return MjxState(qpos=data.qpos, qvel=data.qvel, qacc_warmstart=data.qacc_warmstart)
+
+    def physics_step(self, model: mjx.Model, state: MjxState, ctrl: jax.Array) -> MjxState:
+        """``n_frames`` MJX steps of ``model`` from ``state`` with controls ``ctrl (nu,)``: the next state."""
+        return self.state_from_data(model, self.simulate(model, state, ctrl))
 
     def to_data(self, state: MjxState, context: jax.Array) -> mjx.Data:
         """The full ``mjx.Data`` of ``state`` at ``context`` (``mjx.forward``: kinematics, contacts)."""
