@@ -104,6 +104,7 @@ def test_errors(tmp_path):
         Checkpointer(tmp_path / "ck", CONFIG).restore(toy_state())
 
 
+@pytest.mark.xdist_group("tiny_train")
 def test_resume_equals_uninterrupted(tmp_path):
     """Run N/2 iterations of 2 seeds, save, restore into a fresh state with a fresh
     checkpointer and trainer, run the rest: exactly the state of an uninterrupted run.

@@ -44,6 +44,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.xdist_group("tiny_train")  # shares compiled programs with the checkpoint and protocol tests
 def test_end_to_end_resume_and_conflicts(tmp_path, capsys):
     out = str(tmp_path / "run")
     results, lines = run_tiny(out)

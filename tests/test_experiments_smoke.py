@@ -21,6 +21,7 @@ TINY = common.Scale(steps=TINY_TRAIN["total_steps"], seeds=TINY_SEEDS, config=_C
                     **TINY_EVAL)
 
 
+@pytest.mark.xdist_group("tiny_train")
 def test_protocol_end_to_end(tmp_path):
     """Two methods x 2 seeds x 64 steps: train, evaluate, claims, plot and files."""
     exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))

@@ -1,13 +1,24 @@
-"""Uniform replay of transitions plus what CSE needs, on ``flashbax``.
+"""Replay of transitions plus what the training method stores, on ``flashbax``: uniform or prioritized.
 
 An item is a :class:`ReplayItem`: the :class:`~zsgjax.types.Transition` and the
 ``extras`` the training method stores beside it (CSE: ``ContextGradients`` for
 ``jacobian`` storage, ``DirectionalGradients`` for ``jvp`` storage, the pre-step
 physics state for exact CSE; ``None``, which takes no memory, otherwise).
 
-:class:`Replay` wraps ``flashbax.make_item_buffer`` (a ring buffer of fixed
-capacity, uniform sampling with replacement); its state is a pytree, so the
-buffer lives inside the jitted, vmapped training state.
+:class:`Replay` wraps a flashbax item buffer (a ring buffer of fixed capacity,
+sampling with replacement); its state is a pytree, so the buffer lives inside the
+jitted, vmapped, checkpointed training state.
+
+* ``prioritized=False``: uniform sampling (``fbx.make_item_buffer``); every
+  sample's importance weight is 1.
+* ``prioritized=True``: proportional prioritized replay (Schaul et al. 2016) on
+  ``fbx.make_prioritised_item_buffer``: item ``i`` is drawn with probability
+  ``P(i) = p_i^alpha / sum_k p_k^alpha`` (``alpha = priority_exponent``); new items
+  get the largest priority seen so far; after each update the sampled items'
+  priorities become ``|TD error| + priority_eps`` (:meth:`Replay.set_priorities`).
+  Importance weights ``w_i = (size P(i))^(-beta) / max_batch w`` (``beta =
+  importance_exponent``; ``beta = 0`` gives weight 1, the fully prioritized replay of
+  the CSE paper's pendulum runs).
 """
 
 from __future__ import annotations
@@ -32,17 +43,34 @@ class ReplayItem:
     extras: Any = None
 
 
+@struct.dataclass
+class ReplaySample:
+    """A sampled batch: ``items`` (leading ``N``), ``indices (N,)`` int32 (the buffer slots,
+    for :meth:`Replay.set_priorities`) and importance ``weight (N,)`` (ones when uniform)."""
+
+    items: ReplayItem
+    indices: jax.Array
+    weight: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class Replay:
     """Static description of a replay buffer.
 
     capacity: items kept (oldest overwritten first); batch_size: items per sample;
-    min_size: items needed before :meth:`can_sample` is true.
+    min_size: items needed before :meth:`can_sample` is true; prioritized: prioritized
+    instead of uniform sampling, with ``priority_exponent`` (alpha, ``>= 0``),
+    ``importance_exponent`` (beta, ``[0, 1]``) and ``priority_eps`` (``> 0``, added to
+    every ``|TD error|``).
     """
 
     capacity: int
     batch_size: int
     min_size: int = 1
+    prioritized: bool = False
+    priority_exponent: float = 0.6
+    importance_exponent: float = 0.4
+    priority_eps: float = 1e-6
 
     def __post_init__(self):
         if self.capacity < 1:
@@ -51,9 +79,25 @@ class Replay:
             raise ValueError(f"Replay: `batch_size` must be in [1, capacity={self.capacity}], got {self.batch_size}")
         if not 1 <= self.min_size <= self.capacity:
             raise ValueError(f"Replay: `min_size` must be in [1, capacity={self.capacity}], got {self.min_size}")
+        if not 0.0 <= self.priority_exponent < float("inf"):
+            raise ValueError(f"Replay: `priority_exponent` must be a finite number >= 0, got {self.priority_exponent}")
+        if not 0.0 <= self.importance_exponent <= 1.0:
+            raise ValueError(f"Replay: `importance_exponent` must be in [0, 1], got {self.importance_exponent}")
+        if not 0.0 < self.priority_eps < float("inf"):
+            raise ValueError(f"Replay: `priority_eps` must be a finite number > 0, got {self.priority_eps}")
 
     @functools.cached_property
     def _buffer(self):
+        if self.prioritized:
+            backend = jax.default_backend()
+            return fbx.make_prioritised_item_buffer(
+                max_length=self.capacity,
+                min_length=self.min_size,
+                sample_batch_size=self.batch_size,
+                add_batches=True,
+                priority_exponent=self.priority_exponent,
+                device=backend if backend in ("cpu", "gpu", "tpu") else "cpu",
+            )
         return fbx.make_item_buffer(
             max_length=self.capacity,
             min_length=self.min_size,
@@ -69,9 +113,38 @@ class Replay:
         """Insert a batch of items (leading ``B`` on every leaf)."""
         return self._buffer.add(state, items)
 
+    def sample_batch(self, state, rng: jax.Array) -> ReplaySample:
+        """``batch_size`` items drawn with replacement, with their slots and importance weights."""
+        out = self._buffer.sample(state, rng)
+        n = self.batch_size
+        if not self.prioritized:
+            return ReplaySample(out.experience, jnp.zeros((n,), jnp.int32), jnp.ones((n,), jnp.float32))
+        size = self.size(state).astype(jnp.float32)
+        prob = jnp.maximum(out.probabilities, 1e-30)
+        w = (size * prob) ** (-self.importance_exponent)
+        return ReplaySample(out.experience, out.indices.astype(jnp.int32), (w / jnp.max(w)).astype(jnp.float32))
+
     def sample(self, state, rng: jax.Array) -> ReplayItem:
-        """``batch_size`` items drawn uniformly with replacement (leading ``batch_size``)."""
-        return self._buffer.sample(state, rng).experience
+        """``batch_size`` items (leading ``batch_size``), drawn as :meth:`sample_batch` does."""
+        return self.sample_batch(state, rng).items
+
+    def set_priorities(self, state, indices: jax.Array, td_error: jax.Array):
+        """Priorities ``|td_error| + priority_eps`` for the slots ``indices (N,)``; identity when uniform.
+
+        A non-finite TD error gives the lowest priority, ``priority_eps``.
+        """
+        if not self.prioritized:
+            return state
+        new = jnp.abs(td_error) + self.priority_eps
+        return self._buffer.set_priorities(state, indices, jnp.where(jnp.isfinite(new), new, self.priority_eps))
+
+    def probabilities(self, state) -> jax.Array:
+        """Sampling probability of every slot ``(capacity,)`` (prioritized only)."""
+        if not self.prioritized:
+            raise ValueError("Replay.probabilities: a uniform buffer has no priorities")
+        from flashbax.buffers import sum_tree
+
+        return sum_tree.get_probability(state.sum_tree_state, jnp.arange(self.capacity))
 
     def can_sample(self, state) -> jax.Array:
         return self._buffer.can_sample(state)

@@ -13,7 +13,9 @@ seeds in one program. One batched environment step (a *round*) is
 3. insert the ``num_envs`` transitions (plus gradients / pre-step states for CSE)
    into the replay buffer;
 4. once ``env_steps >= learning_starts``, ``grad_updates_per_step`` gradient
-   updates, each on a fresh replay batch (CSE-enhanced for ``method='cse'``).
+   updates, each on a fresh replay batch (as the method turns it into a training
+   batch, e.g. CSE-enhanced), weighted by the replay's importance weights; with
+   prioritized replay the sampled items' priorities become their ``|TD error|``.
 
 The training method (:mod:`zsgjax.methods`: ``vanilla``, ``cse``, ``ldr``, ``dr``
 or any registered one) is an object that the trainer asks three things: the
@@ -35,7 +37,7 @@ from brax.envs.base import State
 from flax import struct
 
 from zsgjax import rollout, sharding
-from zsgjax.agents.common import Agent
+from zsgjax.agents.common import TD_ERROR, Agent
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
@@ -65,9 +67,9 @@ def _agent_field(**targets: str):
     return param(None, like=(AGENT_CONFIGS[kind], name), meta={"agent": dict(targets)})
 
 
-def _loop_field(base: int, **check):
+def _loop_field(base: Any, kind: type = int, **check):
     """A loop setting: ``None`` resolves to the env's preset, else ``base``."""
-    return param(None, kind=int, meta={"base": base}, **check)
+    return param(None, kind=kind, meta={"base": base}, **check)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +104,10 @@ class TrainConfig:
     buffer_size: int | None = _loop_field(100_000, low=1)
     batch_size: int | None = _loop_field(256, low=1)
     grad_updates_per_step: int | None = _loop_field(1, low=0)
+    # replay sampling: uniform, or prioritized by |TD error| (zsgjax.replay)
+    prioritized_replay: bool | None = _loop_field(False, kind=bool)
+    priority_exponent: float | None = _loop_field(0.6, kind=float, low=0.0)
+    importance_exponent: float | None = _loop_field(0.4, kind=float, low=0.0, high=1.0)
     # both agents
     gamma: float | None = _agent_field(sac="gamma", dqn="gamma")
     hidden_sizes: tuple[int, ...] | None = _agent_field(sac="hidden_sizes", dqn="hidden_sizes")
@@ -277,20 +283,23 @@ class Trainer:
     def _updates(self, agent_state, replay_state, rng):
         """``grad_updates_per_step`` updates; returns the state and summed metrics."""
 
-        def one(agent_state, key):
+        def one(carry, key):
+            agent_state, replay_state = carry
             k_sample, k_enh, k_upd = jax.random.split(key, 3)
-            items = self.replay.sample(replay_state, k_sample)
-            items = sharding.constrain_batch(items, self.mesh)
+            sample = self.replay.sample_batch(replay_state, k_sample)
+            items = sharding.constrain_batch(sample.items, self.mesh)
             batch, weight, invalid = self.training_batch(items, k_enh)
-            agent_state, metrics = self.agent.update(agent_state, batch, weight, k_upd)
-            return agent_state, {**metrics, "cse_invalid": invalid}
+            agent_state, metrics = self.agent.update(agent_state, batch, weight * sample.weight, k_upd)
+            metrics = dict(metrics)
+            replay_state = self.replay.set_priorities(replay_state, sample.indices, metrics.pop(TD_ERROR))
+            return (agent_state, replay_state), {**metrics, "cse_invalid": invalid}
 
         keys = jax.random.split(rng, self.config.grad_updates_per_step)
-        agent_state, metrics = jax.lax.scan(one, agent_state, keys)
-        return agent_state, jax.tree.map(lambda m: m.sum(0), metrics)
+        (agent_state, replay_state), metrics = jax.lax.scan(one, (agent_state, replay_state), keys)
+        return agent_state, replay_state, jax.tree.map(lambda m: m.sum(0), metrics)
 
     def _update_metric_shapes(self, agent_state, replay_state, rng):
-        return jax.eval_shape(self._updates, agent_state, replay_state, rng)[1]
+        return jax.eval_shape(self._updates, agent_state, replay_state, rng)[2]
 
     # ------------------------------------------------------------- rounds
     def _round(self, state: TrainState, _) -> tuple[TrainState, dict]:
@@ -309,10 +318,10 @@ class Trainer:
         learn = (env_steps >= c.learning_starts) & (c.grad_updates_per_step > 0)
         shapes = self._update_metric_shapes(agent_state, replay_state, k_upd)
         zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        agent_state, upd_metrics = jax.lax.cond(
+        agent_state, replay_state, upd_metrics = jax.lax.cond(
             learn,
             self._updates,
-            lambda a, r, k: (a, zeros),
+            lambda a, r, k: (a, r, zeros),
             agent_state,
             replay_state,
             k_upd,
@@ -430,7 +439,9 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
     elif method.name != config.method:
         raise ValueError(f"`method` is a '{method.name}' method but TrainConfig.method is '{config.method}'")
     method.check(config.batch_size)
-    replay = Replay(capacity=config.buffer_size, batch_size=config.batch_size, min_size=1)
+    replay = Replay(capacity=config.buffer_size, batch_size=config.batch_size, min_size=1,
+                    prioritized=config.prioritized_replay, priority_exponent=config.priority_exponent,
+                    importance_exponent=config.importance_exponent)
     spi = config.steps_per_iteration
     return Trainer(
         config=config,

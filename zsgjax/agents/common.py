@@ -6,7 +6,9 @@ An *agent* is a static (frozen, hashable) object with pure methods
 * ``observe(state, obs (N, obs_size)) -> state`` -- update observation statistics
 * ``explore(state, obs (B, obs_size), rng, env_step ()) -> actions (B, ...)``
 * ``random_action(rng, batch) -> actions (batch, ...)`` -- warm-up actions
-* ``update(state, batch: Transition (N, ...), weight (N,), rng) -> (state, metrics)``
+* ``update(state, batch: Transition (N, ...), weight (N,), rng) -> (state, metrics)``;
+  ``metrics`` holds scalars plus ``metrics[TD_ERROR]`` ``(N,)``, each sample's absolute
+  TD error (the priorities of prioritized replay)
 * ``policy_params(state)`` and ``act(params, obs, rng=None)`` -- deployment
 * ``schedule_metrics(state, env_step) -> dict`` -- ``alpha`` / ``epsilon``
 """
@@ -19,6 +21,9 @@ import jax
 import jax.numpy as jnp
 
 from zsgjax.types import Transition
+
+
+TD_ERROR = "td_error"
 
 
 def weighted_mean(x: jax.Array, weight: jax.Array) -> jax.Array:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
+from zsgjax.agents.common import TD_ERROR, update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import DiscreteQ
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.configs import param, validate
@@ -129,15 +129,19 @@ class DQN:
             next_q = jnp.max(next_target, axis=-1)
         target = jax.lax.stop_gradient(batch.reward + (1.0 - batch.done) * c.gamma * next_q)
         loss = weighted_mean(optax.huber_loss(q_taken, target), weight)
-        return loss, q_taken.mean()
+        return loss, (q_taken.mean(), jnp.abs(q_taken - target))
 
     def update(self, state: DQNState, batch: Transition, weight: jax.Array, rng: jax.Array) -> tuple[DQNState, dict]:
-        """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``."""
+        """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``.
+
+        Metrics: ``q_loss``, ``q_mean`` and ``td_error (N,)`` (absolute TD errors, the
+        priorities of prioritized replay).
+        """
         batch = zero_masked(batch, weight)
-        (loss, q_mean), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state, batch, weight)
+        (loss, (q_mean, td_error)), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state, batch, weight)
         upd, opt_state = self._optimizer().update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, upd)
         updates = state.updates + 1
         target = optax.periodic_update(params, state.target_params, updates, self.config.target_update_period)
         new_state = state.replace(params=params, target_params=target, opt_state=opt_state, updates=updates)
-        return new_state, {"q_loss": loss, "q_mean": q_mean}
+        return new_state, {"q_loss": loss, "q_mean": q_mean, TD_ERROR: td_error}

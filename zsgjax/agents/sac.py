@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from zsgjax.agents.common import update_obs_stats, weighted_mean, zero_masked
+from zsgjax.agents.common import TD_ERROR, update_obs_stats, weighted_mean, zero_masked
 from zsgjax.agents.networks import EnsembleCritic, GaussianActor, tanh_gaussian
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.configs import param, validate
@@ -169,7 +169,8 @@ class SAC:
         target = jax.lax.stop_gradient(c.reward_scale * batch.reward + (1.0 - batch.done) * c.gamma * next_v)
         q = self._q(critic_params, state.obs_stats, batch.obs, batch.action / self.config.action_scale)
         loss = 0.5 * weighted_mean(jnp.square(q - target[:, None]), weight) * self.config.num_critics
-        return loss, q.mean()
+        td_error = jnp.abs(q - target[:, None]).mean(axis=-1)  # (N,): replay priorities
+        return loss, (q.mean(), td_error)
 
     def actor_loss(self, actor_params, state: SACState, alpha, batch: Transition, weight, rng):
         action, log_prob = self._sample_with_log_prob(actor_params, state.obs_stats, batch.obs, rng)
@@ -179,7 +180,11 @@ class SAC:
 
     # -------------------------------------------------------------- update
     def update(self, state: SACState, batch: Transition, weight: jax.Array, rng: jax.Array) -> tuple[SACState, dict]:
-        """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``."""
+        """One gradient step on ``batch`` (leading ``N``) with sample weights ``(N,)``.
+
+        Metrics: scalar losses, plus ``td_error (N,)``, each sample's mean absolute
+        critic TD error (the priorities of prioritized replay).
+        """
         batch = zero_masked(batch, weight)
         actor_tx, critic_tx, alpha_tx = self._optimizers()
         k_alpha, k_critic, k_actor = jax.random.split(rng, 3)
@@ -189,7 +194,7 @@ class SAC:
         log_alpha = optax.apply_updates(state.log_alpha, upd)
         alpha = jnp.exp(log_alpha)
 
-        (critic_loss, q_mean), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
+        (critic_loss, (q_mean, td_error)), g_critic = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.critic_params, state, alpha, batch, weight, k_critic
         )
         upd, critic_opt = critic_tx.update(g_critic, state.critic_opt)
@@ -218,5 +223,6 @@ class SAC:
             "alpha_loss": alpha_loss,
             "q_mean": q_mean,
             "entropy": entropy,
+            TD_ERROR: td_error,
         }
         return new_state, metrics
