@@ -29,6 +29,13 @@ jax.config.update("jax_compilation_cache_dir", os.environ["ZSGJAX_TEST_COMPILE_C
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def pytest_configure(config):
+    # ``pytest -n 2`` distributes with "load"; "loadgroup" also keeps the tests marked
+    # ``xdist_group`` on one worker, in sequence, so the later ones load what the first compiled.
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+
+
 def pytest_sessionfinish(session, exitstatus):
     if not hasattr(session.config, "workerinput"):  # the controller (or a run without xdist)
         shutil.rmtree(os.environ["ZSGJAX_TEST_COMPILE_CACHE"], ignore_errors=True)

@@ -86,7 +86,13 @@ def test_resolve_uses_per_env_table():
     from zsgjax.agents.sac import SACConfig
     assert sd.tau == SACConfig().tau and sd.hidden_sizes == SACConfig().hidden_sizes
     cg = TrainConfig(env="cart_goal").resolve()
-    assert cg.epsilon_end == DQNConfig().epsilon_end and cg.dqn_lr == ENV_PRESETS["cart_goal"]["dqn_lr"]
+    assert cg.epsilon_end == ENV_PRESETS["cart_goal"]["epsilon_end"] == 0.02 and cg.dqn_lr == 5e-4
+    assert cg.normalize_obs == DQNConfig().normalize_obs  # not in the row: the DQN's own default
+    # the paper's replay per environment (zsgjax.presets): fully prioritized pendulum, PER 0.6/0.4 elsewhere
+    assert (pg.prioritized_replay, pg.priority_exponent, pg.importance_exponent) == (True, 1.0, 0.0)
+    assert (cg.prioritized_replay, cg.priority_exponent, cg.batch_size, cg.buffer_size) == (True, 0.6, 32, 50_000)
+    ag = TrainConfig(env="ant_goal").resolve()
+    assert (ag.init_alpha, ag.learning_starts, ag.buffer_size) == (0.01, 256, 1_000_000)
     assert TrainConfig(hidden_sizes=[8, 8]).hidden_sizes == (8, 8)  # lists become tuples (hashable)
     tr = make_train(tiny(total_steps=170))
     assert tr.steps_per_iteration == 40 and tr.num_iterations == 5  # rounds up to cover total_steps

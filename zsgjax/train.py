@@ -121,6 +121,7 @@ class TrainConfig:
     action_scale: float | None = _agent_field(sac="action_scale")
     # DQN
     dqn_lr: float | None = _agent_field(dqn="lr")
+    dqn_max_grad_norm: float | None = _agent_field(dqn="max_grad_norm")
     target_update_period: int | None = _agent_field(dqn="target_update_period")
     epsilon_start: float | None = _agent_field(dqn="epsilon_start")
     epsilon_end: float | None = _agent_field(dqn="epsilon_end")

@@ -89,9 +89,13 @@ class Experiment:
 # protocol end to end (compiling one MJX training chunk takes about 70 s there); at
 # paper scale 1M steps, as in the paper's MuJoCo experiments.
 MJX_CPU = Scale(steps=8_000, seeds=2, eval_episodes=2, sweep_points=7,
-                config=dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=2_000),
+                config=dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=2_000,
+                            buffer_size=20_000),
                 note="far too short to learn locomotion; checks the protocol end to end on MJX")
-MJX_PAPER = Scale(steps=1_000_000, seeds=5, eval_episodes=10, chunks=20, config=dict(num_envs=16))
+
+# The paper's loop (8 envs, one gradient update per batched step); everything else is
+# the environment's preset (zsgjax.presets: the paper's per-environment settings).
+PAPER_LOOP = dict(num_envs=8, grad_updates_per_step=1)
 
 
 # ----------------------------------------------------------------- training
