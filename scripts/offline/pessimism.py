@@ -92,13 +92,13 @@ def main(cfg: Config) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.4))
     for m in res["methods"]:
         vals = res["sub"][m]
-        sem = vals.std(1, ddof=1) / np.sqrt(vals.shape[1])
+        sem = stats.mean_ci(vals.T)[1]  # 95% Student-t half-width over seeds
         ax.errorbar(cfg.coverages, vals.mean(1), yerr=sem, marker="o" if "enum" in m else "s",
                     ls="-" if "enum" in m else "--", capsize=3, label=m)
     ax.set_xscale("log")
     ax.set_xlabel("coverage (weight of the uniform policy in the behaviour)")
     ax.set_ylabel("zero-shot suboptimality (held-out contexts)")
-    ax.set_title(f"Pessimism ablation, n={cfg.num_envs}, K={cfg.num_episodes}, {cfg.seeds} seeds (mean ± SEM)")
+    ax.set_title(f"Pessimism ablation, n={cfg.num_envs}, K={cfg.num_episodes}, {cfg.seeds} seeds (mean ± 95% t-interval)")
     ax.legend(fontsize=7)
     files.save_figure(fig, cfg.out + ".png")
     payload = {

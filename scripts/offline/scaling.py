@@ -99,7 +99,7 @@ def main(cfg: Config) -> None:
         x = np.asarray(res["xs"][name], float)
         for m, marker in zip(res["methods"], "osD"):
             vals = res["sub"][name][m]
-            sem = vals.std(1, ddof=1) / np.sqrt(vals.shape[1])
+            sem = stats.mean_ci(vals.T)[1]  # 95% Student-t half-width over seeds
             mean = vals.mean(1)
             keep = mean > 0  # a mean of exactly 0 (every seed optimal) cannot sit on a log axis
             ax.errorbar(x[keep], mean[keep], yerr=sem[keep], marker=marker, capsize=3, label=f"{m} (slope {res['slopes'][name][m]:.2f})")
@@ -109,7 +109,7 @@ def main(cfg: Config) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("environments n" if name == "n" else "episodes per environment K")
         ax.set_ylabel("zero-shot suboptimality (held-out contexts)")
-        ax.set_title(f"vs {name} ({fixed}, {cfg.seeds} seeds, mean ± SEM)")
+        ax.set_title(f"vs {name} ({fixed}, {cfg.seeds} seeds, mean ± 95% t-interval)")
         ax.legend(fontsize=8)
     files.save_figure(fig, cfg.out + ".png")
     payload = {
