@@ -135,3 +135,37 @@ def test_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_array_equal(state.iteration, [4, 4])
     assert_same(fresh_trainer.policy_params(state), trainer.policy_params(full))
     assert_same(state, full)
+
+
+def test_flipped_bytes_are_detected_and_the_previous_checkpoint_used(tmp_path):
+    """Orbax reads damaged data back without error; the stored digest catches it."""
+    from zsgjax.checkpoint import CorruptCheckpoint
+
+    ck = Checkpointer(tmp_path / "ck", CONFIG, max_to_keep=3)
+    big = {"w": jnp.arange(50_000.0), "b": jnp.ones(3)}
+    ck.save(1, big)
+    ck.save(2, jax.tree.map(lambda x: x + 1, big))
+    files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "ck" / "2" / "state") for f in fs]
+    largest = max(files, key=os.path.getsize)
+    data = bytearray(open(largest, "rb").read())
+    data[len(data) // 2: len(data) // 2 + 8] = b"\xff" * 8
+    open(largest, "wb").write(bytes(data))
+    with pytest.raises(CorruptCheckpoint, match=r"checkpoint 2 .* is corrupt: 1 of 2 state leaves do not match"):
+        ck.restore(big)
+    warnings = []
+    step, state = Checkpointer(tmp_path / "ck", CONFIG).restore_latest_good(big, warn=warnings.append)
+    assert step == 1 and len(warnings) == 1 and "resumed from checkpoint 1" in warnings[0]
+    assert_same(state, big)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["1", "2.corrupt"]  # moved aside, not deleted
+    ck2 = Checkpointer(tmp_path / "ck", CONFIG)
+    assert ck2.all_steps() == [1]
+    ck2.save(2, big)  # the slot is free again
+    # every checkpoint damaged: a clear error naming the steps
+    for step in ("1", "2"):
+        files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "ck" / step / "state") for f in fs]
+        largest = max(files, key=os.path.getsize)
+        data = bytearray(open(largest, "rb").read())
+        data[len(data) // 2: len(data) // 2 + 8] = b"\x00\x01" * 4
+        open(largest, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=r"no good checkpoint .* \(steps \[1, 2\]\)"):
+        Checkpointer(tmp_path / "ck", CONFIG).restore_latest_good(big)

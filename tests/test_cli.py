@@ -51,6 +51,32 @@ def test_end_to_end_resume_and_conflicts(tmp_path, capsys):
     check_outputs(out, results, lines)
     check_resume_equals_uninterrupted(out, results, str(tmp_path / "resumed"))
     check_existing_checkpoints_need_resume_and_same_config(out, capsys)
+    check_finished_results_are_kept(out, results, str(tmp_path / "merged"), capsys)
+
+
+def check_finished_results_are_kept(out, results, copy, capsys):
+    """A second method into a directory with a finished one: both are kept, nothing is overwritten."""
+    shutil.copytree(out, copy)
+    shutil.rmtree(os.path.join(copy, "cse"))  # as if only vanilla had been run here
+    only_vanilla = {"vanilla": tables.load_json(os.path.join(copy, "generalization.json"))["vanilla"]}
+    tables.write_json(only_vanilla, os.path.join(copy, "generalization.json"), extra={"env": "simple_direction"})
+    tiny_cse = [a for a in TINY if a != "vanilla"]
+    command = cli.command_from_args(cli.build_parser().parse_args(tiny_cse + ["--out", copy]))
+    lines = []
+    cli.run_train(command, log=lines.append)
+    assert "(keeping finished vanilla)" in lines[0]
+    merged = tables.load_json(os.path.join(copy, "generalization.json"))
+    assert list(merged) == ["vanilla", "cse"]
+    np.testing.assert_array_equal(merged["vanilla"].returns, results["vanilla"].returns)
+    np.testing.assert_array_equal(merged["cse"].returns, results["cse"].returns)  # same seeds, same programs
+    assert json.load(open(os.path.join(copy, "run.json")))["methods"] == ["vanilla", "cse"]
+    # a finished result without its checkpoints is still not overwritten
+    shutil.rmtree(os.path.join(copy, "vanilla", "checkpoints"))
+    capsys.readouterr()
+    tiny_vanilla = [a for a in TINY if a != "cse"]
+    with pytest.raises(SystemExit):
+        cli.main(tiny_vanilla + ["--out", copy])
+    assert "already holds a finished result of vanilla" in capsys.readouterr().err
 
 
 def check_outputs(out, results, lines):

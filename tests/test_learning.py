@@ -1,6 +1,6 @@
 """Learning tests: they fail when learning is broken.
 
-Thresholds are calibrated from measured runs (numbers in docs/sections/training.md);
+Thresholds are calibrated from measured runs (numbers in the README, "Measured learning");
 each run trains several seeds in one program (``jax.vmap(trainer.train)``) and
 evaluates the deterministic policy with a small local greedy rollout.
 """

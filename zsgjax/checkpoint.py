@@ -5,7 +5,10 @@ A :class:`Checkpointer` keeps the last ``max_to_keep`` checkpoints of one run un
 
 * ``state``  -- any pytree of arrays (a ``flax.struct`` TrainState, possibly with a
   leading seed axis), saved with ``ocp.args.StandardSave``;
-* ``config`` -- the run's config as JSON (a dataclass or a mapping).
+* ``config`` -- the run's config as JSON (a dataclass or a mapping);
+* ``digest`` -- a BLAKE2b digest of every leaf of ``state`` (dtype, shape and bytes),
+  recomputed and compared on restore, so that damaged data files are found instead
+  of restoring silently wrong values (orbax reads flipped bytes back without error).
 
 Atomicity is orbax's: a checkpoint is written into ``<step>.orbax-checkpoint-tmp``
 and renamed to ``<step>`` only once complete (``orbax.checkpoint._src.path.
@@ -14,18 +17,22 @@ checkpoints intact and the partial one is ignored (and removed when the director
 is opened again). Saving is synchronous.
 
 Errors are ``ValueError``\\ s naming the directory: no checkpoint there, a corrupt
-one, one written for a different config, or one whose state does not have the
-expected structure.
+one (unreadable files, or data that do not match the stored digest: a
+:class:`CorruptCheckpoint`), one written for a different config, or one whose state
+does not have the expected structure. :meth:`Checkpointer.restore_latest_good` falls
+back to the newest checkpoint that passes the digest check.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -44,6 +51,22 @@ def config_to_dict(config: Any) -> dict:
         return json.loads(json.dumps(data, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise ValueError(f"`config` is not JSON-serializable: {e}") from e
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose files cannot be read or whose data do not match their digest."""
+
+
+def leaf_digests(tree: PyTree) -> list[str]:
+    """BLAKE2b hex digest of each leaf (dtype, shape and bytes), in ``jax.tree.leaves`` order."""
+    out = []
+    for leaf in jax.tree.leaves(_to_savable(tree)):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+        out.append(h.hexdigest())
+    return out
 
 
 def _is_key(x) -> bool:
@@ -102,6 +125,8 @@ class Checkpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_to_savable(state)),
             config=ocp.args.JsonSave(self.config),
+            digest=ocp.args.JsonSave({"blake2b_16": leaf_digests(state),
+                                      "dtypes": [np.dtype(x.dtype).str for x in jax.tree.leaves(_to_savable(state))]}),
         )
         self._manager.save(int(step), args=args, force=True)
         self._manager.wait_until_finished()
@@ -157,23 +182,92 @@ class Checkpointer:
         """
         step = self.verify_config(step)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
+        stored, dtypes = self._stored_digests(step)
+        leaves, treedef = jax.tree.flatten(target)
+        if len(stored) != len(leaves) or len(dtypes) != len(leaves):
+            raise ValueError(
+                f"checkpoint {step} in '{self.directory}' has a different state structure than expected "
+                f"({len(stored)} leaves stored, {len(leaves)} expected)"
+            )
+        # Read every leaf in the dtype it was written in (the digest is of those bytes), then cast.
+        exact = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(t.shape, np.dtype(d)) for t, d in zip(leaves, dtypes)])
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(exact)))
             state = restored["state"]
         except Exception as e:  # orbax raises many types for damaged or mismatched files
-            raise ValueError(
+            raise CorruptCheckpoint(
                 f"cannot restore checkpoint {step} in '{self.directory}': corrupt files or a state structure "
                 f"different from the expected one ({type(e).__name__}: {e})"
             ) from e
         if jax.tree.structure(state) != jax.tree.structure(target):
             raise ValueError(f"checkpoint {step} in '{self.directory}' has a different state structure than expected")
-        for got, want in zip(jax.tree.leaves(state), jax.tree.leaves(target)):
-            if np.shape(got) != want.shape or np.dtype(got.dtype) != np.dtype(want.dtype):
+        for got, want in zip(jax.tree.leaves(state), leaves):
+            if np.shape(got) != want.shape:
                 raise ValueError(
-                    f"checkpoint {step} in '{self.directory}': a leaf has shape/dtype {np.shape(got)}/{got.dtype}, "
-                    f"expected {want.shape}/{want.dtype}"
+                    f"checkpoint {step} in '{self.directory}': a leaf has shape {np.shape(got)}, expected {want.shape}"
                 )
+        got = leaf_digests(state)
+        bad = [i for i, (a, b) in enumerate(zip(stored, got)) if a != b]
+        if bad:
+            paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(target)[0]]
+            raise CorruptCheckpoint(
+                f"checkpoint {step} in '{self.directory}' is corrupt: {len(bad)} of {len(got)} state leaves do not "
+                f"match their stored digest (first: {paths[bad[0]]})"
+            )
+        state = jax.tree.map(lambda x, t: jnp.asarray(x, dtype=t.dtype), state, target)
         return _from_savable(state, like)
+
+    def _stored_digests(self, step: int) -> tuple[list[str], list[str]]:
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
+            digests, dtypes = restored["digest"]["blake2b_16"], restored["digest"]["dtypes"]
+        except Exception as e:
+            raise CorruptCheckpoint(
+                f"checkpoint {step} in '{self.directory}' has no readable integrity digest (written by an older "
+                f"zsgjax, or damaged): {type(e).__name__}: {e}"
+            ) from e
+        if not all(isinstance(x, list) and all(isinstance(d, str) for d in x) for x in (digests, dtypes)):
+            raise CorruptCheckpoint(f"checkpoint {step} in '{self.directory}': malformed integrity digest")
+        try:
+            [np.dtype(d) for d in dtypes]
+        except TypeError as e:
+            raise CorruptCheckpoint(f"checkpoint {step} in '{self.directory}': malformed dtype record ({e})") from e
+        return digests, dtypes
+
+    def restore_latest_good(self, like: PyTree, warn=None) -> tuple[int, PyTree]:
+        """Restore the newest checkpoint that reads back and matches its digest.
+
+        Returns ``(step, state)``. Each corrupt checkpoint skipped is reported through
+        ``warn(message)``; a config mismatch is raised at once (it is not corruption);
+        ``ValueError`` when no checkpoint is good.
+        """
+        steps = self.all_steps()
+        if not steps:
+            raise ValueError(f"no checkpoint found in '{self.directory}'")
+        errors = []
+        for step in reversed(steps):
+            try:
+                state = self.restore(like, step)
+            except CorruptCheckpoint as e:
+                errors.append(str(e))
+                continue
+            for bad in (s for s in steps if s > step):  # kept for inspection, out of the way of new saves
+                moved = self._quarantine(bad)
+                if warn is not None:
+                    warn(f"{errors[steps[::-1].index(bad)]}; moved it to '{moved}' and resumed from checkpoint {step}")
+            return step, state
+        raise ValueError(f"no good checkpoint in '{self.directory}' (steps {steps}): " + " | ".join(errors))
+
+    def _quarantine(self, step: int) -> str:
+        """Rename checkpoint ``step`` to ``<step>.corrupt[.k]`` (no data is deleted); returns the new path."""
+        src = os.path.join(self.directory, str(step))
+        dst = f"{src}.corrupt"
+        k = 1
+        while os.path.exists(dst):
+            dst, k = f"{src}.corrupt.{k}", k + 1
+        os.rename(src, dst)
+        self._manager.reload()
+        return dst
 
     def close(self) -> None:
         self._manager.close()

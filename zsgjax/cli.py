@@ -42,6 +42,7 @@ from zsgjax import runner
 from zsgjax import train as train_lib
 from zsgjax.configs import field_check
 from zsgjax.envs import make as make_env
+from zsgjax.evaluate import make_grid
 from zsgjax.envs import registered_names
 from zsgjax.methods import method_names
 from zsgjax.reporting import plots, tables
@@ -193,22 +194,59 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The finished results already in ``--out`` that this run keeps: ``({method: EvalResult}, run_info)``.
+
+    A finished result is never overwritten: a method that ``--out`` already holds a
+    result of is an error unless ``--resume`` is given (then it is re-evaluated from
+    its checkpoints); the others are merged into the new table. ``ValueError`` when the
+    stored results are of another environment or grid (``--env``, ``--sweep-points``).
+    """
+    path = os.path.join(command.out, "generalization.json")
+    if not os.path.exists(path):
+        return {}, {}
+    stored = tables.load_json(path)
+    with open(path) as f:
+        info = json.load(f).get("info", {})
+    if info.get("env") not in (None, command.env):
+        raise ValueError(f"--out '{command.out}' holds results of env '{info.get('env')}', not '{command.env}'; "
+                         "choose another --out")
+    clash = [m for m in command.trainers if m in stored]
+    if clash and not command.spec.resume:
+        raise ValueError(f"--out '{command.out}' already holds a finished result of {', '.join(clash)}; "
+                         "pass --resume to re-evaluate it from its checkpoints or choose another --out")
+    grid = make_grid(next(iter(command.trainers.values())).env, command.spec.sweep_points)
+    for m, r in stored.items():
+        if r.grid.labels != grid.labels:
+            raise ValueError(f"--out '{command.out}' holds '{m}' evaluated on another context grid; use the same "
+                             f"--sweep-points ({len(r.grid.labels)} contexts there) or another --out")
+    keep = {m: r for m, r in stored.items() if m not in command.trainers}
+    return keep, info
+
+
 def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
-    """Train, evaluate and write every output of a ``zsgjax train`` run; returns ``{method: MethodRun}``."""
+    """Train, evaluate and write every output of a ``zsgjax train`` run; returns ``{method: MethodRun}``.
+
+    Finished results of other methods already in ``--out`` are kept and merged into
+    the table. On divergence (:class:`zsgjax.runner.Diverged`) the results of the
+    methods finished so far are still written, then the error is raised.
+    """
     spec, out = command.spec, command.out
     first = next(iter(command.trainers.values()))
+    kept, kept_info = previous_results(command)
     os.makedirs(out, exist_ok=True)
+    configs = {m: dataclasses.asdict(t.config) for m, t in command.trainers.items()}
     run_info = {
         "env": command.env,
-        "methods": list(command.trainers),
+        "methods": list(kept) + list(command.trainers),
         "num_seeds": spec.seeds,
         "eval_episodes": spec.eval_episodes,
         "sweep_points": spec.sweep_points,
-        "configs": {m: dataclasses.asdict(t.config) for m, t in command.trainers.items()},
+        "configs": {**{m: c for m, c in kept_info.get("configs", {}).items() if m in kept}, **configs},
     }
     atomic_write(os.path.join(out, "run.json"), json.dumps(run_info, indent=1) + "\n")
     log(f"zsgjax train: env={command.env} methods={','.join(command.trainers)} seeds={spec.seeds} "
-        f"steps={first.config.total_steps:,} out={out}")
+        f"steps={first.config.total_steps:,} out={out}" + (f" (keeping finished {', '.join(kept)})" if kept else ""))
     t_start = time.perf_counter()
 
     def on_event(event: runner.Event) -> None:
@@ -216,20 +254,30 @@ def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
             log(line)
 
     runs = {}
+    diverged = None
     for label, trainer in command.trainers.items():  # one label at a time, so each prints its evaluation line
-        (runs[label],) = runner.run({label: trainer}, out, spec, on_event).values()
+        try:
+            (runs[label],) = runner.run({label: trainer}, out, spec, on_event).values()
+        except runner.Diverged as e:
+            diverged = e
+            log(f"error: {e}")
+            break
         log(f"[{label}] evaluated {len(runs[label].result.grid)} contexts x {spec.eval_episodes} episodes x "
             f"{spec.seeds} seeds in {runs[label].eval_s:.1f} s")
-    results = {label: r.result for label, r in runs.items()}
-    default = ", ".join(f"{v:g}" for v in results[next(iter(results))].grid.default)
-    title = (f"{command.env}: zero-shot return after {first.config.total_steps:,} training steps per seed "
-             f"(default context ({default}))")
-    text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title)
-    tables.write_csv(results, os.path.join(out, "generalization.csv"))
-    tables.write_json(results, os.path.join(out, "generalization.json"), extra=run_info)
-    plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
-    log("\n" + text)
-    log(f"wrote {out}/generalization.{{txt,csv,json,png}} in {time.perf_counter() - t_start:.0f} s total")
+    results = {**kept, **{label: r.result for label, r in runs.items()}}
+    if results:
+        default = ", ".join(f"{v:g}" for v in results[next(iter(results))].grid.default)
+        title = (f"{command.env}: zero-shot return after {first.config.total_steps:,} training steps per seed "
+                 f"(default context ({default}))")
+        text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title)
+        tables.write_csv(results, os.path.join(out, "generalization.csv"))
+        tables.write_json(results, os.path.join(out, "generalization.json"),
+                          extra={**run_info, "methods": list(results)})
+        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
+        log("\n" + text)
+        log(f"wrote {out}/generalization.{{txt,csv,json,png}} in {time.perf_counter() - t_start:.0f} s total")
+    if diverged is not None:
+        raise diverged
     return runs
 
 
@@ -237,9 +285,15 @@ def _train_command(args: argparse.Namespace) -> int:
     try:
         command = command_from_args(args)
         runner.preflight(command.trainers, command.out, command.spec)
+        previous_results(command)
     except ValueError as e:
         args.subparser.error(_flag_message(str(e)))
-    run_train(command)
+    try:
+        run_train(command)
+    except runner.Diverged as e:
+        print(f"zsgjax train: {e}. Results of the methods that finished are written; start again in another "
+              "--out with other options (for example a smaller learning rate)", flush=True)
+        return 1
     return 0
 
 

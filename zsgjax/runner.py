@@ -134,7 +134,19 @@ class MethodRun:
                 "program_s": self.train.program_s, "eval_s": self.eval_s}
 
 
-Event = Resumed | ChunkReport
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the run (a corrupt checkpoint skipped)."""
+
+    label: str
+    message: str
+
+
+class Diverged(ValueError):
+    """Training produced non-finite losses or parameters; the last finite checkpoint is kept."""
+
+
+Event = Resumed | ChunkReport | Notice
 OnEvent = Callable[[Event], None]
 
 
@@ -142,6 +154,8 @@ def format_event(event: Event, seeds: int) -> list[str]:
     """The progress lines of one event, as ``zsgjax train`` prints them."""
     if isinstance(event, Resumed):
         return [f"[{event.label}] resumed from iteration {event.iteration}/{event.total_iterations}"]
+    if isinstance(event, Notice):
+        return [f"[{event.label}] warning: {event.message}"]
     lines = []
     if event.compile_s > 0:
         lines.append(f"[{event.label}] compiled a chunk for {seeds} seeds in {event.compile_s:.1f} s")
@@ -206,6 +220,25 @@ def chunk_return(metrics: Mapping[str, np.ndarray]) -> float:
     return float(np.mean(total[done] / episodes[done])) if done.any() else float("nan")
 
 
+def check_finite(label: str, trainer: Trainer, state: Any, metrics: Mapping[str, np.ndarray], done: int) -> None:
+    """Raise :class:`Diverged` when a chunk's metrics ``(S, n)`` or the policy are not finite.
+
+    ``done``: iterations completed before the chunk (the last finite checkpoint).
+    """
+    for name in sorted(metrics):
+        v = np.asarray(metrics[name])
+        if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
+            seeds, its = np.nonzero(~np.isfinite(v))
+            raise Diverged(
+                f"[{label}] training diverged: metric '{name}' is not finite from iteration {done + int(its.min()) + 1} "
+                f"(seeds {sorted(set(seeds.tolist()))}); the last finite checkpoint is iteration {done}"
+            )
+    for leaf in jax.tree.leaves(jax.vmap(trainer.policy_params)(state)):
+        if not bool(np.all(np.isfinite(np.asarray(leaf)))):
+            raise Diverged(f"[{label}] training diverged: the policy parameters are not finite after iteration "
+                           f"{done + len(next(iter(metrics.values()))[0])}; the last finite checkpoint is iteration {done}")
+
+
 def seed_keys(trainer: Trainer, seeds: int) -> jax.Array:
     """Seed ``k`` trains from ``split(PRNGKey(config.seed), seeds)[k]``."""
     return jax.random.split(jax.random.PRNGKey(trainer.config.seed), seeds)
@@ -224,9 +257,13 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     state = jax.jit(jax.vmap(trainer.init))(seed_keys(trainer, spec.seeds))
     checkpointer = open_checkpointer(trainer, directory, spec)
     total = trainer.num_iterations
-    resumed = checkpointer.latest_step()
-    if resumed is not None:
-        state = checkpointer.restore(state)
+    resumed = None
+    if checkpointer.latest_step() is not None:
+        try:
+            resumed, state = checkpointer.restore_latest_good(state, warn=lambda m: emit(Notice(label, m)))
+        except ValueError:
+            checkpointer.close()
+            raise
         emit(Resumed(label, resumed, total))
     done = resumed or 0
     spi = trainer.steps_per_iteration
@@ -247,6 +284,7 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
             metrics = jax.tree.map(np.asarray, metrics)
             run_s = time.perf_counter() - t0
             metrics_log.add(done, metrics)
+            check_finite(label, trainer, state, metrics, done)
             done += n
             checkpointer.save(done, state)
             report = ChunkReport(

@@ -20,7 +20,7 @@ PERM differentiates through for all n environments in one ``vmap``.
 ``beta = c d H sqrt(zeta)``, ``zeta = log(2 d H K / xi)`` for a confidence ``1 - xi``
 (:func:`theory_beta`). That worst-case constant is far too conservative on small
 problems; :func:`default_beta` uses ``DEFAULT_BETA_SCALE`` times it (see
-``docs/sections/offline.md`` for the ablation).
+the README's offline section for the ablation).
 """
 
 from __future__ import annotations

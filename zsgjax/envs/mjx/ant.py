@@ -48,7 +48,7 @@ forces are zero (Gymnasium's ``reset`` does not compute them either).
 zsgjax AntGoal (same for AntDirection).
 
 Horizon 1000. Physical context features follow the reward context. See
-``docs/sections/environments_paper.md`` for what differs from the paper's
+the README section "The ants: the paper's defaults and the options" for what differs from the paper's
 Gymnasium ant (the MuJoCo model, position read-out) and why.
 """
 
