@@ -95,6 +95,12 @@ def test_bad_construction_raises_clear_errors():
         make("ant_goal", physical="gravity")
     with pytest.raises(ValueError, match="must contain its default 9.81"):
         make("ant_direction", physical=("gravity",), physical_ranges={"gravity": (1.0, 5.0)})
+    # physically invalid ranges (the state turns non-finite within steps) are rejected
+    for feature, bad in [("friction_scale", (0.0, 2.0)), ("gravity", (-1.0, 20.0)), ("mass_scale", (-0.5, 2.0)),
+                         ("actuator_gain", (0.0, 2.0))]:
+        with pytest.raises(ValueError, match=f"'{feature}' is .*its low end must be > 0"):
+            make("cheetah_velocity", physical=(feature,), physical_ranges={feature: bad})
+    make("cheetah_velocity", physical=("damping_scale",), physical_ranges={"damping_scale": (0.0, 2.0)})  # no damping is fine
     with pytest.raises(ValueError, match="not selected"):
         make("ant_direction", physical=("gravity",), physical_ranges={"mass_scale": (0.5, 1.5)})
     with pytest.raises(ValueError, match="reset_noise_scale"):

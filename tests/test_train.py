@@ -229,6 +229,34 @@ def test_nonfinite_gradients_are_masked_and_counted():
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.agent))
 
 
+class _NaNStateDirection(SimpleDirection):
+    """SimpleDirection whose next state turns NaN where ``s'_x > 1.5`` (a physics blow-up)."""
+
+    def env_step(self, env_state, action, context):
+        next_s, obs, reward, term = super().env_step(env_state, action, context)
+        bad = next_s[0] > 1.5
+        next_s = jnp.where(bad, jnp.nan, next_s)
+        return next_s, next_s, reward, term
+
+
+def test_nonfinite_transitions_are_masked_reset_and_counted_in_every_method():
+    """Raw non-finite transitions never reach a loss (any method): weight 0, the env reset, counted."""
+    trainer = make_train(tiny(method="vanilla"), env=_NaNStateDirection())
+    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    resets = np.asarray(metrics["nonfinite_resets"])
+    assert resets.sum() > 0
+    valid = np.asarray(state.replay.experience.valid)[0, :160]
+    next_obs = np.asarray(state.replay.experience.transition.next_obs)[0, :160]
+    np.testing.assert_array_equal(valid, np.all(np.isfinite(next_obs), axis=-1))
+    assert (~valid).sum() == resets.sum()
+    assert np.all(np.isfinite(np.asarray(state.env.obs)))  # every env was reset to a finite state
+    items = trainer.replay.sample(state.replay, jax.random.PRNGKey(1))
+    _, weight, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
+    np.testing.assert_array_equal(weight, np.asarray(items.valid, np.float32))
+    assert all(np.all(np.isfinite(np.asarray(v, np.float64))) for v in metrics.values())
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.agent))
+
+
 # ------------------------------------------------------------------ other envs
 def test_dqn_on_cart_goal_and_sac_action_scale():
     dqn = make_train(tiny(env="cart_goal", method="dr", target_update_period=5, epsilon_decay_steps=80))

@@ -37,10 +37,15 @@ from zsgjax.types import Transition
 
 @struct.dataclass
 class ReplayItem:
-    """One stored sample; a batch adds leading axes to every leaf."""
+    """One stored sample; a batch adds leading axes to every leaf.
+
+    ``valid``: ``()`` bool, the transition is finite (``None``: taken as valid); an
+    invalid item gets weight 0 in every loss.
+    """
 
     transition: Transition
     extras: Any = None
+    valid: Any = None
 
 
 @struct.dataclass

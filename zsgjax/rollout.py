@@ -39,12 +39,16 @@ class StepOutput:
     transition:    the transition as observed (``next_obs`` before any reset)
     extras:        what the collector stores beside it (CSE: ``ContextGradients``,
                    ``DirectionalGradients`` or the pre-step physics state; else ``None``)
+    finite:        ``(B,)`` bool, the step's next observation and reward are finite; a
+                   non-finite step ends the episode (the environment is reset) and its
+                   transition gets weight 0 in every loss
     episode_end:   ``(B,)`` bool, the episode ended here (terminated or truncated)
     episode_return:``(B,)`` the undiscounted return so far, including this step
     """
 
     transition: Transition
     extras: Any
+    finite: jax.Array
     episode_end: jax.Array
     episode_return: jax.Array
 
@@ -67,9 +71,10 @@ def _step_one(env: ContextualEnv, state: State, action: jax.Array, rng: jax.Arra
     reward = reward.astype(jnp.float32)
     term = term.astype(bool)
     next_obs = env.make_obs(next_sobs, context)
+    finite = jnp.all(jnp.isfinite(next_obs)) & jnp.isfinite(reward)
     steps = state.info["steps"] + 1
-    episode_return = state.info["episode_return"] + reward
-    episode_end = term | (steps >= env.horizon)
+    episode_return = state.info["episode_return"] + jnp.where(finite, reward, 0.0)
+    episode_end = term | (steps >= env.horizon) | ~finite
     transition = Transition(
         obs=state.obs,
         action=action,
@@ -83,7 +88,7 @@ def _step_one(env: ContextualEnv, state: State, action: jax.Array, rng: jax.Arra
     stepped = state.replace(pipeline_state=next_es, obs=next_obs, reward=reward, done=term.astype(jnp.float32))
     new_state = jax.tree.map(lambda f, s: jnp.where(episode_end, f, s), fresh.replace(info={}), stepped.replace(info={}))
     new_state = new_state.replace(
-        reward=reward,
+        reward=jnp.where(finite, reward, 0.0),
         done=term.astype(jnp.float32),
         info={
             "context": jnp.where(episode_end, fresh.info["context"], context),
@@ -94,6 +99,7 @@ def _step_one(env: ContextualEnv, state: State, action: jax.Array, rng: jax.Arra
     out = StepOutput(
         transition=transition,
         extras=extras,
+        finite=finite,
         episode_end=episode_end,
         episode_return=episode_return,
     )

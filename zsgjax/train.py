@@ -242,7 +242,7 @@ class Trainer:
 
     @staticmethod
     def _item(out: rollout.StepOutput) -> ReplayItem:
-        return ReplayItem(transition=out.transition, extras=out.extras)
+        return ReplayItem(transition=out.transition, extras=out.extras, valid=out.finite)
 
     # --------------------------------------------------------------- init
     def init(self, rng: jax.Array) -> TrainState:
@@ -332,6 +332,7 @@ class Trainer:
             **upd_metrics,
             "return_sum": jnp.sum(jnp.where(ended, out.episode_return, 0.0)),
             "episodes": ended.sum().astype(jnp.int32),
+            "nonfinite_resets": (~out.finite).sum().astype(jnp.int32),
             "updates": jnp.where(learn, c.grad_updates_per_step, 0).astype(jnp.int32),
         }
         new_state = state.replace(rng=rng, env_steps=env_steps, agent=agent_state, replay=replay_state, env=env_state)
@@ -344,6 +345,7 @@ class Trainer:
         updates = totals.pop("updates")
         return_sum = totals.pop("return_sum")
         invalid = totals.pop("cse_invalid")
+        nonfinite = totals.pop("nonfinite_resets")
         denom = jnp.maximum(updates, 1).astype(jnp.float32)
         metrics = {k: v / denom for k, v in totals.items()}
         metrics.update(
@@ -352,6 +354,7 @@ class Trainer:
             episodes=episodes,
             updates=updates,
             cse_invalid=invalid,
+            nonfinite_resets=nonfinite,
             **self.agent.schedule_metrics(state.agent, state.env_steps),
         )
         return state.replace(iteration=state.iteration + 1), metrics
@@ -363,7 +366,9 @@ class Trainer:
         Metrics have a leading ``num_iterations`` axis: ``env_steps`` (after the
         iteration), ``episode_return`` (mean undiscounted return of the episodes
         that ended in the iteration, 0 when ``episodes`` is 0), ``episodes``,
-        ``updates``, ``cse_invalid`` (dropped enhanced samples), the agent's mean
+        ``updates``, ``cse_invalid`` (dropped enhanced samples), ``nonfinite_resets``
+        (steps whose next observation or reward was not finite: the environment
+        was reset and the transition gets weight 0), the agent's mean
         losses (SAC: ``critic_loss actor_loss alpha_loss q_mean entropy``; DQN:
         ``q_loss q_mean``) and ``alpha`` (SAC) or ``epsilon`` (DQN). Running
         ``run(run(s, a)[0], b)`` equals ``run(s, a + b)``.

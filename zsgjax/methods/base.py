@@ -13,7 +13,9 @@ training program:
   (context gradients, the pre-step physics state, or ``None`` for nothing);
 * :meth:`Method.training_batch` -- a replay sample (leading ``N``) to the batch the
   agent's gradient update sees, with per-sample weights ``(N,)`` (0 drops a sample
-  from every loss) and the number of samples dropped (``()`` int32).
+  from every loss; :func:`valid_weight` gives the stored transitions' own 0/1
+  validity, which every method should multiply in) and the number of samples
+  dropped by the method itself (``()`` int32).
 
 The defaults are vanilla training: the environment's default context, a plain
 step, the replay batch as sampled. A method overrides only what differs and is
@@ -43,6 +45,14 @@ def plain_collect(env: ContextualEnv, env_state: EnvState, action: jax.Array, co
     """One step, nothing stored beside the transition: ``(EnvStep, None)``."""
     del rng
     return env.env_step(env_state, action, context), None
+
+
+def valid_weight(items: Any) -> jax.Array:
+    """``(N,)`` float32: 1 for stored transitions that are finite, 0 for the others."""
+    n = items.transition.reward.shape[0]
+    if items.valid is None:
+        return jnp.ones((n,), jnp.float32)
+    return items.valid.astype(jnp.float32)
 
 
 def default_sampler(space: ContextSpace) -> ContextSampler:
@@ -75,8 +85,7 @@ class Method:
         Returns ``(batch, weight (N,), dropped ())``.
         """
         del env, rng
-        n = items.transition.reward.shape[0]
-        return items.transition, jnp.ones((n,), jnp.float32), jnp.zeros((), jnp.int32)
+        return items.transition, valid_weight(items), jnp.zeros((), jnp.int32)
 
     def check(self, batch_size: int) -> None:
         """Raise ``ValueError`` when the method cannot work with these training settings."""

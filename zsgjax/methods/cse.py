@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from zsgjax import cse
-from zsgjax.methods.base import Method
+from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
 
 MODES = ("first_order", "exact")
@@ -95,4 +95,5 @@ class CSE(Method):
             lambda e, o: jnp.where(chosen.reshape((n,) + (1,) * (e.ndim - 1)), e, o), enhanced, transition
         )
         dropped = chosen & ~valid
-        return batch, jnp.where(dropped, 0.0, 1.0).astype(jnp.float32), dropped.sum().astype(jnp.int32)
+        weight = jnp.where(dropped, 0.0, 1.0).astype(jnp.float32) * valid_weight(items)
+        return batch, weight, dropped.sum().astype(jnp.int32)

@@ -69,6 +69,15 @@ FEATURE_RANGES: dict[str, tuple[float, float]] = {
     "damping_scale": (0.5, 2.0),
 }
 FEATURE_KINDS = tuple(FEATURE_RANGES)
+# Physically valid values: a range must lie above these (strictly, except damping, which may be 0).
+# Zero friction, mass or gravity, or negative ones, make the MJX state non-finite within steps.
+PHYSICAL_MINIMUM: dict[str, tuple[float, bool]] = {  # kind -> (bound, bound allowed)
+    "gravity": (0.0, False),
+    "mass_scale": (0.0, False),
+    "friction_scale": (0.0, False),
+    "actuator_gain": (0.0, False),
+    "damping_scale": (0.0, True),
+}
 PER_BODY_PREFIX = "mass_scale:"
 
 
@@ -181,6 +190,12 @@ def make_feature(
     if np.shape(value_range) != (2,) or not np.all(np.isfinite(np.asarray(value_range, dtype=np.float64))):
         raise ValueError(f"range of physical feature '{name}' must be a finite (low, high) pair, got {value_range}")
     low, high = float(value_range[0]), float(value_range[1])
+    bound, inclusive = PHYSICAL_MINIMUM[kind]
+    if not (low >= bound if inclusive else low > bound):
+        raise ValueError(
+            f"range of physical feature '{name}' is [{low:g}, {high:g}]: its low end must be "
+            f"{'>=' if inclusive else '>'} {bound:g} (physically invalid below: the simulation turns non-finite)"
+        )
     if not low <= default <= high:
         raise ValueError(
             f"range of physical feature '{name}' is [{low:g}, {high:g}], which must contain its default {default:g}"
