@@ -220,12 +220,17 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
     tables.write_csv(results, os.path.join(out, "results.csv"))
     tables.write_json(results, os.path.join(out, "results.json"),
                   extra={**info, "timings": timings, "claims": claims})
-    settings = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("configs", "command"))
+    settings = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("configs", "command", "machine"))
+    m = info.get("machine", {})
+    machine_line = (f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_usable', '?')} usable cores, "
+                    f"{m.get('jax_backend', '?')} backend ({m.get('device_kind', '?')}), jax {m.get('jax', '?')}."
+                    if isinstance(m, Mapping) else f"Machine: {m}.")
     md = "\n\n".join([
         f"# {title}",
         f"Command: `{info.get('command', '')}`",
         f"Settings: {settings}. Cells are mean ± 95% Student-t interval over seeds of each seed's mean return; "
         "differences are paired by seed.",
+        machine_line,
         "## Claims\n\n" + (_claims_markdown(claims) if claims else "(no claim applies to these methods)"),
         "## Summary (named contexts and sweep means)\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
         "## Wall time\n\n" + _timings_markdown(timings),
