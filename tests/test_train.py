@@ -289,3 +289,14 @@ def test_mjx_envs_train(env, kw):
     np.testing.assert_array_equal(metrics["updates"], [1, 4])
     assert all(np.all(np.isfinite(np.asarray(v, np.float64))) for v in metrics.values())
     assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(trainer.policy_params(state)))
+
+
+def test_make_train_rejects_wrapping_step_counters_and_wrong_types():
+    with pytest.raises(ValueError, match="must be at most 2,147,483,647 \\(int32 step counters\\)"):
+        make_train(TrainConfig(total_steps=2**31 - 2, num_envs=8, steps_per_iteration=1000))
+    with pytest.raises(ValueError, match="`config` must be a TrainConfig"):
+        make_train({"env": "simple_direction"})
+    with pytest.raises(ValueError, match="`env` must be a zsgjax ContextualEnv"):
+        make_train(tiny(), env="simple_direction")
+    with pytest.raises(ValueError, match="`method` must be a zsgjax.methods.Method"):
+        make_train(tiny(), method="cse")

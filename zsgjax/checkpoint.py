@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from zsgjax import checks
+
 PyTree = Any
 
 
@@ -48,9 +50,27 @@ def config_to_dict(config: Any) -> dict:
     else:
         raise ValueError(f"`config` must be a dataclass instance or a mapping, got {type(config).__name__}")
     try:
-        return json.loads(json.dumps(data, allow_nan=False))
+        return json.loads(json.dumps(data, allow_nan=False, default=_json_scalar))
     except (TypeError, ValueError) as e:
         raise ValueError(f"`config` is not JSON-serializable: {e}") from e
+
+
+def _json_scalar(value: Any) -> Any:
+    """NumPy scalars (and 0-d arrays) in a config become the Python value they hold."""
+    if isinstance(value, np.generic) or (isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0):
+        return np.asarray(value).item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _check_state(state: PyTree, name: str) -> None:
+    """``ValueError`` unless ``state`` is a non-empty pytree whose leaves are arrays (NumPy, jax, typed keys)."""
+    leaves = jax.tree.leaves(state)
+    if not leaves:
+        raise ValueError(f"`{name}` must be a pytree of arrays, got one with no leaves ({type(state).__name__})")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float)):
+            raise ValueError(f"`{name}` must be a pytree of arrays; leaf {jax.tree_util.keystr(path) or '(root)'} is "
+                             f"a {type(leaf).__name__}")
 
 
 class CorruptCheckpoint(ValueError):
@@ -95,9 +115,19 @@ class Checkpointer:
     """
 
     def __init__(self, directory: str | os.PathLike, config: Any, max_to_keep: int = 3):
-        if isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep < 1:
-            raise ValueError(f"`max_to_keep` must be a positive integer, got {max_to_keep!r}")
-        self.directory = os.path.abspath(os.fspath(directory))
+        try:
+            max_to_keep = checks.integer(max_to_keep, "`max_to_keep`", low=1)
+        except ValueError:
+            raise ValueError(f"`max_to_keep` must be a positive integer, got {max_to_keep!r}") from None
+        try:
+            self.directory = os.path.abspath(os.fspath(directory))
+        except TypeError:
+            raise ValueError(f"`directory` must be a path (str or os.PathLike), got {directory!r}") from None
+        probe = self.directory
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise ValueError(f"`directory` '{self.directory}' cannot be a checkpoint directory: '{probe}' is a file")
         self.config = config_to_dict(config)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
@@ -120,8 +150,11 @@ class Checkpointer:
     # -------------------------------------------------------------------- save
     def save(self, step: int, state: PyTree) -> None:
         """Write ``state`` (and the config) as checkpoint ``step`` (``>= 0``), atomically."""
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ValueError(f"`step` must be a non-negative integer, got {step!r}")
+        try:
+            step = checks.integer(step, "`step`", low=0)
+        except ValueError:
+            raise ValueError(f"`step` must be a non-negative integer, got {step!r}") from None
+        _check_state(state, "state")
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(_to_savable(state)),
             config=ocp.args.JsonSave(self.config),
@@ -138,6 +171,10 @@ class Checkpointer:
             raise ValueError(f"no checkpoint found in '{self.directory}'")
         if step is None:
             return steps[-1]
+        try:
+            step = checks.integer(step, "`step`", low=0)
+        except ValueError:
+            raise ValueError(f"`step` must be a non-negative integer or None (the latest), got {step!r}") from None
         if step not in steps:
             raise ValueError(f"no checkpoint at step {step} in '{self.directory}'; available steps: {steps}")
         return int(step)
@@ -180,6 +217,7 @@ class Checkpointer:
         checkpoint, its config differs from this checkpointer's (listing the
         differing fields), the files are corrupt, or the structure does not match.
         """
+        _check_state(like, "like")
         step = self.verify_config(step)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
         stored, dtypes = self._stored_digests(step)

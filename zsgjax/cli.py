@@ -33,6 +33,8 @@ import dataclasses
 import json
 import os
 import re
+import sys
+import tempfile
 import time
 import types
 import typing
@@ -46,7 +48,9 @@ from zsgjax.evaluate import make_grid
 from zsgjax.envs import registered_names
 from zsgjax.methods import method_names
 from zsgjax.reporting import plots, tables
+from zsgjax.checks import INT32_MAX
 from zsgjax.reporting.files import atomic_write
+from zsgjax.reporting.metrics_log import read_metrics_csv
 
 # The README's main job: ``zsgjax train`` with no arguments.
 DEFAULT_ENV = "simple_direction"
@@ -181,12 +185,86 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
         )
         for m in methods
     }
+    for m, t in trainers.items():
+        # env_steps and the other step counters are int32 in the jitted program; total_steps is rounded up
+        # to whole iterations, so the check needs the trainer (the config alone allows up to the int32 limit)
+        last = t.num_iterations * t.steps_per_iteration
+        if last > INT32_MAX:
+            raise ValueError(f"--steps: {args.steps:,} steps rounded up to whole iterations of "
+                             f"{t.steps_per_iteration:,} steps is {last:,}, more than the int32 step counter holds "
+                             f"({INT32_MAX:,}); give at most {INT32_MAX // t.steps_per_iteration * t.steps_per_iteration:,}")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     if args.resume and not os.path.isdir(out):
         raise ValueError(f"--resume: output directory '{out}' does not exist")
+    check_output_directory(out, list(trainers))
     return TrainCommand(env=args.env, trainers=trainers, spec=spec, out=out)
+
+
+OUTPUT_FILES = ("run.json", "generalization.txt", "generalization.csv", "generalization.json", "generalization.png")
+
+
+def check_output_directory(out: str, labels: Sequence[str] | None = None) -> None:
+    """``ValueError`` naming ``--out`` unless it is (or can be created as) a writable directory.
+
+    An existing ``--out`` must be a directory we can create files in; a missing one
+    needs its nearest existing parent to be such a directory. Nothing is created
+    (a probe file is made and removed at once). With ``labels``, none of the files
+    the run writes (:data:`OUTPUT_FILES`, ``<label>/metrics.csv``) may be a directory.
+    """
+    if not out or not out.strip():
+        raise ValueError("--out must name a directory, got an empty string")
+    path = os.path.abspath(out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out '{out}' is a file, not a directory; give a directory (new or existing) to write into")
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise ValueError(f"--out '{out}' cannot be created: '{probe}' is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out '{out}' is not writable ('{probe}': {e.strerror or e}); give a directory you can "
+                         "write to") from None
+    if labels is None:
+        return
+    names = list(OUTPUT_FILES) + [os.path.join(label, "metrics.csv") for label in labels]
+    for name in names:
+        target = os.path.join(out, name)
+        if os.path.isdir(target):
+            raise ValueError(f"--out '{out}': '{target}' is a directory, but zsgjax writes a file there; "
+                             "remove it or choose another --out")
+
+
+def check_resumable_metrics(command: TrainCommand) -> None:
+    """With ``--resume``, every method's ``metrics.csv`` must be continuable up to its latest checkpoint.
+
+    ``ValueError`` naming ``--resume`` and the damaged file (see
+    :func:`zsgjax.reporting.metrics_log.read_metrics_csv`); a missing file is fine.
+    """
+    if not command.spec.resume:
+        return
+    for label, trainer in command.trainers.items():
+        directory = os.path.join(command.out, label)
+        path = os.path.join(directory, "metrics.csv")
+        if not os.path.exists(path):
+            continue
+        checkpointer = runner.open_checkpointer(trainer, directory, command.spec)
+        try:
+            latest = checkpointer.latest_step()
+        finally:
+            checkpointer.close()
+        if latest:
+            try:
+                read_metrics_csv(path, latest)
+            except ValueError as e:
+                raise ValueError(f"--resume: {e}") from None
 
 
 # -------------------------------------------------------------------- printing
@@ -286,6 +364,7 @@ def _train_command(args: argparse.Namespace) -> int:
         command = command_from_args(args)
         runner.preflight(command.trainers, command.out, command.spec)
         previous_results(command)
+        check_resumable_metrics(command)
     except ValueError as e:
         args.subparser.error(_flag_message(str(e)))
     try:
@@ -293,6 +372,12 @@ def _train_command(args: argparse.Namespace) -> int:
     except runner.Diverged as e:
         print(f"zsgjax train: {e}. Results of the methods that finished are written; start again in another "
               "--out with other options (for example a smaller learning rate)", flush=True)
+        return 1
+    except ValueError as e:  # bad input found only once running (e.g. a file changed meanwhile): one line, no traceback
+        args.subparser.error(_flag_message(str(e)))
+    except OSError as e:
+        print(f"zsgjax train: error: cannot write the results under --out '{command.out}': {e}", file=sys.stderr,
+              flush=True)
         return 1
     return 0
 

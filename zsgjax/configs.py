@@ -16,6 +16,10 @@ another config can *borrow* the check of the field it is copied to
 (``param(None, like=(SACConfig, "actor_lr"))``), so a range is stated in one place
 even where a value travels through several configs. Floats must be finite unless a
 field says otherwise (``inf`` is never a meaningful learning rate or step size).
+Integers without an upper bound must fit int32 (:data:`INT32_MAX`): steps, seeds and
+sizes are int32 inside the jitted programs, where a larger value would wrap. Python
+and NumPy numbers are accepted alike; a jax array is refused with a hint (a config is
+static, hashed and written as JSON).
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import sys
 from typing import Any, Callable, Mapping, Sequence
+
+INT32_MAX = 2**31 - 1
+"""Integer fields without an explicit upper bound must fit int32 (steps, seeds and sizes
+are int32 in the jitted programs; a larger value would wrap silently)."""
 
 _CHECK = "zsgjax_check"
 _LIKE = "zsgjax_like"
@@ -83,7 +92,8 @@ class Check:
         if self.kind is str:
             return isinstance(value, str)
         if self.kind is int:
-            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and self._in_range(value)
+            return (isinstance(value, numbers.Integral) and not isinstance(value, bool) and self._in_range(value)
+                    and self._fits_int32(value))
         if self.kind is float:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 return False
@@ -94,14 +104,33 @@ class Check:
             return (
                 isinstance(value, tuple)
                 and len(value) > 0
-                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v) for v in value)
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v)
+                        and self._fits_int32(v) for v in value)
             )
         raise TypeError(f"Check: unsupported kind {self.kind!r}")
 
+    def _fits_int32(self, v: Any) -> bool:
+        return self.high is not None or -INT32_MAX - 1 <= int(v) <= INT32_MAX
+
     def __call__(self, owner: str, name: str, value: Any) -> None:
         if not self.ok(value):
-            extra = " (or None for the preset)" if self.optional else ""
+            extra = ""
+            if self.kind in (int, tuple) and self.high is None and self._int32_is_the_problem(value):
+                extra += f" and at most {INT32_MAX} (it is counted in int32 inside the jitted program)"
+            extra += " (or None for the preset)" if self.optional else ""
+            if _is_jax_array(value):
+                extra += " (a jax array is not accepted in a config: pass a Python number, e.g. float(x) or int(x))"
             raise ValueError(f"{owner}.{name} must be {self.describe()}{extra}; got {value!r}")
+
+    def _int32_is_the_problem(self, value: Any) -> bool:
+        values = value if isinstance(value, tuple) else (value,)
+        return any(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v)
+                   and not self._fits_int32(v) for v in values)
+
+
+def _is_jax_array(value: Any) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(value, jax.Array)
 
 
 def param(

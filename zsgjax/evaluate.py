@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zsgjax import checks
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.reporting.results import ContextGrid, EvalResult
 
@@ -64,6 +65,9 @@ def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int) -> Call
     (two equal contexts give equal returns; curves over a sweep are not jagged by
     start-state noise).
     """
+    _check_env(env)
+    if not callable(act_fn):
+        raise ValueError(f"`act_fn` must be a callable act(params, obs) -> action, got {act_fn!r}")
     num_episodes = _positive_int(num_episodes, "num_episodes")
 
     def one_episode(p, c, k):
@@ -96,6 +100,13 @@ def num_seeds_of(params: Params) -> int:
     (size,) = sizes
     if size < 1:
         raise ValueError("`params` has an empty seed axis (S = 0)")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if checks.is_traced(leaf) or not jnp.issubdtype(getattr(leaf, "dtype", np.int8), jnp.inexact):
+            continue
+        arr = np.asarray(leaf)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"`params` leaf {jax.tree_util.keystr(path) or '(root)'} has non-finite values; "
+                             "a policy with NaN/inf parameters cannot be evaluated")
     return int(size)
 
 
@@ -117,7 +128,10 @@ def evaluate(
     evaluator: one from :func:`make_evaluator` (same ``env``, ``act_fn`` and
       ``num_episodes``) to reuse its compilation.
     """
-    contexts = np.asarray(contexts, dtype=np.float32)
+    _check_env(env)
+    if not callable(act_fn):
+        raise ValueError(f"`act_fn` must be a callable act(params, obs) -> action, got {act_fn!r}")
+    contexts = checks.numeric_array(contexts, "`contexts`", finite=False)
     if contexts.ndim == 1:
         contexts = contexts[None]
     if contexts.ndim != 2 or contexts.shape[0] < 1:
@@ -125,6 +139,9 @@ def evaluate(
     contexts = env.context_space.validate(contexts, "contexts")
     num_seeds_of(params)
     num_episodes = _positive_int(num_episodes, "num_episodes")
+    checks.prng_key(rng, "`rng`")
+    if evaluator is not None and not callable(evaluator):
+        raise ValueError(f"`evaluator` must be a function from make_evaluator, got {evaluator!r}")
     fn = evaluator if evaluator is not None else make_evaluator(env, act_fn, num_episodes)
     returns = np.asarray(fn(params, jnp.asarray(contexts), rng))
     if returns.shape[2] != num_episodes:
@@ -144,11 +161,18 @@ def make_grid(
     dims: dimensions to sweep (default: all).
     named: append the environment's named ``eval_contexts``.
     """
+    _check_env(env)
     space = env.context_space
     num_points = _positive_int(num_points, "num_points")
     if num_points < 2:
         raise ValueError(f"`num_points` must be >= 2 to sweep a range, got {num_points}")
-    dims = space.names if dims is None else tuple(space.names[space.index(d)] for d in dims)
+    named = checks.boolean(named, "`named`")
+    if isinstance(dims, (str, bytes)):
+        raise ValueError(f"`dims` must be a sequence of dimension names (e.g. [{dims!r}]), got the string {dims!r}")
+    try:
+        dims = space.names if dims is None else tuple(space.names[space.index(d)] for d in dims)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`dims`: {e}; known dimensions: {list(space.names)}") from None
     contexts, labels, swept = [], [], []
     for d in dims:
         rows = np.asarray(space.sweep(d, num_points))
@@ -184,6 +208,9 @@ def evaluate_grid(
     evaluator: Callable | None = None,
 ) -> EvalResult:
     """:func:`evaluate` over every context of ``grid``."""
+    _check_env(env)
+    if not isinstance(grid, ContextGrid):
+        raise ValueError(f"`grid` must be a ContextGrid (from make_grid), got {type(grid).__name__}")
     if tuple(grid.names) != tuple(env.context_space.names):
         raise ValueError(f"`grid` is over contexts {list(grid.names)}, the env's are {list(env.context_space.names)}")
     returns = evaluate(env, act_fn, params, grid.contexts, num_episodes=num_episodes, rng=rng, evaluator=evaluator)
@@ -191,6 +218,13 @@ def evaluate_grid(
 
 
 def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-    return int(value)
+    """A positive integer (Python, NumPy or concrete jax scalar, at most the int32 limit)."""
+    try:
+        return checks.integer(value, f"`{name}`", low=1)
+    except ValueError:
+        raise ValueError(f"`{name}` must be a positive integer (at most {checks.INT32_MAX}), got {value!r}") from None
+
+
+def _check_env(env) -> None:
+    if not isinstance(env, ContextualEnv):
+        raise ValueError(f"`env` must be a ContextualEnv (zsgjax.envs.make(name)), got {type(env).__name__}")

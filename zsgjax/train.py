@@ -53,6 +53,7 @@ from zsgjax.replay import Replay, ReplayItem
 from zsgjax.types import Transition
 
 AGENT_CONFIGS: Mapping[str, type] = {"sac": SACConfig, "dqn": DQNConfig}
+INT32_MAX = 2**31 - 1
 
 
 def agent_kind(env: ContextualEnv) -> str:
@@ -437,6 +438,12 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
     instance with settings ``TrainConfig`` has no field for; its ``name`` must be
     ``config.method``).
     """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"make_train: `config` must be a TrainConfig, got {type(config).__name__}")
+    if env is not None and not isinstance(env, ContextualEnv):
+        raise ValueError(f"make_train: `env` must be a zsgjax ContextualEnv, got {type(env).__name__}")
+    if method is not None and not isinstance(method, Method):
+        raise ValueError(f"make_train: `method` must be a zsgjax.methods.Method, got {type(method).__name__}")
     config = config.validate()
     env = make_env(config.env) if env is None else env
     config = config.resolve(env).validate()
@@ -449,12 +456,18 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
                     prioritized=config.prioritized_replay, priority_exponent=config.priority_exponent,
                     importance_exponent=config.importance_exponent)
     spi = config.steps_per_iteration
+    num_iterations = max(1, math.ceil(config.total_steps / spi))
+    if num_iterations * spi > INT32_MAX:  # the step counters are int32
+        raise ValueError(
+            f"TrainConfig.total_steps rounded up to whole iterations ({num_iterations * spi:,}) must be at most "
+            f"{INT32_MAX:,} (int32 step counters); got total_steps={config.total_steps:,}"
+        )
     return Trainer(
         config=config,
         env=env,
         method=method,
         agent=make_agent(env, config),
         replay=replay,
-        num_iterations=max(1, math.ceil(config.total_steps / spi)),
+        num_iterations=num_iterations,
         steps_per_iteration=spi,
     )

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
+from zsgjax import checks
 from zsgjax.envs.context import ContextSpace
 
 EnvState = Any  # a pytree of arrays
@@ -99,16 +100,30 @@ class ContextualEnv(Env, abc.ABC):
         return self.context_space.default_array
 
     def reset(self, rng: jax.Array, context: jax.Array | None = None) -> State:
-        """Start an episode; ``context=None`` means the default (training) context."""
+        """Start an episode; ``context=None`` means the default (training) context.
+
+        ``rng``: one PRNG key. ``context``: ``(context_dim,)``. Concrete (not traced)
+        inputs are checked on the host: a ``ValueError`` names the argument and, for
+        a context, the first dimension that is non-finite or outside its range.
+        Under ``jit``/``vmap`` only the static shape and dtype are checked.
+        """
+        checks.prng_key(rng, f"{type(self).__name__}.reset: `rng`")
         if context is None:
             context = self.context_space.default_array
         else:
+            if not checks.is_traced(context):
+                # shape first (its message is the one callers match), then dtype, finiteness and range
+                if np.shape(context) != (self.context_dim,):
+                    raise self._context_shape_error(np.shape(context))
+                try:
+                    self.context_space.validate(context, "context")
+                except ValueError as e:
+                    raise ValueError(f"{type(self).__name__}.reset: {e}") from None
+            elif jnp.issubdtype(context.dtype, jnp.complexfloating) or context.dtype == jnp.bool_:
+                raise ValueError(f"{type(self).__name__}.reset: `context` must be real-valued, got dtype {context.dtype}")
             context = jnp.asarray(context, dtype=float)
             if context.shape != (self.context_dim,):
-                raise ValueError(
-                    f"{type(self).__name__}.reset: `context` must have shape ({self.context_dim},) "
-                    f"({', '.join(self.context_space.names)}), got {context.shape}"
-                )
+                raise self._context_shape_error(context.shape)
         env_state = self.init_env_state(rng, context)
         obs = self.make_obs(self.observe(env_state, context), context)
         zero = jnp.zeros((), dtype=jnp.float32)
@@ -121,8 +136,48 @@ class ContextualEnv(Env, abc.ABC):
             info={"context": context},
         )
 
+    def _context_shape_error(self, shape) -> ValueError:
+        return ValueError(
+            f"{type(self).__name__}.reset: `context` must have shape ({self.context_dim},) "
+            f"({', '.join(self.context_space.names)}), got {tuple(shape)}"
+        )
+
+    def action_shape(self) -> tuple[int, ...]:
+        """The shape of one action: ``()`` (an integer index) when ``discrete``, else ``(action_size,)``."""
+        return () if self.discrete else (self.action_size,)
+
+    def check_action(self, action: Any, name: str = "action") -> None:
+        """Host-side check of one concrete action; ``ValueError`` naming ``name``.
+
+        Continuous: a finite real array of shape ``(action_size,)`` (values outside the
+        action box are clipped by the environment, as documented per env). Discrete:
+        an integer scalar in ``[0, num_actions)`` (an integral float is accepted).
+        Traced actions get the shape check only.
+        """
+        where = f"{type(self).__name__}.step: `{name}`"
+        shape = self.action_shape()
+        got = tuple(np.shape(action))
+        if got != shape:
+            want = f"an integer scalar in [0, {self.num_actions})" if self.discrete else f"an array of shape {shape}"
+            raise ValueError(f"{where} must be {want}, got shape {got}")
+        if checks.is_traced(action):
+            return
+        arr = checks.numeric_array(action, where, finite=True)
+        if self.discrete:
+            v = float(arr)
+            if v != int(v) or not 0 <= int(v) < int(self.num_actions):
+                raise ValueError(f"{where} must be an integer scalar in [0, {self.num_actions}), got {arr.item()!r}")
+
     def step(self, state: State, action: jax.Array) -> State:
-        """One environment step at the context stored in ``state.info['context']``."""
+        """One environment step at the context stored in ``state.info['context']``.
+
+        ``state``: from :meth:`reset` (or a previous step); ``action``: see
+        :meth:`check_action` (checked on the host when concrete; no broadcasting).
+        """
+        if not isinstance(state, State) or not isinstance(state.info, dict) or "context" not in state.info:
+            raise ValueError(f"{type(self).__name__}.step: `state` must be a brax State from reset(), got "
+                             f"{type(state).__name__}")
+        self.check_action(action)
         context = state.info["context"]
         env_state, state_obs, reward, terminated = self.env_step(state.pipeline_state, action, context)
         return state.replace(

@@ -42,6 +42,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from zsgjax import checks
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
 
@@ -77,10 +78,7 @@ class CartGoal(ContextualEnv):
     }
 
     def __init__(self, x_threshold: float = X_THRESHOLD):
-        x_threshold = float(x_threshold)
-        if not (math.isfinite(x_threshold) and x_threshold > 0):
-            raise ValueError(f"CartGoal: `x_threshold` must be a finite number > 0, got {x_threshold}")
-        self.x_threshold = x_threshold
+        self.x_threshold = checks.real(x_threshold, "CartGoal: `x_threshold`", low=0.0, low_open=True)
 
     @property
     def action_size(self) -> int:

@@ -17,9 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zsgjax import checks
+
 
 def _as_float_tuple(values, name: str, dim: int) -> tuple[float, ...]:
-    arr = np.asarray(values, dtype=np.float64)
+    if isinstance(values, (str, bytes)) or values is None:
+        raise ValueError(f"ContextSpace: `{name}` must be {dim} number(s), got {values!r}")
+    try:
+        raw = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"ContextSpace: `{name}` must be {dim} number(s), got {values!r}") from e
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"ContextSpace: `{name}` must be {dim} real number(s), got {values!r} (dtype {raw.dtype})")
+    arr = raw.astype(np.float64)
     if arr.ndim == 0:
         arr = np.full((dim,), float(arr))
     if arr.shape != (dim,):
@@ -27,6 +37,13 @@ def _as_float_tuple(values, name: str, dim: int) -> tuple[float, ...]:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"ContextSpace: `{name}` must be finite, got {arr.tolist()}")
     return tuple(float(v) for v in arr)
+
+
+def _shape(shape, name: str) -> tuple[int, ...]:
+    """A batch shape: a sequence of non-negative (static) integers."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
+        raise ValueError(f"{name} must be a tuple of non-negative integers, got {shape!r}")
+    return tuple(checks.integer(n, name, low=0) for n in shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +66,10 @@ class ContextSpace:
     default: tuple[float, ...]
 
     def __init__(self, names: Sequence[str], low, high, default):
-        if isinstance(names, str):
-            raise ValueError(f"ContextSpace: `names` must be a sequence of names, got the string {names!r}")
+        if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, np.ndarray)):
+            raise ValueError(f"ContextSpace: `names` must be a sequence of names (strings), got {names!r}")
+        if not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"ContextSpace: `names` must be non-empty strings, got {tuple(names)!r}")
         names = tuple(str(n) for n in names)
         if not names:
             raise ValueError("ContextSpace: `names` must name at least one dimension")
@@ -92,7 +111,9 @@ class ContextSpace:
 
     def index(self, name_or_index: str | int) -> int:
         """Position of a dimension given by name or index; clear error otherwise."""
-        if isinstance(name_or_index, (int, np.integer)):
+        if isinstance(name_or_index, (bool, np.bool_)):
+            raise ValueError(f"context dimension must be a name or an integer index, got {name_or_index!r}")
+        if not isinstance(name_or_index, str) and np.ndim(name_or_index) == 0 and np.asarray(name_or_index).dtype.kind in "iu":
             i = int(name_or_index)
             if not -self.dim <= i < self.dim:
                 raise ValueError(f"context dimension index {i} out of range [0, {self.dim})")
@@ -103,6 +124,8 @@ class ContextSpace:
 
     def subspace(self, names: Sequence[str]) -> "ContextSpace":
         """The space restricted to ``names`` (in the given order)."""
+        if isinstance(names, (str, bytes)):
+            raise ValueError(f"subspace: `names` must be a sequence of dimension names, got the string {names!r}")
         idx = [self.index(n) for n in names]
         return ContextSpace(
             [self.names[i] for i in idx],
@@ -118,24 +141,31 @@ class ContextSpace:
     def validate(self, context, name: str = "context") -> np.ndarray:
         """Host-side check of a concrete context (or batch ``(..., dim)``).
 
-        Returns it as a float32 NumPy array. Raises ``ValueError`` naming the first
-        dimension outside its range, or the shape mismatch.
+        Returns it as a float32 NumPy array. Raises ``ValueError`` naming ``name``
+        and the first dimension that is not a finite number inside its range, the
+        shape mismatch, or a non-numeric value (strings, booleans, complex numbers).
         """
-        arr = np.asarray(context, dtype=np.float64)
+        if isinstance(context, (str, bytes)) or context is None:
+            raise ValueError(f"`{name}` must be a numeric array of shape (..., {self.dim}), got {context!r}")
+        try:
+            raw = np.asarray(context)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"`{name}` must be a numeric array of shape (..., {self.dim}), got {type(context).__name__}") from e
+        if raw.dtype.kind not in "iuf":
+            raise ValueError(f"`{name}` must be a real-valued array ({', '.join(self.names)}), got dtype {raw.dtype}")
+        arr = raw.astype(np.float64)
         if arr.ndim == 0 or arr.shape[-1] != self.dim:
             raise ValueError(
                 f"`{name}` must have trailing dimension {self.dim} ({', '.join(self.names)}), got shape {arr.shape}"
             )
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"`{name}` contains non-finite values")
         tol = 1e-6
         for i, n in enumerate(self.names):
             col = arr[..., i]
-            if np.any(col < self.low[i] - tol) or np.any(col > self.high[i] + tol):
-                bad = col[(col < self.low[i] - tol) | (col > self.high[i] + tol)].ravel()[0]
-                raise ValueError(
-                    f"`{name}` dimension '{n}' = {bad:g} is outside its range [{self.low[i]:g}, {self.high[i]:g}]"
-                )
+            bad = ~np.isfinite(col) | (col < self.low[i] - tol) | (col > self.high[i] + tol)
+            if np.any(bad):
+                v = col[bad].ravel()[0]
+                what = "outside its range" if np.isfinite(v) else "non-finite; its range is"
+                raise ValueError(f"`{name}` dimension '{n}' = {v:g} is {what} [{self.low[i]:g}, {self.high[i]:g}]")
         return arr.astype(np.float32)
 
     def contains(self, context: jax.Array) -> jax.Array:
@@ -149,6 +179,8 @@ class ContextSpace:
     # ---------------------------------------------------------------- sampling
     def sample_uniform(self, rng: jax.Array, shape: Sequence[int] = ()) -> jax.Array:
         """Uniform over the box: returns ``(*shape, dim)``."""
+        checks.prng_key(rng, "sample_uniform: `rng`")
+        shape = _shape(shape, "sample_uniform: `shape`")
         return jax.random.uniform(
             rng, (*shape, self.dim), minval=self.low_array, maxval=self.high_array
         )
@@ -157,7 +189,13 @@ class ContextSpace:
         self, rng: jax.Array, scale: float = 0.1, shape: Sequence[int] = (), center: jax.Array | None = None
     ) -> jax.Array:
         """``center + scale * N(0, I)`` clipped to the box (LDR); ``(*shape, dim)``."""
-        center = self.default_array if center is None else center
+        checks.prng_key(rng, "sample_local: `rng`")
+        checks.real(scale, "sample_local: `scale`", low=0.0)
+        shape = _shape(shape, "sample_local: `shape`")
+        if center is None:
+            center = self.default_array
+        elif not checks.is_traced(center):
+            center = jnp.asarray(self.validate(center, "center"))
         noise = jax.random.normal(rng, (*shape, self.dim))
         return self.clip(center + scale * noise)
 
@@ -167,8 +205,10 @@ class ContextSpace:
         Returns ``(num, dim)``; row ``k`` sets dimension ``dim`` to
         ``low + k (high - low) / (num - 1)``.
         """
-        if num < 1:
-            raise ValueError(f"sweep: `num` must be >= 1, got {num}")
+        try:
+            num = checks.integer(num, "sweep: `num`", low=1)
+        except ValueError:
+            raise ValueError(f"sweep: `num` must be >= 1 (an integer), got {num!r}") from None
         i = self.index(dim)
         values = jnp.linspace(self.low[i], self.high[i], num)
         base = jnp.broadcast_to(self.default_array, (num, self.dim))
@@ -176,5 +216,9 @@ class ContextSpace:
 
     def sweep_values(self, dim: str | int, num: int) -> jax.Array:
         """The swept values of one dimension, ``(num,)``."""
+        try:
+            num = checks.integer(num, "sweep_values: `num`", low=1)
+        except ValueError:
+            raise ValueError(f"sweep_values: `num` must be >= 1 (an integer), got {num!r}") from None
         i = self.index(dim)
         return jnp.linspace(self.low[i], self.high[i], num)

@@ -8,6 +8,7 @@ import path so that importing :mod:`zsgjax.envs` does not import MuJoCo.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable
 
 from zsgjax.envs.base import ContextualEnv
@@ -17,6 +18,13 @@ _REGISTRY: dict[str, str | Callable[..., ContextualEnv]] = {}
 
 def register(name: str, constructor: str | Callable[..., ContextualEnv]) -> None:
     """Register ``constructor`` (a callable or a ``"module:attr"`` path) under ``name``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"register: `name` must be a non-empty string, got {name!r}")
+    if isinstance(constructor, str):
+        if constructor.count(":") != 1 or not all(constructor.split(":")):
+            raise ValueError(f"register: `constructor` must be a callable or a 'module:attr' path, got {constructor!r}")
+    elif not callable(constructor):
+        raise ValueError(f"register: `constructor` must be a callable or a 'module:attr' path, got {constructor!r}")
     _REGISTRY[name] = constructor
 
 
@@ -25,7 +33,7 @@ def registered_names() -> list[str]:
 
 
 def _resolve(name: str) -> Callable[..., ContextualEnv]:
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown environment '{name}'; known environments: {', '.join(registered_names())}")
     ctor = _REGISTRY[name]
     if isinstance(ctor, str):
@@ -36,5 +44,22 @@ def _resolve(name: str) -> Callable[..., ContextualEnv]:
 
 
 def make(name: str, **kwargs) -> ContextualEnv:
-    """Build the environment registered as ``name`` with constructor ``kwargs``."""
-    return _resolve(name)(**kwargs)
+    """Build the environment registered as ``name`` with constructor ``kwargs``.
+
+    ``ValueError`` for an unknown name (listing the known ones) or an option the
+    constructor does not take (listing the ones it does).
+    """
+    ctor = _resolve(name)
+    try:
+        signature = inspect.signature(ctor)
+    except (TypeError, ValueError):  # no introspectable signature: let the constructor decide
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as e:
+            accepted = [p.name for p in signature.parameters.values()
+                        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            raise ValueError(f"make('{name}'): {e}; options of '{name}': "
+                             f"{', '.join(accepted) if accepted else 'none'}") from None
+    return ctor(**kwargs)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from zsgjax import checks
 from zsgjax.reporting.files import atomic_path
 from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
 from zsgjax.offline.policies import check_policy
@@ -62,8 +63,8 @@ class OfflineDataset:
 
     def subset(self, num_envs: int | None = None, num_episodes: int | None = None) -> "OfflineDataset":
         """The first ``num_envs`` environments and their first ``num_episodes`` episodes."""
-        n = self.num_envs if num_envs is None else int(num_envs)
-        k = self.num_episodes if num_episodes is None else int(num_episodes)
+        n = self.num_envs if num_envs is None else checks.integer(num_envs, "subset: `num_envs`")
+        k = self.num_episodes if num_episodes is None else checks.integer(num_episodes, "subset: `num_episodes`")
         if not 1 <= n <= self.num_envs:
             raise ValueError(f"subset: `num_envs` must lie in [1, {self.num_envs}], got {num_envs}")
         if not 1 <= k <= self.num_episodes:
@@ -73,6 +74,46 @@ class OfflineDataset:
             states=cut(self.states), actions=cut(self.actions), rewards=cut(self.rewards), next_states=cut(self.next_states),
             context_ids=self.context_ids[:n], contexts=self.contexts[:n],
         )
+
+
+def check_dataset(dataset, name: str = "dataset") -> OfflineDataset:
+    """Host-side check of an in-memory :class:`OfflineDataset`; returns it unchanged.
+
+    ``ValueError`` naming the field unless: ``n, K, H >= 1``; the four episode arrays
+    share the shape ``(n, K, H)``; states, next states and actions are integers in
+    ``[0, S)`` / ``[0, A)`` (PEVI would otherwise index out of range, which jax clamps
+    silently); rewards are finite reals; ``context_ids`` has shape ``(n,)`` (integers)
+    and ``contexts`` ``(n, m)`` (NaN is allowed: merged datasets have no context).
+    Traced datasets (inside ``jit``) get the shape checks only.
+    """
+    if not isinstance(dataset, OfflineDataset):
+        raise ValueError(f"`{name}` must be an OfflineDataset, got {type(dataset).__name__}")
+    S = checks.integer(dataset.num_states, f"`{name}.num_states`", low=1)
+    A = checks.integer(dataset.num_actions, f"`{name}.num_actions`", low=1)
+    shape = tuple(np.shape(dataset.states))
+    if len(shape) != 3:
+        raise ValueError(f"`{name}.states` must have shape (n, K, H), got {shape}")
+    for field, size in zip(("n (environments)", "K (episodes)", "H (horizon)"), shape):
+        if size < 1:
+            raise ValueError(f"`{name}` must hold at least one of each axis; {field} is 0 (states shape {shape})")
+    for field in ("actions", "rewards", "next_states"):
+        checks.check_shape(getattr(dataset, field), f"`{name}.{field}`", shape=shape)
+    checks.check_shape(dataset.context_ids, f"`{name}.context_ids`", shape=(shape[0],))
+    checks.check_shape(dataset.contexts, f"`{name}.contexts`", shape=(shape[0], None))
+    for field, bound in (("states", S), ("next_states", S), ("actions", A), ("context_ids", None), ("rewards", None)):
+        value = getattr(dataset, field)
+        kinds = "iuf" if field == "rewards" else "iu"
+        if checks.is_traced(value):
+            if jnp.dtype(value.dtype).kind not in kinds:
+                raise ValueError(f"`{name}.{field}` must be {'real' if field == 'rewards' else 'integer'}, got {value.dtype}")
+            continue
+        arr = checks.numeric_array(value, f"`{name}.{field}`", kinds=kinds)
+        if bound is not None and arr.size and (arr.min() < 0 or arr.max() >= bound):
+            bad = arr[(arr < 0) | (arr >= bound)].ravel()[0]
+            raise ValueError(f"`{name}.{field}` must hold indices in [0, {bound}), found {int(bad)}")
+    if not checks.is_traced(dataset.contexts):
+        checks.numeric_array(dataset.contexts, f"`{name}.contexts`", kinds="iuf", finite=False)
+    return dataset
 
 
 def uniform_policy(horizon: int, num_states: int, num_actions: int) -> jax.Array:
@@ -87,11 +128,10 @@ def behaviour_policy(anchor: jax.Array, coverage: float) -> jax.Array:
       anchor: ``(H, S, A)`` probabilities of the policy the data mostly follow.
       coverage: in [0, 1].
     """
-    if not 0.0 <= float(coverage) <= 1.0:
-        raise ValueError(f"behaviour_policy: `coverage` must lie in [0, 1], got {coverage}")
-    anchor = jnp.asarray(anchor, dtype=jnp.float32)
-    if anchor.ndim != 3:
-        raise ValueError(f"behaviour_policy: `anchor` must have shape (H, S, A), got {anchor.shape}")
+    coverage = checks.real(coverage, "behaviour_policy: `coverage`", low=0.0, high=1.0)
+    arr = checks.numeric_array(anchor, "behaviour_policy: `anchor`", ndim=3)
+    check_policy(arr, *arr.shape, name="anchor")
+    anchor = jnp.asarray(arr, dtype=jnp.float32)
     return (1.0 - coverage) * anchor + coverage / anchor.shape[-1]
 
 
@@ -135,11 +175,14 @@ def collect_dataset(
       context_ids: ``(n,)`` integer labels (default ``arange(n)``).
       noisy_rewards: observed rewards are Bernoulli with the MDP's mean reward (else the mean).
     """
+    checks.prng_key(key, "collect_dataset: `key`")
+    if not isinstance(family, ContextualLinearMDP):
+        raise ValueError(f"collect_dataset: `family` must be a ContextualLinearMDP, got {type(family).__name__}")
     contexts = check_contexts(contexts, family.num_bases)
     n = contexts.shape[0]
     check_policy(behaviour, family.horizon, family.num_states, family.num_actions, name="behaviour")
-    if int(num_episodes) < 1:
-        raise ValueError(f"collect_dataset: `num_episodes` must be >= 1, got {num_episodes}")
+    num_episodes = checks.integer(num_episodes, "collect_dataset: `num_episodes`", low=1)
+    noisy_rewards = checks.boolean(noisy_rewards, "collect_dataset: `noisy_rewards`")
     ids = np.arange(n) if context_ids is None else np.asarray(context_ids)
     if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"collect_dataset: `context_ids` must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
@@ -176,7 +219,12 @@ def check_compatible(dataset: OfflineDataset, family: ContextualLinearMDP) -> No
 
 
 def save_dataset(path: str | os.PathLike, dataset: OfflineDataset) -> None:
-    """Write ``dataset`` to one ``.npz`` file at ``path`` atomically (temp file + ``os.replace``)."""
+    """Write ``dataset`` to one ``.npz`` file at ``path`` atomically (temp file + ``os.replace``).
+
+    The dataset is checked first (:func:`check_dataset`), so no file is written for
+    data :func:`load_dataset` would refuse; ``path`` must not be a directory.
+    """
+    check_dataset(dataset)
     payload = {name: np.asarray(getattr(dataset, name)) for name in _ARRAYS}
     payload.update(
         format_name=np.asarray(FORMAT_NAME), format_version=np.asarray(FORMAT_VERSION),
@@ -213,9 +261,15 @@ def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_act
         raise ValueError(f"load_dataset: {path!r} lacks fields {missing}; not a {FORMAT_NAME} file")
     if str(data["format_name"]) != FORMAT_NAME:
         raise ValueError(f"load_dataset: {path!r} has format_name {str(data['format_name'])!r}, expected {FORMAT_NAME!r}")
-    if int(data["format_version"]) != FORMAT_VERSION:
+    def header_int(k: str) -> int:
+        try:
+            return checks.integer(data[k], f"field `{k}`", low=0, high=None)
+        except ValueError as e:
+            raise ValueError(f"load_dataset: {path!r} header {e}") from None
+
+    if header_int("format_version") != FORMAT_VERSION:
         raise ValueError(f"load_dataset: {path!r} has format_version {int(data['format_version'])}, this zsgjax reads version {FORMAT_VERSION}")
-    S, A, n, K, H, m = (int(data[k]) for k in ("num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim"))
+    S, A, n, K, H, m = (header_int(k) for k in ("num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim"))
     for name in ("states", "actions", "rewards", "next_states"):
         if data[name].shape != (n, K, H):
             raise ValueError(f"load_dataset: {path!r} field `{name}` has shape {data[name].shape}, header says (n, K, H) = {(n, K, H)}")
@@ -226,14 +280,20 @@ def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_act
             raise ValueError(f"load_dataset: {path!r} field `{name}` must be integer, got {data[name].dtype}")
         if bound is not None and data[name].size and (data[name].min() < 0 or data[name].max() >= bound):
             raise ValueError(f"load_dataset: {path!r} field `{name}` has values outside [0, {bound})")
+    if data["rewards"].dtype.kind not in "iuf":
+        raise ValueError(f"load_dataset: {path!r} field `rewards` must be real, got {data['rewards'].dtype}")
     if not np.all(np.isfinite(data["rewards"])):
         raise ValueError(f"load_dataset: {path!r} field `rewards` has non-finite values")
     for name, want, got in (("num_states", num_states, S), ("num_actions", num_actions, A), ("horizon", horizon, H)):
         if want is not None and int(want) != got:
             raise ValueError(f"load_dataset: {path!r} has {name} = {got}, expected {want}")
-    return OfflineDataset(
+    dataset = OfflineDataset(
         states=jnp.asarray(data["states"], jnp.int32), actions=jnp.asarray(data["actions"], jnp.int32),
         rewards=jnp.asarray(data["rewards"], jnp.float32), next_states=jnp.asarray(data["next_states"], jnp.int32),
         context_ids=jnp.asarray(data["context_ids"], jnp.int32), contexts=jnp.asarray(data["contexts"], jnp.float32),
         num_states=S, num_actions=A,
     )
+    try:
+        return check_dataset(dataset)
+    except ValueError as e:
+        raise ValueError(f"load_dataset: {path!r}: {e}") from None

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from zsgjax import checks
 from zsgjax.offline.dataset import OfflineDataset
 from zsgjax.offline.pevi import check_inputs, dataset_statistics, mean_pessimistic_value
 from zsgjax.offline.policies import deterministic_policy, enumerate_deterministic_policies, softmax_linear_policy
@@ -105,13 +106,14 @@ def perm_gradient(
       steps, learning_rate: Adam ascent; num_restarts: starts run in one ``vmap``
         (start 0 is ``theta = 0``, the others ``N(0, init_scale^2)``).
     """
+    checks.prng_key(key, "perm_gradient: `key`")
     check_inputs(phi, dataset, None, beta, lam)
-    if int(steps) < 1 or int(num_restarts) < 1:
-        raise ValueError(f"perm_gradient: `steps` and `num_restarts` must be >= 1, got {steps}, {num_restarts}")
-    if not float(learning_rate) > 0.0:
-        raise ValueError(f"perm_gradient: `learning_rate` must be > 0, got {learning_rate}")
+    steps = checks.integer(steps, "perm_gradient: `steps`", low=1)
+    num_restarts = checks.integer(num_restarts, "perm_gradient: `num_restarts`", low=1)
+    learning_rate = checks.real(learning_rate, "perm_gradient: `learning_rate`", low=0.0, low_open=True)
+    checks.real(init_scale, "perm_gradient: `init_scale`", low=0.0)
     stats = dataset_statistics(phi, dataset, lam)
-    return _ascend(key, phi, stats, dataset, beta, int(steps), int(num_restarts), float(learning_rate), init_scale)
+    return _ascend(key, phi, stats, dataset, beta, steps, num_restarts, learning_rate, init_scale)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -142,6 +144,8 @@ def perm_enumerate(
       ValueError: when there are more than ``max_policies`` policies.
     """
     check_inputs(phi, dataset, None, beta, lam)
+    max_policies = checks.integer(max_policies, "perm_enumerate: `max_policies`", low=1, high=None)
+    batch_size = checks.integer(batch_size, "perm_enumerate: `batch_size`", low=1)
     actions = enumerate_deterministic_policies(dataset.num_states, dataset.num_actions, dataset.horizon, max_policies)
     stats = dataset_statistics(phi, dataset, lam)
-    return _enumerate(phi, stats, dataset, beta, actions, int(batch_size))
+    return _enumerate(phi, stats, dataset, beta, actions, batch_size)

@@ -32,18 +32,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from zsgjax.offline.dataset import OfflineDataset
+from zsgjax import checks
+from zsgjax.offline.dataset import OfflineDataset, check_dataset
+from zsgjax.offline.policies import check_policy
 
 DEFAULT_BETA_SCALE = 0.02
 
 
 def theory_beta(dim: int, horizon: int, num_episodes: int, xi: float = 0.01, c: float = 1.0) -> float:
     """The theory's ``beta = c d H sqrt(log(2 d H K / xi))`` (Jin, Yang & Wang 2021, Thm 4.4)."""
-    if not 0.0 < xi < 1.0:
-        raise ValueError(f"theory_beta: `xi` must lie in (0, 1), got {xi}")
-    for name, value in (("dim", dim), ("horizon", horizon), ("num_episodes", num_episodes)):
-        if int(value) < 1:
-            raise ValueError(f"theory_beta: `{name}` must be >= 1, got {value}")
+    xi = checks.real(xi, "theory_beta: `xi`", low=0.0, high=1.0, low_open=True, high_open=True)
+    c = checks.real(c, "theory_beta: `c`", low=0.0, low_open=True)
+    dim, horizon, num_episodes = (checks.integer(value, f"theory_beta: `{name}`", low=1, high=None) for name, value in
+                                  (("dim", dim), ("horizon", horizon), ("num_episodes", num_episodes)))
     return float(c * dim * horizon * math.sqrt(math.log(2.0 * dim * horizon * num_episodes / xi)))
 
 
@@ -134,21 +135,25 @@ def pessimistic_evaluation(
     return PEVIResult(q=q, v=v, value=jnp.mean(v[0][init_states]), policy=pi)
 
 
-def _concrete(x) -> bool:
-    return isinstance(x, (int, float, np.number)) or (isinstance(x, np.ndarray) and x.ndim == 0)
-
-
 def check_inputs(phi, dataset: OfflineDataset, policy=None, beta: float = 0.0, lam: float = 1.0) -> None:
-    """Host-side argument checks shared by the PEVI entry points (raise ``ValueError``)."""
+    """Host-side argument checks shared by the PEVI entry points (raise ``ValueError`` naming the argument).
+
+    ``dataset``: :func:`zsgjax.offline.dataset.check_dataset` (n, K, H >= 1, indices in
+    range, finite rewards); ``phi``: finite real ``(S, A, d)``, ``d >= 1``; ``policy``:
+    ``(H, S, A)`` probabilities; ``beta``: a finite real ``>= 0`` and ``lam`` one
+    ``> 0``, each a scalar, whether a Python, NumPy or jax number (traced values get
+    the shape check only).
+    """
+    check_dataset(dataset)
     shape = tuple(np.shape(phi))
-    if len(shape) != 3 or shape[:2] != (dataset.num_states, dataset.num_actions):
-        raise ValueError(f"`phi` must have shape (S, A, d) = ({dataset.num_states}, {dataset.num_actions}, d), got {shape}")
-    if policy is not None and tuple(np.shape(policy)) != (dataset.horizon, dataset.num_states, dataset.num_actions):
-        raise ValueError(f"`policy` must have shape (H, S, A) = {(dataset.horizon, dataset.num_states, dataset.num_actions)}, got {tuple(np.shape(policy))}")
-    if _concrete(beta) and not float(beta) >= 0.0:
-        raise ValueError(f"`beta` must be >= 0, got {beta}")
-    if _concrete(lam) and not float(lam) > 0.0:
-        raise ValueError(f"`lam` (ridge lambda) must be > 0, got {lam}")
+    if len(shape) != 3 or shape[:2] != (dataset.num_states, dataset.num_actions) or shape[2] < 1:
+        raise ValueError(f"`phi` must have shape (S, A, d) = ({dataset.num_states}, {dataset.num_actions}, d), d >= 1, got {shape}")
+    if not checks.is_traced(phi):
+        checks.numeric_array(phi, "`phi`")
+    if policy is not None:
+        check_policy(policy, dataset.horizon, dataset.num_states, dataset.num_actions)
+    checks.real(beta, "`beta` (pessimism coefficient)", low=0.0)
+    checks.real(lam, "`lam` (ridge lambda)", low=0.0, low_open=True)
 
 
 def _pevi_env(phi, states, actions, rewards, next_states, policy, beta, lam):

@@ -74,7 +74,23 @@ def enumerate_deterministic_policies(num_states: int, num_actions: int, horizon:
 
 
 def check_policy(policy, horizon: int, num_states: int, num_actions: int, name: str = "policy") -> None:
-    """Raise ``ValueError`` unless ``policy`` has shape ``(H, S, A)`` (host-side check)."""
+    """Raise ``ValueError`` unless ``policy`` has shape ``(H, S, A)`` and, when concrete,
+    holds probabilities: finite, non-negative, each ``policy[h, x]`` summing to 1 (to 1e-3)."""
     shape = tuple(np.shape(policy))
     if shape != (horizon, num_states, num_actions):
         raise ValueError(f"`{name}` must have shape (H, S, A) = {(horizon, num_states, num_actions)}, got {shape}")
+    if isinstance(policy, jax.core.Tracer):
+        return
+    try:
+        arr = np.asarray(policy)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"`{name}` must be an array of action probabilities, got {type(policy).__name__}") from e
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"`{name}` must be a real array of action probabilities, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    finite = np.isfinite(arr)
+    if not np.all(finite) or np.any(arr < 0) or not np.allclose(arr.sum(-1), 1.0, atol=1e-3):
+        got = "non-finite entries" if not np.all(finite) else (
+            f"values in [{arr.min():.3g}, {arr.max():.3g}], sums over actions in [{arr.sum(-1).min():.3g}, {arr.sum(-1).max():.3g}]")
+        raise ValueError(f"`{name}` must hold action probabilities: finite, >= 0, summing to 1 over actions "
+                         f"for every (h, x); got {got}")

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from zsgjax import checks
 from zsgjax.offline.dataset import OfflineDataset
 from zsgjax.offline.linear_mdp import ContextualLinearMDP, zero_shot_value
 from zsgjax.offline.pevi import check_inputs, dataset_statistics, pessimistic_evaluation
@@ -75,10 +76,12 @@ def pppo(key: jax.Array, phi: jax.Array, dataset: OfflineDataset, beta: float, l
       phi: ``(S, A, d)``; beta, lam: PEVI's coefficients.
       step_size: mirror-descent ``alpha`` (default :func:`default_step_size`).
     """
+    checks.prng_key(key, "pppo: `key`")
     check_inputs(phi, dataset, None, beta, lam)
-    alpha = default_step_size(dataset.num_actions, dataset.horizon, dataset.num_envs) if step_size is None else float(step_size)
-    if not alpha > 0.0:
-        raise ValueError(f"pppo: `step_size` must be > 0, got {step_size}")
+    if step_size is None:
+        alpha = default_step_size(dataset.num_actions, dataset.horizon, dataset.num_envs)
+    else:
+        alpha = checks.real(step_size, "pppo: `step_size`", low=0.0, low_open=True)
     stats = dataset_statistics(phi, dataset, lam)
     return _pppo(key, phi, stats, dataset, beta, alpha)
 

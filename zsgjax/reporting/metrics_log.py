@@ -25,10 +25,7 @@ class MetricsLog:
         self.header: list[str] | None = None
         self.rows: list[list[str]] = []
         if start_iteration > 0 and os.path.exists(self.path):
-            with open(self.path, newline="") as f:
-                reader = csv.reader(f)
-                self.header = next(reader, None)
-                self.rows = [r for r in reader if r and int(r[0]) <= start_iteration]
+            self.header, self.rows = read_metrics_csv(self.path, start_iteration)
         self.writer = None
         if tensorboard:
             try:
@@ -67,6 +64,73 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class DamagedMetrics(ValueError):
+    """A ``metrics.csv`` that cannot be continued on resume."""
+
+
+def read_metrics_csv(path: str, upto_iteration: int) -> tuple[list[str] | None, list[list[str]]]:
+    """The header and the rows of iterations ``1 .. upto_iteration`` of a metrics CSV written by :class:`MetricsLog`.
+
+    Raises :class:`DamagedMetrics` (a ``ValueError`` naming the file, the line and
+    what is expected) when the file is not that CSV any more: undecodable bytes, a
+    header that does not start with ``iteration,seed`` or repeats a column, a row
+    with a different number of cells or non-numeric cells, iterations out of order,
+    or iterations ``1 .. upto_iteration`` not all present with the same seeds (the
+    checkpoint being resumed is newer than the metrics). An empty file is accepted
+    only when ``upto_iteration`` is 0.
+    """
+    fix = ("delete it to resume without the earlier metrics rows, or restore it from a copy")
+
+    def damaged(where: str, what: str) -> DamagedMetrics:
+        return DamagedMetrics(f"'{path}' is damaged ({where}: {what}); it must be the metrics CSV of this run "
+                              f"(header 'iteration,seed,<metric>...', one row per iteration and seed); {fix}")
+
+    if os.path.isdir(path):
+        raise damaged("path", "it is a directory")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise damaged("bytes", f"not UTF-8 text at byte {e.start}") from None
+    except csv.Error as e:
+        raise damaged("CSV", str(e)) from None
+    if not lines:
+        if upto_iteration > 0:
+            raise damaged("line 1", f"the file is empty, but the checkpoint is at iteration {upto_iteration}")
+        return None, []
+    header = lines[0]
+    if header[:2] != ["iteration", "seed"] or len(header) < 3 or len(set(header)) != len(header) or not all(header):
+        raise damaged("line 1", f"unexpected header {','.join(header)[:80]!r}")
+    rows: list[list[str]] = []
+    seeds: dict[int, list[int]] = {}
+    last = 0
+    for number, row in enumerate(lines[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise damaged(f"line {number}", f"{len(row)} cells, the header has {len(header)}")
+        try:
+            iteration, seed = int(row[0]), int(row[1])
+            [float(cell) for cell in row[2:]]
+        except ValueError:
+            raise damaged(f"line {number}", f"a cell is not a number: {','.join(row)[:80]!r}") from None
+        if iteration < 1 or seed < 0 or iteration < last:
+            raise damaged(f"line {number}", f"iteration {iteration}, seed {seed} out of order")
+        last = iteration
+        if iteration <= upto_iteration:
+            seeds.setdefault(iteration, []).append(seed)
+            rows.append(row)
+    missing = [i for i in range(1, upto_iteration + 1) if i not in seeds]
+    if missing:
+        raise damaged("rows", f"no rows for iteration(s) {missing[0]}..{missing[-1]}, but the checkpoint being "
+                              f"resumed is at iteration {upto_iteration}")
+    want = list(range(len(seeds[1]))) if upto_iteration else []
+    for i in range(1, upto_iteration + 1):
+        if seeds[i] != want:
+            raise damaged("rows", f"iteration {i} has seeds {seeds[i]}, expected {want}")
+    return header, rows
 
 
 def _cell(value: np.generic) -> str:

@@ -1,0 +1,198 @@
+"""Host-side argument checks shared by the public entry points.
+
+Every check takes what a user may pass, a Python, NumPy or (concrete) jax scalar or
+array alike, and raises a ``ValueError`` whose message names the argument and what
+is accepted. Checks of *values* run only on concrete inputs: a traced argument (a
+``jax.core.Tracer`` under ``jit``, ``vmap`` or ``grad``) passes with only its
+static shape and dtype checked, so the checked functions stay jittable.
+
+This module imports nothing else of zsgjax, so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+INT32_MAX = 2**31 - 1
+"""Step counters, seeds and sizes are int32 inside the jitted programs."""
+
+_NUMERIC_KINDS = "iuf"
+
+
+def is_traced(x: Any) -> bool:
+    """True for a ``jax.core.Tracer`` (an abstract value under a jax transformation)."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def any_traced(tree: Any) -> bool:
+    """True when some leaf of the pytree ``tree`` is traced."""
+    return any(is_traced(leaf) for leaf in jax.tree.leaves(tree))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (jax.Array, np.ndarray)) and not is_traced(value):
+        try:
+            arr = np.asarray(value)
+        except TypeError:
+            return repr(value)
+        return repr(arr.item()) if arr.ndim == 0 else f"an array of shape {arr.shape}"
+    return repr(value)
+
+
+def _scalar_array(value: Any, name: str, noun: str) -> np.ndarray:
+    """``value`` (concrete) as a 0-d NumPy array, or ``ValueError``."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be {noun}, got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be {noun}, got {value!r}") from e
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be {noun} (a scalar), got an array of shape {arr.shape}")
+    return arr
+
+
+def _num(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _range_text(low, high, low_open: bool, high_open: bool) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>' if low_open else '>='} {_num(low)}"
+    if low is None:
+        return f" {'<' if high_open else '<='} {_num(high)}"
+    return f" in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+
+
+def _in_range(v: float, low, high, low_open: bool, high_open: bool) -> bool:
+    if low is not None and not (v > low if low_open else v >= low):
+        return False
+    if high is not None and not (v < high if high_open else v <= high):
+        return False
+    return True
+
+
+def real(value: Any, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+         high_open: bool = False, allow_inf: bool = False) -> float | Any:
+    """A finite real scalar in the given range, as a Python ``float``.
+
+    Accepts Python and NumPy numbers and 0-d arrays (NumPy or jax); booleans,
+    strings, complex numbers and arrays of other shapes are rejected. A traced
+    value is returned unchanged after checking that it is a real scalar.
+    """
+    noun = "a finite number" + _range_text(low, high, low_open, high_open)
+    if is_traced(value):
+        if np.ndim(value) != 0 or np.dtype(value.dtype).kind not in _NUMERIC_KINDS:
+            raise ValueError(f"{name} must be {noun} (a real scalar), got a traced {value.dtype} of shape {np.shape(value)}")
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be {noun}, got {value!r}")
+    arr = _scalar_array(value, name, noun)
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise ValueError(f"{name} must be {noun}, got {_show(value)} of dtype {arr.dtype}")
+    v = float(arr)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf) or not _in_range(v, low, high, low_open, high_open):
+        raise ValueError(f"{name} must be {noun}, got {_show(value)}")
+    return v
+
+
+def integer(value: Any, name: str, *, low: int | None = None, high: int | None = INT32_MAX) -> int:
+    """An integer scalar in ``[low, high]`` (``high`` defaults to the int32 limit), as a Python ``int``.
+
+    Accepts Python and NumPy integers and 0-d integer arrays (NumPy or concrete jax);
+    rejects booleans, floats (also integral ones such as ``3.0``) and traced values
+    (integers given here are static: shapes, counts, steps).
+    """
+    capped = high == INT32_MAX  # the int32 limit is named only to a value beyond it
+    noun = "an integer" + _range_text(low, None if capped else high, False, False)
+    if is_traced(value):
+        raise ValueError(f"{name} must be a concrete (static) integer, got a traced value of shape {np.shape(value)}")
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be {noun}, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        v = int(value)
+    else:
+        arr = _scalar_array(value, name, noun)
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must be {noun}, got {_show(value)}")
+        v = int(arr)
+    if not _in_range(v, low, None if capped else high, False, False):
+        raise ValueError(f"{name} must be {noun}, got {v}")
+    if capped and v > INT32_MAX:
+        raise ValueError(f"{name} must be {noun} and at most {INT32_MAX} (the int32 limit), got {v}")
+    return v
+
+
+def boolean(value: Any, name: str) -> bool:
+    """A Python or NumPy bool (or a concrete 0-d bool array), as a Python ``bool``."""
+    if is_traced(value):
+        raise ValueError(f"{name} must be a concrete bool, got a traced value")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0 and np.dtype(value.dtype) == np.bool_:
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _raw_key_shape() -> tuple[int, ...]:
+    return tuple(jax.eval_shape(jax.random.PRNGKey, 0).shape)
+
+
+def prng_key(value: Any, name: str = "`rng`") -> Any:
+    """A single PRNG key: a typed key (``jax.random.key``, shape ``()``) or a raw
+    ``uint32`` key (``jax.random.PRNGKey``, shape ``(2,)``). Returned unchanged;
+    shape and dtype are checked on traced values too."""
+    want = f"a single PRNG key (jax.random.key(seed), shape (); or jax.random.PRNGKey(seed), uint32 {_raw_key_shape()})"
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or not hasattr(value, "shape"):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if tuple(value.shape) != ():
+            raise ValueError(f"{name} must be {want}, got a batch of keys of shape {tuple(value.shape)}")
+        return value
+    if np.dtype(dtype) != np.uint32 or tuple(value.shape) != _raw_key_shape():
+        raise ValueError(f"{name} must be {want}, got an array of dtype {np.dtype(dtype)} and shape {tuple(value.shape)}")
+    return value
+
+
+def numeric_array(value: Any, name: str, *, shape: Sequence[int | None] | None = None, ndim: int | None = None,
+                  finite: bool = True, kinds: str = _NUMERIC_KINDS) -> np.ndarray:
+    """``value`` (concrete) as a NumPy array of a real (or the given) dtype kind.
+
+    shape: the expected shape, ``None`` entries matching any size; ndim: the
+    expected number of dimensions; finite: reject NaN and infinities.
+    """
+    if isinstance(value, (str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a numeric array, got {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__} ({e})") from e
+    if arr.dtype.kind not in kinds:
+        what = {"iu": "an integer", "iuf": "a real", "iufb": "a numeric"}.get(kinds, "a numeric")
+        raise ValueError(f"{name} must be {what} array, got dtype {arr.dtype}")
+    check_shape(arr, name, shape=shape, ndim=ndim)
+    if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} non-finite value(s)")
+    return arr
+
+
+def check_shape(value: Any, name: str, *, shape: Sequence[int | None] | None = None, ndim: int | None = None) -> None:
+    """``ValueError`` unless ``value`` has ``ndim`` dimensions / ``shape`` (``None`` matches any size)."""
+    got = tuple(np.shape(value))
+    if ndim is not None and len(got) != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {got}")
+    if shape is not None:
+        want = tuple(shape)
+        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+            shown = "(" + ", ".join("*" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
+            raise ValueError(f"{name} must have shape {shown}, got {got}")
