@@ -192,3 +192,16 @@ def test_pendulum_cse_out_of_the_box(tmp_path):
     result = tables.load_json(tmp_path / "p" / "generalization.json")["cse"]
     row = result.grid.labels.index("(2,1,1,0)")
     assert result.summary()[0][row] > -400
+
+
+def test_interrupt_is_one_line_and_exit_130(tmp_path):
+    """Ctrl-C during a run: one line naming how to resume, exit status 130, no thread tracebacks."""
+    code = ("import zsgjax.cli as c, zsgjax.runner as r\n"
+            "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
+            "r.run = stop\n"
+            f"c.main({TINY + ['--out', str(tmp_path / 'x')]!r})\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [f"zsgjax train: interrupted; the last checkpoint is kept (continue with the same options plus "
+                     f"--out {tmp_path / 'x'} --resume)"], proc.stderr

@@ -386,4 +386,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``zsgjax`` and ``python -m zsgjax``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        # One line, then leave at once: checkpoints and result files are written atomically,
+        # and a normal interpreter exit would print the tracebacks of orbax's writer threads.
+        out = getattr(args, "out", None)
+        hint = f" --out {out} --resume" if out else " --resume"
+        sys.stderr.write(f"zsgjax {args.command}: interrupted; the last checkpoint is kept (continue with the same "
+                         f"options plus{hint})\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(130)
