@@ -1,5 +1,7 @@
 """Networks, observation normalisation, SAC and DQN update steps."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -136,3 +138,152 @@ def test_dqn_double_dueling_target_and_epsilon():
     np.testing.assert_array_equal(greedy, jnp.argmax(q, -1))
     explore = jax.jit(dqn.explore)(state, jnp.tile(b.obs[:1], (400, 1)), jax.random.PRNGKey(3), jnp.asarray(0))
     assert np.all(np.bincount(np.asarray(explore), minlength=3) > 100)  # epsilon 1: uniform
+
+
+# ------------------------------------------------- losses against NumPy formulas
+# Each loss is recomputed in float64 NumPy from the network outputs: the flax modules
+# are applied to hand-normalised observations, the policy sample is rebuilt from the
+# same rng (``u = mean + std * N(0, 1)``, ``a = tanh(u)``) with its log-density written
+# out (Gaussian minus ``log(1 - tanh(u)^2)``), and the losses follow the SAC formulas.
+LOSS_N = 12
+LOSS_ALPHA = 0.3
+LOSS_WEIGHT = np.array([1.0, 1.0, 0.0, 0.5, 1.0, 2.0, 1.0, 0.0, 1.0, 1.0, 0.5, 1.0])
+
+
+def _np_normalize(stats, obs):
+    obs = np.asarray(obs, np.float64)
+    s = np.clip((obs[:, :3] - np.asarray(stats.mean)) / np.maximum(np.sqrt(np.asarray(stats.var)), 1e-3), -10, 10)
+    low, high = np.asarray(SPACE.low), np.asarray(SPACE.high)
+    c = (obs[:, 3:] - (low + high) / 2) / ((high - low) / 2)
+    return np.concatenate([s, c], axis=1)
+
+
+def _np_policy_sample(sac_, actor_params, obs_n, rng):
+    """Action in (-1, 1) and its log-density, by hand from the actor's (mean, log_std)."""
+    mean, log_std = (np.asarray(x, np.float64) for x in sac_.actor.apply(actor_params, jnp.asarray(obs_n, jnp.float32)))
+    eps = np.asarray(jax.random.normal(rng, mean.shape), np.float64)
+    u = mean + np.exp(log_std) * eps
+    log_det = 2.0 * (np.log(2.0) - u - np.logaddexp(0.0, -2.0 * u))  # log(1 - tanh(u)^2), stably
+    logp = np.sum(-0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi) - log_det, axis=-1)
+    return np.tanh(u), logp
+
+
+def _np_q(sac_, critic_params, obs_n, action):
+    """``(num_critics, N)`` from the critic module."""
+    return np.asarray(sac_.critic.apply(critic_params, jnp.asarray(obs_n, jnp.float32),
+                                        jnp.asarray(action, jnp.float32)), np.float64)
+
+
+@pytest.fixture(scope="module")
+def sac_loss_setup():
+    config = SACConfig(hidden_sizes=(16, 16), gamma=0.9, reward_scale=1.5, action_scale=2.0, normalize_obs=True)
+    agent = SAC(OBS, 2, NORM, config)
+    state = agent.init(jax.random.PRNGKey(10))
+    state = agent.observe(state, 1.5 + 2.0 * jax.random.normal(jax.random.PRNGKey(11), (40, OBS)))
+    # target critics differ from the online ones (as after training)
+    state = state.replace(target_critic_params=agent.init(jax.random.PRNGKey(12)).critic_params)
+    b = batch(jax.random.PRNGKey(13), LOSS_N)
+    b = b.replace(action=2.0 * b.action,  # environment units, [-2, 2]
+                  obs=b.obs.at[:, 3:].set(jax.random.uniform(jax.random.PRNGKey(14), (LOSS_N, 2), minval=-1, maxval=1)))
+    losses = dict(
+        critic=jax.jit(agent.critic_loss), actor=jax.jit(agent.actor_loss),
+        alpha=jax.jit(jax.value_and_grad(agent.alpha_loss)), update=jax.jit(agent.update),
+    )  # fmt: skip
+    return agent, state, b, losses
+
+
+def test_sac_critic_loss_matches_numpy(sac_loss_setup):
+    agent, state, b, losses = sac_loss_setup
+    rng = jax.random.PRNGKey(20)
+    w = jnp.asarray(LOSS_WEIGHT, jnp.float32)
+    loss, (q_mean, td) = losses["critic"](state.critic_params, state, jnp.float32(LOSS_ALPHA), b, w, rng)
+
+    obs_n, next_n = _np_normalize(state.obs_stats, b.obs), _np_normalize(state.obs_stats, b.next_obs)
+    next_a, next_logp = _np_policy_sample(agent, state.actor_params, next_n, rng)
+    next_q = _np_q(agent, state.target_critic_params, next_n, next_a)  # target critics
+    target = 1.5 * np.asarray(b.reward) + (1 - np.asarray(b.done)) * 0.9 * (next_q.min(0) - LOSS_ALPHA * next_logp)
+    q = _np_q(agent, state.critic_params, obs_n, np.asarray(b.action) / 2.0)  # critics see action / scale
+    want = 0.5 * np.sum(LOSS_WEIGHT * np.sum((q - target) ** 2, axis=0)) / LOSS_WEIGHT.sum()
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(td), np.abs(q - target).mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(q_mean), q.mean(), rtol=1e-4, atol=1e-6)
+    # the check can tell the twin minimum from the maximum, and bootstrapping from none
+    live = (LOSS_WEIGHT > 0) & (np.asarray(b.done) == 0)
+    assert np.abs(next_q[0] - next_q[1])[live].min() > 1e-3 and live.sum() >= 6
+
+
+def test_sac_actor_loss_matches_numpy(sac_loss_setup):
+    agent, state, b, losses = sac_loss_setup
+    rng = jax.random.PRNGKey(21)
+    w = jnp.asarray(LOSS_WEIGHT, jnp.float32)
+    loss, entropy = losses["actor"](state.actor_params, state, jnp.float32(LOSS_ALPHA), b, w, rng)
+
+    obs_n = _np_normalize(state.obs_stats, b.obs)
+    a, logp = _np_policy_sample(agent, state.actor_params, obs_n, rng)
+    q = _np_q(agent, state.critic_params, obs_n, a)  # online critics, the policy's own action
+    want = np.sum(LOSS_WEIGHT * (LOSS_ALPHA * logp - q.min(0))) / LOSS_WEIGHT.sum()
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(entropy), -logp.mean(), rtol=1e-4, atol=1e-6)
+    assert np.abs(q[0] - q[1])[LOSS_WEIGHT > 0].min() > 1e-3
+
+
+def test_sac_alpha_loss_sign_and_temperature_step(sac_loss_setup):
+    agent, state, b, losses = sac_loss_setup
+    rng = jax.random.PRNGKey(22)
+    w = jnp.asarray(LOSS_WEIGHT, jnp.float32)
+    log_alpha = jnp.log(jnp.float32(LOSS_ALPHA))
+    loss, grad = losses["alpha"](log_alpha, state, b, w, rng)
+
+    def hand(key):
+        _, logp = _np_policy_sample(agent, state.actor_params, _np_normalize(state.obs_stats, b.obs), key)
+        gap = -logp - (-2.0)  # entropy estimate minus the target entropy -action_size
+        return np.sum(LOSS_WEIGHT * gap) / LOSS_WEIGHT.sum()
+
+    gap = hand(rng)
+    assert abs(gap) > 0.1
+    np.testing.assert_allclose(float(loss), LOSS_ALPHA * gap, rtol=1e-4)
+    np.testing.assert_allclose(float(grad), LOSS_ALPHA * gap, rtol=1e-4)  # d/d log(alpha) of alpha * gap
+    # One update (rng split into alpha, critic, actor keys): the temperature loss is
+    # evaluated on the alpha key, and Adam's first step moves log(alpha) by -lr sign(grad):
+    # alpha falls when the entropy is above its target (gap > 0) and rises when below.
+    k_alpha = jax.random.split(jax.random.PRNGKey(23), 3)[0]
+    gap_update = hand(k_alpha)
+    assert abs(gap_update) > 0.05
+    new, metrics = losses["update"](state.replace(log_alpha=log_alpha), b, w, jax.random.PRNGKey(23))
+    np.testing.assert_allclose(float(new.log_alpha - log_alpha), -np.sign(gap_update) * agent.config.alpha_lr,
+                               rtol=1e-3)
+    np.testing.assert_allclose(float(metrics["alpha_loss"]), LOSS_ALPHA * gap_update, rtol=1e-4)
+
+
+def test_dqn_single_target_weighted_loss_and_dueling_head_by_hand():
+    """Non-double target ``max_a Q_target(s', a)``, sample weights, and the dueling head
+    ``V + A - mean(A)`` recomputed from the parameters in NumPy."""
+    dqn = DQN(OBS, 3, NORM, DQNConfig(hidden_sizes=(16,), gamma=0.8, double=False))
+    state = dqn.init(jax.random.PRNGKey(30))
+    state = state.replace(target_params=dqn.init(jax.random.PRNGKey(31)).params)
+    b = batch(jax.random.PRNGKey(32), 10, discrete=True)
+    b = b.replace(reward=3.0 * b.reward)  # some |TD| > 1: both branches of the Huber loss
+    w = np.array([1.0, 0.0, 1.0, 0.5, 1.0, 1.0, 2.0, 0.0, 1.0, 1.0])
+    loss, (q_mean, td) = jax.jit(dqn.loss)(state.params, state, b, jnp.asarray(w, jnp.float32))
+
+    def q_np(params, obs):
+        p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)["params"]
+        h = np.maximum(np.asarray(obs, np.float64) @ p["MLP_0"]["Dense_0"]["kernel"] + p["MLP_0"]["Dense_0"]["bias"], 0)
+        value = h @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
+        adv = h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+        return value + adv - adv.mean(-1, keepdims=True)
+
+    np.testing.assert_allclose(np.asarray(dqn.network.apply(state.params, b.obs)), q_np(state.params, b.obs),
+                               rtol=1e-5, atol=1e-5)
+    q = q_np(state.params, b.obs)[np.arange(10), np.asarray(b.action)]
+    next_t = q_np(state.target_params, b.next_obs)
+    target = np.asarray(b.reward) + 0.8 * (1 - np.asarray(b.done)) * next_t.max(-1)
+    d = q - target
+    huber = np.where(np.abs(d) <= 1, 0.5 * d**2, np.abs(d) - 0.5)
+    assert np.any(np.abs(d[w > 0]) > 1) and np.any(np.abs(d[w > 0]) < 1)
+    np.testing.assert_allclose(float(loss), np.sum(w * huber) / w.sum(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(td), np.abs(d), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(q_mean), q.mean(), rtol=1e-5, atol=1e-6)
+    # max over the target's actions differs from the double-DQN choice here
+    online_choice = q_np(state.params, b.next_obs).argmax(-1)
+    assert np.any(next_t[np.arange(10), online_choice] != next_t.max(-1))

@@ -258,3 +258,194 @@ def test_directional_gradients_match_jacobian():
     np.testing.assert_allclose(jnp.linalg.norm(dg.delta_c), 0.1, rtol=1e-5)
     np.testing.assert_allclose(dg.d_obs, jac.d_obs @ dg.delta_c, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dg.d_reward, jac.d_reward @ dg.delta_c, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------- the trainer's batch enhancement (CSE)
+# A hand-made replay batch of pendulum_goal transitions goes through
+# ``CSE.training_batch`` for each storage and mode; every output is compared with a
+# NumPy computation of CSE's Eq. 11 (first order) or of the pendulum step (exact).
+from zsgjax.methods import CSE  # noqa: E402
+from zsgjax.replay import ReplayItem  # noqa: E402
+
+PEN_DT = 0.05
+CSE_N, CSE_EPS = 12, 0.1
+CHOSEN = 6  # ratio 0.5 of 12: samples 0..5 are enhanced
+
+
+def np_pendulum_step(state, action, context):
+    """The paper's pendulum step in float64 NumPy: ``(next_state_obs (n, 3), reward (n,))``."""
+    th, thd = state[..., 0], state[..., 1]
+    g, m, l, tau = (context[..., i] for i in range(4))
+    u = np.clip(action[..., 0], -2.0, 2.0)
+    th1 = th + PEN_DT * thd
+    thd1 = thd + PEN_DT * (3 * g / (2 * l) * np.sin(th) + 3 * u / (m * l**2))
+    goal = np.arcsin(np.clip(-tau / (m * g * l), -1, 1))
+    r = -(np.pi**2 * np.sin((th1 - goal) / 2) ** 2 + 0.1 * thd1**2 + 0.001 * u**2)
+    return np.stack([np.cos(th1), np.sin(th1), thd1], axis=-1), r
+
+
+def _pendulum_batch():
+    """``CSE_N`` float32 transitions at interior contexts (>= CSE_EPS inside the box), as NumPy and jnp."""
+    rng = np.random.default_rng(21)
+    n = CSE_N
+    states = np.stack([rng.uniform(-np.pi, np.pi, n), rng.uniform(-1, 1, n)], 1)
+    actions = rng.uniform(-1.5, 1.5, (n, 1))
+    contexts = rng.uniform([1.0, 0.7, 0.7, -0.5], [4.0, 1.8, 1.8, 0.5], (n, 4))
+    states, actions, contexts = (x.astype(np.float32).astype(np.float64) for x in (states, actions, contexts))
+    next_obs, r = np_pendulum_step(states, actions, contexts)
+    obs = np.concatenate([np.cos(states[:, :1]), np.sin(states[:, :1]), states[:, 1:], contexts], 1)
+    tr = Transition(obs=obs, action=actions, reward=r, next_obs=np.concatenate([next_obs, contexts], 1),
+                    done=np.zeros(n), context=contexts)
+    tr32 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tr)
+    return states, tr, tr32
+
+
+def _stored_validity():
+    valid = np.ones(CSE_N, bool)
+    valid[2] = False  # a chosen sample whose stored transition was marked invalid
+    valid[7] = False  # and an unchosen one
+    return valid
+
+
+@pytest.fixture(scope="module")
+def pendulum_cse():
+    env = make("pendulum_goal")
+    fns = {}
+    for key, kw in {"jacobian": dict(storage="jacobian"), "jvp": dict(storage="jvp"),
+                    "exact": dict(mode="exact", storage="jacobian")}.items():
+        method = CSE(**{**dict(epsilon=CSE_EPS, mode="first_order", storage="jacobian", ratio=0.5), **kw})
+        fns[key] = jax.jit(lambda items, rng, m=method: m.training_batch(env, items, rng))
+    return env, fns
+
+
+def _check_common(out, tr, bad_chosen):
+    """Unchosen samples and chosen ones that failed are returned unchanged; weights and count."""
+    batch, weight, dropped = out
+    batch = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
+    tr32 = jax.tree.map(lambda x: np.asarray(np.asarray(x, np.float32), np.float64), tr)
+    keep = [i for i in range(CSE_N) if i >= CHOSEN or i in bad_chosen]
+    for got, want in zip(jax.tree.leaves(batch), jax.tree.leaves(tr32)):
+        np.testing.assert_array_equal(got[keep], want[keep])
+        assert np.all(np.isfinite(got))
+    want_w = _stored_validity().astype(np.float64)
+    want_w[list(bad_chosen)] = 0.0
+    np.testing.assert_array_equal(np.asarray(weight), want_w)
+    assert int(dropped) == len(bad_chosen)
+    good = [i for i in range(CHOSEN) if i not in bad_chosen]
+    delta = batch.context[good] - tr.context[good]
+    for got, want in ((batch.action, tr.action), (batch.done, tr.done), (batch.obs[:, :3], tr.obs[:, :3])):
+        np.testing.assert_allclose(got[good], want[good], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batch.obs[good, 3:], batch.context[good], rtol=0, atol=0)
+    np.testing.assert_allclose(batch.next_obs[good, 3:], batch.context[good], rtol=0, atol=0)
+    return batch, good, delta
+
+
+def test_cse_training_batch_jacobian_storage(pendulum_cse):
+    env, fns = pendulum_cse
+    _, tr, tr32 = _pendulum_batch()
+    rng = np.random.default_rng(3)
+    d_obs = rng.normal(size=(CSE_N, 3, 4))
+    d_r = rng.normal(size=(CSE_N, 4))
+    d_obs[1, 2, 0] = np.nan  # chosen: enhancement fails, weight 0, counted
+    d_r[4, 1] = -np.inf  # chosen, in the reward derivative
+    d_r[9, 3] = np.inf  # unchosen: irrelevant, the original sample is used with weight 1
+    items = ReplayItem(transition=tr32, extras=ContextGradients(jnp.asarray(d_obs, jnp.float32),
+                                                                jnp.asarray(d_r, jnp.float32)),
+                       valid=jnp.asarray(_stored_validity()))
+    out = fns["jacobian"](items, jax.random.PRNGKey(0))
+    batch, good, delta = _check_common(out, tr, bad_chosen=[1, 4])
+    np.testing.assert_allclose(np.linalg.norm(delta, axis=1), CSE_EPS, rtol=1e-4)  # interior: a full step
+    assert np.abs(delta).min(0).max() > 1e-3 and len({tuple(np.round(d, 6)) for d in delta}) == len(good)
+    # Eq. 11 with the stored Jacobian: s'~ = s' + J_s delta, r~ = r + J_r delta
+    want_next = tr.next_obs[good, :3] + np.einsum("noc,nc->no", d_obs[good], delta)
+    np.testing.assert_allclose(batch.next_obs[good, :3], want_next, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch.reward[good], tr.reward[good] + np.einsum("nc,nc->n", d_r[good], delta),
+                               rtol=1e-5, atol=1e-5)
+    # the step is redrawn at every replay
+    other = np.asarray(fns["jacobian"](items, jax.random.PRNGKey(1))[0].context)[good] - tr.context[good]
+    assert np.abs(other - delta).min() > 1e-4
+
+
+def test_cse_training_batch_jvp_storage(pendulum_cse):
+    env, fns = pendulum_cse
+    _, tr, tr32 = _pendulum_batch()
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(CSE_N, 4))
+    delta = (CSE_EPS * u / np.linalg.norm(u, axis=1, keepdims=True)).astype(np.float32)
+    d_obs = rng.normal(size=(CSE_N, 3)).astype(np.float32)
+    d_r = rng.normal(size=(CSE_N,)).astype(np.float32)
+    d_r[3] = np.nan  # chosen: fails
+    d_obs[5, 1] = -np.inf  # chosen: fails
+    d_obs[10, 1] = -np.inf  # unchosen
+    items = ReplayItem(transition=tr32, extras=DirectionalGradients(jnp.asarray(delta), jnp.asarray(d_obs),
+                                                                    jnp.asarray(d_r)),
+                       valid=jnp.asarray(_stored_validity()))
+    out = fns["jvp"](items, jax.random.PRNGKey(0))
+    batch, good, got_delta = _check_common(out, tr, bad_chosen=[3, 5])
+    # the step stored at insertion is used, not a new one; the derivatives are added as stored
+    np.testing.assert_allclose(got_delta, delta[good], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batch.next_obs[good, :3], tr.next_obs[good, :3] + d_obs[good], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batch.reward[good], tr.reward[good] + d_r[good], rtol=1e-5, atol=1e-5)
+    again = fns["jvp"](items, jax.random.PRNGKey(1))
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(out)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cse_training_batch_exact_mode(pendulum_cse):
+    env, fns = pendulum_cse
+    states, tr, tr32 = _pendulum_batch()
+    stored = states.copy()
+    stored[0, 1] = np.nan  # chosen: the recomputed transition is not finite
+    items = ReplayItem(transition=tr32, extras=jnp.asarray(stored, jnp.float32), valid=jnp.asarray(_stored_validity()))
+    out = fns["exact"](items, jax.random.PRNGKey(0))
+    batch, good, delta = _check_common(out, tr, bad_chosen=[0])
+    np.testing.assert_allclose(np.linalg.norm(delta, axis=1), CSE_EPS, rtol=1e-4)
+    # the pendulum step recomputed from the stored state at the new context, by hand
+    next_obs, r = np_pendulum_step(states[good], tr.action[good], tr.context[good] + delta)
+    np.testing.assert_allclose(batch.next_obs[good, :3], next_obs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch.reward[good], r, rtol=1e-5, atol=1e-5)
+    assert np.abs(r - tr.reward[good]).min() > 1e-4  # the new context changed the reward
+
+
+# ------------------------------------------- Eq. 11 where d s'/dc is not the identity
+def test_first_order_error_is_second_order_on_pendulum_goal():
+    """float64: ``enhance_with_jacobian`` at ``c + h u`` against the exact (NumPy) step there.
+
+    The pendulum's ``thdot'`` is nonlinear in ``m`` and ``l`` and its reward in every
+    context dimension, so the first-order error is ``O(h^2)``: it falls ~4x when ``h``
+    halves, while the zeroth-order error (no enhancement) only halves.
+    """
+    n = 12
+    rng = np.random.default_rng(31)
+    env = make("pendulum_goal")
+    states = np.stack([rng.uniform(-np.pi, np.pi, n), rng.uniform(-1, 1, n)], 1)
+    actions = rng.uniform(-1.5, 1.5, (n, 1))
+    contexts = rng.uniform([1.5, 0.8, 0.8, -0.4], [4.0, 1.8, 1.8, 0.4], (n, 4))
+    u = rng.normal(size=(n, 4))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    hs = np.array([0.08, 0.04, 0.02])
+    next_obs, r = np_pendulum_step(states, actions, contexts)
+    tr = Transition(obs=np.concatenate([np.zeros((n, 3)), contexts], 1), action=actions, reward=r,
+                    next_obs=np.concatenate([next_obs, contexts], 1), done=np.zeros(n), context=contexts)
+    with jax.enable_x64(True):
+        grads = jax.jit(jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c)))(
+            jnp.asarray(states), jnp.asarray(actions), jnp.asarray(contexts))
+        tr64 = jax.tree.map(jnp.asarray, tr)
+        enh = jax.jit(jax.vmap(jax.vmap(cse.enhance_with_jacobian), in_axes=(None, None, 0)))(
+            tr64, grads, jnp.asarray(hs[:, None, None] * u[None]))[0]
+        enh = jax.tree.map(np.asarray, enh)
+    assert enh.reward.dtype == np.float64
+    d_obs = np.asarray(grads.d_obs)
+    assert np.abs(d_obs[:, 2, 1:3]).min() > 1e-3  # d thdot' / d(m, l): not the identity, state dependent
+    err1, err0 = [], []
+    for j, h in enumerate(hs):
+        x_obs, x_r = np_pendulum_step(states, actions, contexts + h * u)
+        np.testing.assert_allclose(enh.context[j], contexts + h * u, rtol=1e-15)
+        err1.append(np.maximum(np.abs(enh.next_obs[j, :, :3] - x_obs).max(1), np.abs(enh.reward[j] - x_r)))
+        err0.append(np.maximum(np.abs(next_obs - x_obs).max(1), np.abs(r - x_r)))
+    err1, err0 = np.array(err1), np.array(err0)  # (len(hs), n)
+    assert np.all(err1[-1] < 0.2 * err0[-1])
+    ratio1 = err1[:-1] / err1[1:]
+    ratio0 = err0[:-1] / err0[1:]
+    assert np.all((ratio1 > 3.5) & (ratio1 < 4.5)), ratio1  # measured 3.85 to 4.17
+    assert np.all((ratio0 > 1.7) & (ratio0 < 2.3)), ratio0

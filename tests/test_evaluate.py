@@ -180,3 +180,47 @@ def test_plot_writes_png(tmp_path, result):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     with pytest.raises(ValueError, match="not swept"):
         plots.plot_sweeps({"sign": result}, tmp_path / "x.png", dims=["c_z"])
+
+
+# ------------------------------------------ aggregate intervals on hand-made returns
+T_975 = {2: 12.706204736174707, 3: 4.302652729911275, 4: 3.182446305284263}  # t_{0.975, S-1} by S
+
+
+def _hand_grid():
+    from zsgjax.reporting.results import ContextGrid
+
+    contexts = np.array([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]], np.float32)
+    return ContextGrid(contexts=contexts, labels=("x=-1", "x=0", "x=1", "y=-1", "y=1"),
+                       swept=("x", "x", "x", "y", "y"), names=("x", "y"), default=np.zeros(2, np.float32))
+
+
+def test_aggregate_and_difference_are_student_t_intervals_by_hand():
+    rng = np.random.default_rng(5)
+    grid = _hand_grid()
+    a = rng.normal(size=(4, 5, 3)) + 10 * np.arange(4)[:, None, None]  # seed effects (shared by b)
+    b = a - 0.7 + 0.3 * rng.normal(size=(4, 5, 3))
+    ra, rb = EvalResult(grid, a), EvalResult(grid, b)
+    rows = [0, 2, 4]
+    per_a = np.array([a[s][rows].mean() for s in range(4)])  # each seed's mean over rows and episodes
+    per_b = np.array([b[s][rows].mean() for s in range(4)])
+    mean, ci = ra.aggregate(rows)
+    assert mean == pytest.approx(per_a.mean(), rel=1e-12)
+    assert ci == pytest.approx(T_975[4] * np.std(per_a, ddof=1) / 2.0, rel=1e-9)
+    # paired: the interval of the per-seed difference (the seed effects cancel)
+    d = per_a - per_b
+    diff, half = ra.difference(rb, rows)
+    assert diff == pytest.approx(d.mean(), rel=1e-12)
+    assert half == pytest.approx(T_975[4] * np.sqrt(np.sum((d - d.mean()) ** 2) / 3) / 2.0, rel=1e-9)
+    assert diff - half > 0 and half < 0.5 * ci  # pairing matters here
+    # 3 seeds against 4: Welch's unpaired interval
+    from scipy import stats as scipy_stats
+
+    diff3, half3 = EvalResult(grid, a[:3]).difference(rb, rows)
+    va, vb = np.var(per_a[:3], ddof=1) / 3, np.var(per_b, ddof=1) / 4
+    dof = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
+    assert diff3 == pytest.approx(per_a[:3].mean() - per_b.mean(), rel=1e-12)
+    assert half3 == pytest.approx(scipy_stats.t.ppf(0.975, dof) * np.sqrt(va + vb), rel=1e-9)
+    # one seed: a mean, no interval
+    m1, c1 = EvalResult(grid, a[:1]).aggregate(rows)
+    assert m1 == pytest.approx(per_a[0]) and np.isnan(c1)
+    assert np.isnan(EvalResult(grid, a[:1]).difference(EvalResult(grid, b[:1]), rows)[1])

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "experiments"))
@@ -38,7 +39,23 @@ def test_protocol_end_to_end(tmp_path):
     assert record["scale"] == "cpu" and record["machine"]["cpu_count"] >= 1
     (claim,) = record["claims"]
     assert claim["claim"] == "CSE beats vanilla away from the training context"
-    assert claim["verdict"] in ("cse > vanilla", "cse < vanilla", "no significant difference")
+    # The verdict the returns determine, by hand: far rows (some dimension >= 0.25 of its
+    # range [-1, 1] from the default (0, 0)), each seed's mean over them, the paired
+    # difference and its Student-t interval (t_{0.975, 1} = 12.706 with 2 seeds).
+    results = out["results"]
+    grid = results["cse"].grid
+    far = np.flatnonzero(np.abs(grid.contexts).max(axis=1) >= 0.5 - 1e-6)
+    assert [grid.labels[r] for r in far] == claim["rows"] and 0 < len(far) < len(grid)
+    per_seed = {m: np.asarray(results[m].returns, np.float64)[:, far].mean(axis=(1, 2)) for m in ("cse", "vanilla")}
+    d = per_seed["cse"] - per_seed["vanilla"]
+    assert d.shape == (2,)
+    half = 12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2)
+    assert claim["diff"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-9)
+    assert claim["diff_ci"] == pytest.approx(half, rel=1e-9, abs=1e-9)
+    if abs(abs(d.mean()) - half) > 1e-6 * (1 + half):  # not on the boundary
+        want = ("cse > vanilla" if d.mean() - half > 0 else "cse < vanilla" if d.mean() + half < 0
+                else "no significant difference")
+        assert claim["verdict"] == want
     returns = out["results"]["cse"].returns
     assert returns.shape == (2, 2 * 3 + 5, 2)  # seeds x (2 sweeps x 3 points + 5 named) x episodes
     md = (tmp_path / "out" / "results.md").read_text()
@@ -50,3 +67,88 @@ def test_bad_options_are_clear_errors():
         simple_direction.EXPERIMENT.scale("huge")
     with pytest.raises(ValueError, match="--methods"):
         common.run_experiment(simple_direction.EXPERIMENT, methods=("ppo",))
+
+
+# ------------------------------------------- claim verdicts on hand-made results
+T_975_3DOF = 3.182446305284263  # t_{0.975, 3}: 4 seeds
+
+
+def _claims_setup(num_seeds=4):
+    """Hand-made returns of vanilla, cse and ldr on a 2-D grid whose verdicts are known.
+
+    Grid: sweeps of x and y over (-1, -0.5, 0, 0.5, 1) (range [-1, 1], default 0) and the
+    named contexts (0, 0), (0.8, 0.8). Far rows (>= 0.25 of the range, i.e. >= 0.5 from 0):
+    9; near rows: x=0, y=0, (0, 0). Seeds differ by 10 per seed (shared by every method,
+    so only the paired interval sees the small differences).
+    """
+    from zsgjax.reporting.results import ContextGrid, EvalResult
+
+    vals = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    contexts = [[v, 0.0] for v in vals] + [[0.0, v] for v in vals] + [[0.0, 0.0], [0.8, 0.8]]
+    labels = tuple([f"x={v:g}" for v in vals] + [f"y={v:g}" for v in vals] + ["(0,0)", "(0.8,0.8)"])
+    grid = ContextGrid(contexts=np.asarray(contexts, np.float32), labels=labels, swept=("x",) * 5 + ("y",) * 5
+                       + (None, None), names=("x", "y"), default=np.zeros(2, np.float32))
+    c = np.asarray(contexts)
+    far = np.abs(c).max(axis=1) >= 0.5
+    focus = np.zeros(len(c), bool)
+    focus[[5, 9]] = True  # the y sweep at |y| >= 0.9
+    rng = np.random.default_rng(0)
+    seeds = 10.0 * np.arange(num_seeds)[:, None, None]
+    vanilla = seeds + rng.normal(size=(num_seeds, len(c), 2))
+    jitter = np.array([0.2, -0.2, 0.1, -0.1])[:num_seeds, None, None]
+    # cse: +3 on every far row (+- a little per seed), -100 on the near rows
+    cse = vanilla + np.where(far, 3.0, -100.0)[None, :, None] + jitter
+    # ldr: 2 below cse at the focus rows, a large seed-dependent +-3 or +-4 elsewhere
+    spread = np.array([3.0, -3.0, 4.0, -4.0])[:num_seeds, None, None]
+    ldr = cse + np.where(focus, -2.0, 1.0)[None, :, None] * np.where(focus[None, :, None], 1.0 + jitter, spread)
+    results = {m: EvalResult(grid, r) for m, r in (("vanilla", vanilla), ("cse", cse), ("ldr", ldr))}
+    return grid, far, focus, results
+
+
+def _hand_interval(results, a, b, rows):
+    per = {m: results[m].returns[:, rows].mean(axis=(1, 2)) for m in (a, b)}
+    d = per[a] - per[b]
+    return d.mean(), T_975_3DOF * np.std(d, ddof=1) / 2.0, per
+
+
+def test_compare_verdicts_and_intervals_by_hand():
+    grid, far, focus, results = _claims_setup()
+    rows = np.flatnonzero(far)
+    for a, b, want in (("cse", "vanilla", "cse > vanilla"), ("vanilla", "cse", "vanilla < cse"),
+                       ("cse", "ldr", "no significant difference"), ("ldr", "cse", "no significant difference")):
+        c = common.compare(results, a, b, rows)
+        diff, half, per = _hand_interval(results, a, b, rows)
+        assert c["verdict"] == want, (c["diff"], c["diff_ci"])
+        assert c["diff"] == pytest.approx(diff, rel=1e-12) and c["diff_ci"] == pytest.approx(half, rel=1e-9)
+        assert c["mean_a"] == pytest.approx(per[a].mean(), rel=1e-12)
+        assert c["ci_a"] == pytest.approx(T_975_3DOF * np.std(per[a], ddof=1) / 2.0, rel=1e-9)
+        assert c["rows"] == [grid.labels[r] for r in rows]
+        assert (a, b) != ("ldr", "cse") or -half < diff < 0  # a negative, not significant difference
+    # the verdict needs the paired interval: unpaired, the seed effects hide the +3
+    c = common.compare(results, "cse", "vanilla", rows)
+    assert c["ci_a"] > c["diff"] and c["ci_b"] > c["diff"]
+    one = {m: dataclasses.replace(r, returns=r.returns[:1]) for m, r in results.items()}
+    c1 = common.compare(one, "cse", "vanilla", rows)
+    assert c1["verdict"] == "n/a (one seed: no interval)" and np.isnan(c1["diff_ci"])
+
+
+def test_check_claims_rows_and_verdicts_by_hand():
+    grid, far, focus, results = _claims_setup()
+    exp = dataclasses.replace(simple_direction.EXPERIMENT, methods=("vanilla", "cse", "ldr"), far_fraction=0.25,
+                              focus=("y", 0.9, "at large |y|"))
+    claims = common.check_claims(exp, results, (-1.0, -1.0), (1.0, 1.0))
+    assert [c["claim"] for c in claims] == ["CSE beats vanilla away from the training context",
+                                            "CSE is comparable to LDR", "CSE ahead of LDR at large |y|"]
+    assert [c["verdict"] for c in claims] == ["cse > vanilla", "no significant difference", "cse > ldr"]
+    assert claims[0]["rows"] == claims[1]["rows"] == [grid.labels[r] for r in np.flatnonzero(far)]
+    assert claims[2]["rows"] == ["y=-1", "y=1"]
+    for claim, (a, b, mask) in zip(claims, [("cse", "vanilla", far), ("cse", "ldr", far), ("cse", "ldr", focus)]):
+        diff, half, _ = _hand_interval(results, a, b, np.flatnonzero(mask))
+        assert claim["diff"] == pytest.approx(diff, rel=1e-12) and claim["diff_ci"] == pytest.approx(half, rel=1e-9)
+    # over all rows (the near ones included) CSE would lose: the rows matter
+    all_rows = common.compare(results, "cse", "vanilla", np.arange(len(grid)))
+    assert all_rows["verdict"] == "cse < vanilla"
+    # only the claims whose methods are present; one seed: n/a
+    assert len(common.check_claims(exp, {m: results[m] for m in ("vanilla", "cse")}, (-1, -1), (1, 1))) == 1
+    _, _, _, one = _claims_setup(num_seeds=1)
+    assert {c["verdict"] for c in common.check_claims(exp, one, (-1, -1), (1, 1))} == {"n/a (one seed: no interval)"}

@@ -71,6 +71,30 @@ def test_pevi_matches_numpy_reference_float64(problem, greedy):
     assert np.any(q_ref == 0.0) and np.any(q_ref > 0.0)
 
 
+@pytest.mark.parametrize("greedy", [True, False])
+def test_pevi_upper_clip_binds_and_matches_numpy_reference(problem, greedy):
+    """Rewards scaled up 8x: the regression exceeds the bound ``H - h`` at many (h, x, a),
+    so the upper clip is active (and feeds the earlier steps' targets)."""
+    fam, data, policy = problem
+    beta, lam = 0.1, 1.0
+    with jax.enable_x64(True):
+        phi = jnp.asarray(np.asarray(fam.phi, np.float64))
+        pol = None if greedy else jnp.asarray(np.asarray(policy, np.float64))
+        rewards = 8.0 * np.asarray(data.rewards, np.float64)
+        res = pv.pevi(phi, data.replace(rewards=jnp.asarray(rewards)), pol, beta=beta, lam=lam)
+        bound = (H - np.arange(H))[:, None, None].astype(np.float64)
+        for i in range(N):
+            q_ref, v_ref = numpy_pevi(
+                np.asarray(phi), np.asarray(data.states[i]), np.asarray(data.actions[i]), rewards[i],
+                np.asarray(data.next_states[i]), None if greedy else np.asarray(pol), beta, lam,
+            )
+            at_bound = q_ref == np.broadcast_to(bound, q_ref.shape)
+            assert at_bound.sum() >= 5 and not at_bound.all()
+            np.testing.assert_allclose(np.asarray(res.q[i]), q_ref, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(float(res.value[i]), v_ref, atol=1e-6)
+    assert np.all(np.asarray(res.q) <= bound[None] + 1e-12)
+
+
 def test_vmapped_pevi_equals_per_environment_calls(problem):
     fam, data, policy = problem
     for pol in (None, policy):

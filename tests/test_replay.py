@@ -122,3 +122,38 @@ def test_prioritized_training_with_cse_vmapped_seeds_chunks_and_checkpoints(tmp_
     probs = np.asarray(jax.vmap(trainer.replay.probabilities)(s3.replay))
     assert probs.shape == (2, 128) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     assert probs[0, :96].std() > 0  # priorities moved away from their initial common value
+
+
+# --------------------------------------------------------------- uniform sampling
+def _chi_square_p(counts, expected):
+    from scipy import stats as scipy_stats
+
+    counts = np.asarray(counts, np.float64).ravel()
+    expected = np.broadcast_to(np.asarray(expected, np.float64), counts.shape)
+    stat = np.sum((counts - expected) ** 2 / expected)
+    return float(scipy_stats.chi2.sf(stat, counts.size - 1))
+
+
+def test_uniform_sampling_frequencies_chi_square():
+    """Uniform replay draws every stored item with probability 1/size, at every batch position,
+    and nothing else: partially filled (10 of 16 slots) and after the ring wrapped (25 added)."""
+    replay = Replay(capacity=16, batch_size=8)
+    sample_many = jax.jit(jax.vmap(replay.sample, in_axes=(None, 0)))
+    add = jax.jit(replay.add)
+    state = replay.init(jax.tree.map(lambda x: x[0], items(0, 1, with_grads=False)))
+    num_batches = 2000  # 16000 draws
+    for added, stored in ((10, range(10)), (25, range(9, 25))):
+        s = state
+        for start in range(0, added, 5):
+            s = add(s, items(start, 5, with_grads=False))
+        assert int(replay.size(s)) == len(stored)
+        keys = jax.random.split(jax.random.PRNGKey(added), num_batches)
+        r = np.asarray(sample_many(s, keys).transition.reward).astype(int)  # (batches, 8): the item ids
+        assert set(np.unique(r)) == set(stored)
+        counts = np.stack([np.bincount(r[:, j] - stored[0], minlength=len(stored)) for j in range(8)])  # (8, size)
+        n = num_batches * 8
+        p_items, p_pos = _chi_square_p(counts.sum(0), n / len(stored)), _chi_square_p(counts, num_batches / len(stored))
+        assert p_items > 1e-3  # item frequencies (measured p = 0.35, 0.38)
+        assert p_pos > 1e-3  # per batch position (measured p = 0.96, 0.86)
+        # consecutive batches are not repeats of each other
+        assert np.mean(np.all(r[1:] == r[:-1], axis=1)) < 0.01

@@ -20,6 +20,23 @@ SCRIPT = textwrap.dedent(
     from zsgjax import sharding
 
     assert jax.device_count() == 4, jax.devices()
+
+    # What the SPMD partitioner gives the replay batch and the env state inside the program:
+    # every array passed through sharding.constrain_batch on an envs-split mesh reports its
+    # sharding at compile time (no extra compilation; the trainer looks the function up on
+    # the module at each call).
+    records = []
+    _constrain = sharding.constrain_batch
+
+    def spy(x, mesh):
+        y = _constrain(x, mesh)
+        if mesh is not None and mesh.shape["envs"] > 1:
+            for leaf in jax.tree.leaves(y):
+                jax.debug.inspect_array_sharding(
+                    leaf, callback=lambda s, shape=leaf.shape: records.append((tuple(shape), s)))
+        return y
+
+    sharding.constrain_batch = spy
     cfg = TrainConfig(env="simple_direction", method="cse", total_steps=192, num_envs=4,
                       steps_per_iteration=64, learning_starts=64, batch_size=32, buffer_size=256,
                       hidden_sizes=(32, 32))
@@ -30,7 +47,17 @@ SCRIPT = textwrap.dedent(
     out = {}
     for seeds, envs in ((4, 1), (2, 2)):
         mesh = sharding.make_mesh(seeds=seeds, envs=envs)
+        del records[:]
         state, metrics = sharding.sharded_train(trainer, mesh)(rngs)
+        # per leaf: its per-seed shape, whether it carries the seed axis (leaves that do not
+        # depend on the seed, e.g. step counters, stay unbatched inside the vmap) and the
+        # per-device shape of the (seed-batched) array
+        inner = []
+        for shape, s in records:
+            batched = len(s.spec) > 0 and s.spec[0] == "seeds"
+            inner.append(dict(shape=list(shape), batched=batched, spec=str(s.spec),
+                              shard=list(s.shard_shape(((4,) if batched else ()) + shape))))
+        env_obs_shards = sorted({tuple(x.data.shape) for x in state.env.obs.addressable_shards})
         ref_leaves = jax.tree.leaves(trainer.policy_params(ref_state))
         leaves = jax.tree.leaves(trainer.policy_params(state))
         err = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(ref_leaves, leaves))
@@ -42,6 +69,7 @@ SCRIPT = textwrap.dedent(
             ref_env_steps=np.asarray(ref_metrics["env_steps"]).tolist(),
             critic_loss=np.asarray(metrics["critic_loss"][:, -1]).tolist(),
             ref_critic_loss=np.asarray(ref_metrics["critic_loss"][:, -1]).tolist(),
+            inner=inner, env_obs_shape=list(state.env.obs.shape), env_obs_shards=[list(x) for x in env_obs_shards],
         )
     # bad meshes are rejected with clear errors
     errors = []
@@ -87,6 +115,24 @@ def test_data_parallel_matches_single_device(sharded_results):
     assert r["max_param_err"] <= 1e-4 * max(1.0, r["param_scale"])
     for a, b in zip(r["critic_loss"], r["ref_critic_loss"]):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+
+
+def test_data_parallel_run_splits_env_state_and_replay_batch(sharded_results):
+    """On the 2x2 mesh the replay batch (batch_size 32) and the env state (num_envs 4) of
+    each seed are split in halves over the envs axis inside the program; the final env
+    state comes out split the same way. On 4x1 nothing is split over envs."""
+    r = sharded_results["2x2"]
+    batch = [x for x in r["inner"] if x["shape"] and x["shape"][0] == 32]
+    env = [x for x in r["inner"] if x["shape"] and x["shape"][0] == 4]
+    assert len(batch) >= 6 and len(env) >= 6  # every field of the sampled items; every env-state leaf
+    assert all(x["batched"] for x in batch) and sum(x["batched"] for x in env) >= 6
+    for x in batch + env:
+        seed_axis = [2] if x["batched"] else []  # 4 seeds -> 2 per device
+        assert x["shard"] == seed_axis + [x["shape"][0] // 2] + x["shape"][1:], x  # batch halved over envs
+    assert r["env_obs_shape"] == [4, 4, 4]  # (seeds, num_envs, obs)
+    assert r["env_obs_shards"] == [[2, 2, 4]]
+    assert sharded_results["4x1"]["inner"] == []
+    assert sharded_results["4x1"]["env_obs_shards"] == [[1, 4, 4]]
 
 
 def test_invalid_meshes_rejected(sharded_results):

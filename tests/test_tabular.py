@@ -158,14 +158,44 @@ def test_cebe_second_order_for_uniform_policy_and_negative_steps():
     assert 1.8 <= slope <= 2.2, slope
 
 
-def test_cebe_error_vmaps_and_jits():
-    pi = tb.policy_at("optimal", 0.1, "smooth")
-    dps = jnp.asarray([0.0, 0.01, 0.02])
-    batched = tb.cebe_errors(0.1, dps, pi, "smooth")
-    vmapped = jax.jit(jax.vmap(lambda dp: tb.cebe_error(0.1, dp, pi, "smooth")))(dps)
-    np.testing.assert_allclose(batched, vmapped, atol=1e-5)
-    single = tb.cebe_error(0.1, 0.02, pi, "smooth")
-    np.testing.assert_allclose(batched[2], single, atol=1e-5)
+def numpy_cebe_errors(p0, dps, pi, variant, gamma=0.9, h=1e-5):
+    """Independent reference: the Taylor model from central differences of the enumerated
+    kernel (exact for T, which is quadratic in p), clipped and renormalized, and both Q's by
+    a direct (S A) x (S A) linear solve of ``Q = R + gamma T pi Q``. Returns the errors and,
+    per step, whether the linear model had negative entries (where the clip acts)."""
+    def q_of(t, r):
+        big = np.einsum("sat,tb->satb", t, pi).reshape(S * A, S * A)
+        return np.linalg.solve(np.eye(S * A) - gamma * big, r.reshape(-1)).reshape(S, A)
+
+    t0, r0 = numpy_kernel(p0, *REWARDS[variant](p0))
+    tp, rp = numpy_kernel(p0 + h, *REWARDS[variant](p0 + h))
+    tm, rm = numpy_kernel(p0 - h, *REWARDS[variant](p0 - h))
+    errors, clipped = [], []
+    for dp in dps:
+        t_lin = t0 + (tp - tm) / (2 * h) * dp
+        clipped.append(bool(np.any(t_lin < 0)))
+        t_lin = np.clip(t_lin, 0.0, None)
+        t_lin /= t_lin.sum(-1, keepdims=True)
+        r_lin = r0 + (rp - rm) / (2 * h) * dp
+        t1, r1 = numpy_kernel(p0 + dp, *REWARDS[variant](p0 + dp))
+        errors.append(np.abs(q_of(t_lin, r_lin) - q_of(t1, r1)).max())
+    return np.array(errors), clipped
+
+
+def test_cebe_error_vmaps_and_jits_and_matches_numpy_reference():
+    p0, variant = 0.1, "smooth"
+    dps = np.array([0.0, 0.02, -0.03, -0.06])  # -0.06: the linear model has negative entries (clipped)
+    with jax.enable_x64(True):
+        pi = tb.policy_at("optimal", jnp.asarray(p0), variant)
+        batched = np.asarray(tb.cebe_errors(jnp.asarray(p0), jnp.asarray(dps), pi, variant))
+        jitted = np.asarray(jax.jit(jax.vmap(lambda dp: tb.cebe_error(p0, dp, pi, variant)))(jnp.asarray(dps)))
+        one = jax.jit(lambda dp: tb.cebe_error(p0, dp, pi, variant))
+        single = np.array([float(one(dp)) for dp in dps])  # one sample at a time
+    ref, clipped = numpy_cebe_errors(p0, dps, np.asarray(pi), variant)
+    assert clipped == [False, False, False, True]
+    assert ref[0] < 1e-12 and np.all(ref[1:] > 1e-5)
+    for got in (batched, jitted, single):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-10)
 
 
 def test_linearized_rows_are_distributions():
