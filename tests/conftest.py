@@ -30,10 +30,20 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def pytest_configure(config):
-    # ``pytest -n 2`` distributes with "load"; "loadgroup" also keeps the tests marked
-    # ``xdist_group`` on one worker, in sequence, so the later ones load what the first compiled.
+    # ``pytest -n 2`` distributes with "load"; "loadgroup" keeps the tests of one
+    # ``xdist_group`` on one worker, in sequence, so the later ones reuse what the first
+    # compiled (the compilation cache) or built (module-scoped fixtures).
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    # Under loadgroup, tests without a group of their own are grouped by module, so a
+    # module-scoped fixture (a compiled trainer, a subprocess) is built on one worker only.
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -640,8 +640,8 @@ def _cli_error(capsys, argv):
         (["--seed", str(2**32)], r"--seed must be an integer >= 0 and at most 2147483647 .*; got 4294967296"),
         (["--seed", str(2**64)], r"--seed must be an integer >= 0 and at most 2147483647"),
         (["--steps", str(2**31)], r"--steps must be an integer >= 1 and at most 2147483647"),
-        (["--steps", str(INT32_MAX)], r"--steps: 2,147,483,647 steps rounded up to whole iterations of 16 steps is "
-                                       r"2,147,483,648, more than the int32 step counter holds .*give at most 2,147,483,632"),
+        (["--steps", str(INT32_MAX)], r"--steps=2,147,483,647 rounded up to whole iterations of 16 steps is "
+                                       r"2,147,483,648, more than the int32 step counters hold .*give at most 2,147,483,632"),
         (["--seeds", str(2**40)], r"--seeds must be an integer >= 1 and at most 2147483647"),
         (["--num-envs", str(2**33)], r"--num-envs must be an integer >= 1 and at most 2147483647"),
         (["--learning-starts", str(2**31)], r"--learning-starts must be an integer >= 0 and at most 2147483647"),

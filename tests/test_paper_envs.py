@@ -374,3 +374,24 @@ def test_ant_options_reach_make_and_keep_the_state_small():
     old = make("ant_direction", context="angle", reward="zsgjax")
     assert type(old.init_env_state(jax.random.PRNGKey(0), old.default_context())) is MjxState
     assert not old.keeps_contact_forces and old.state_obs_size == 27
+
+
+def test_cheetah_reward_matches_closed_form():
+    """cheetah_velocity's reward ``1 - sqrt(1 + (v - v*)^2) - 0.1 |a|^2`` with ``v = (x' - x) / dt``, float64 NumPy."""
+    from zsgjax.envs.mjx import MjxState
+
+    env = make("cheetah_velocity")
+    rng = np.random.default_rng(21)
+    n = 6
+    with jax.enable_x64(True):
+        nq, nv = env.mj_model.nq, env.mj_model.nv
+        q0, q1 = rng.normal(size=(n, nq)), rng.normal(size=(n, nq))
+        state = MjxState(jnp.asarray(q0), jnp.zeros((n, nv)), jnp.zeros((n, nv)))
+        nxt = MjxState(jnp.asarray(q1), jnp.zeros((n, nv)), jnp.zeros((n, nv)))
+        actions = rng.uniform(-1, 1, size=(n, env.action_size))
+        targets = rng.uniform(-1, 3, size=(n, 1))
+        rew, term = jax.vmap(env.reward_and_termination)(state, nxt, jnp.asarray(actions), jnp.asarray(targets))
+        v = (q1[:, 0] - q0[:, 0]) / env.dt
+        want = 1.0 - np.sqrt(1.0 + (v - targets[:, 0]) ** 2) - 0.1 * np.sum(actions**2, axis=1)
+        np.testing.assert_allclose(np.asarray(rew), want, rtol=1e-12, atol=1e-12)
+        assert not np.any(np.asarray(term))

@@ -90,6 +90,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
+# One subprocess for all tests of this module: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("sharding")
+
+
 @pytest.fixture(scope="module")
 def sharded_results():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")

@@ -292,7 +292,7 @@ def test_mjx_envs_train(env, kw):
 
 
 def test_make_train_rejects_wrapping_step_counters_and_wrong_types():
-    with pytest.raises(ValueError, match="must be at most 2,147,483,647 \\(int32 step counters\\)"):
+    with pytest.raises(ValueError, match="more than the int32 step counters hold \\(2,147,483,647\\); give at most 2,147,483,000"):
         make_train(TrainConfig(total_steps=2**31 - 2, num_envs=8, steps_per_iteration=1000))
     with pytest.raises(ValueError, match="`config` must be a TrainConfig"):
         make_train({"env": "simple_direction"})

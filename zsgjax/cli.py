@@ -48,7 +48,6 @@ from zsgjax.evaluate import make_grid
 from zsgjax.envs import registered_names
 from zsgjax.methods import method_names
 from zsgjax.reporting import plots, tables
-from zsgjax.checks import INT32_MAX
 from zsgjax.reporting.files import atomic_write
 from zsgjax.reporting.metrics_log import read_metrics_csv
 
@@ -185,14 +184,6 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
         )
         for m in methods
     }
-    for m, t in trainers.items():
-        # env_steps and the other step counters are int32 in the jitted program; total_steps is rounded up
-        # to whole iterations, so the check needs the trainer (the config alone allows up to the int32 limit)
-        last = t.num_iterations * t.steps_per_iteration
-        if last > INT32_MAX:
-            raise ValueError(f"--steps: {args.steps:,} steps rounded up to whole iterations of "
-                             f"{t.steps_per_iteration:,} steps is {last:,}, more than the int32 step counter holds "
-                             f"({INT32_MAX:,}); give at most {INT32_MAX // t.steps_per_iteration * t.steps_per_iteration:,}")
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")

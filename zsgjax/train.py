@@ -41,6 +41,7 @@ from zsgjax.agents.common import TD_ERROR, Agent
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
+from zsgjax.checks import INT32_MAX
 from zsgjax.configs import default_of, field_meta, param, validate
 from zsgjax.envs import make as make_env
 from zsgjax.envs import registered_names
@@ -53,7 +54,6 @@ from zsgjax.replay import Replay, ReplayItem
 from zsgjax.types import Transition
 
 AGENT_CONFIGS: Mapping[str, type] = {"sac": SACConfig, "dqn": DQNConfig}
-INT32_MAX = 2**31 - 1
 
 
 def agent_kind(env: ContextualEnv) -> str:
@@ -459,8 +459,9 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
     num_iterations = max(1, math.ceil(config.total_steps / spi))
     if num_iterations * spi > INT32_MAX:  # the step counters are int32
         raise ValueError(
-            f"TrainConfig.total_steps rounded up to whole iterations ({num_iterations * spi:,}) must be at most "
-            f"{INT32_MAX:,} (int32 step counters); got total_steps={config.total_steps:,}"
+            f"TrainConfig.total_steps={config.total_steps:,} rounded up to whole iterations of {spi:,} steps is "
+            f"{num_iterations * spi:,}, more than the int32 step counters hold ({INT32_MAX:,}); "
+            f"give at most {INT32_MAX // spi * spi:,}"
         )
     return Trainer(
         config=config,
