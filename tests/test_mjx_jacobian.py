@@ -278,3 +278,26 @@ def test_ant_contact_force_jacobian_matches_finite_differences():
         for i, feature in enumerate(env.context_space.names):
             _assert_close(jac[..., i], fd[..., i], f"ant_goal d cfrc_ext / d {feature}")
         assert float(jnp.max(jnp.abs(jac))) > 1.0  # a state in contact: the check is not vacuous
+
+
+@pytest.mark.slow
+def test_first_order_enhancement_is_second_order_on_mjx():
+    """CSE's Eq. 11 through MJX physics (cheetah, physical ``mass_scale``, float64): the
+    first-order enhanced next observation misses the exact one by O(|delta_c|^2)."""
+    with jax.enable_x64(True):
+        env = make("cheetah_velocity", physical=("mass_scale",))
+        step_fn = jax.jit(jax.vmap(env.env_step))
+        states, actions, contexts = _random_states(env, step_fn, jax.random.PRNGKey(11), 1)
+        state = jax.tree.map(lambda x: x[0], states)
+        action, context = actions[0], contexts[0]
+        grads = jax.jit(lambda s, a, c: cse.context_jacobian(env, s, a, c))(state, action, context)
+        transition = jax.jit(env.transition)
+        base_obs, _ = transition(state, action, context)
+        errors = []
+        for eps in (0.04, 0.02, 0.01):
+            delta = jnp.zeros(env.context_dim).at[1].set(eps)  # along mass_scale
+            exact_obs, _ = transition(state, action, context + delta)
+            first_order = base_obs + grads.d_obs @ delta
+            errors.append(float(jnp.linalg.norm(exact_obs - first_order)))
+        ratios = [errors[0] / errors[1], errors[1] / errors[2]]
+        assert all(3.0 < r < 5.0 for r in ratios), (errors, ratios)  # halving the step quarters the error
