@@ -17,6 +17,10 @@ import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests are dominated by XLA compilation, not by running the programs: skip LLVM's
+# optimisation passes (IEEE semantics are unchanged; only the generated code is slower).
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("MUJOCO_GL", "disable")
 # Set by the controlling process before the workers start, so they inherit it.
 if "ZSGJAX_TEST_COMPILE_CACHE" not in os.environ:
@@ -33,8 +37,13 @@ def pytest_configure(config):
     # ``pytest -n 2`` distributes with "load"; "loadgroup" keeps the tests of one
     # ``xdist_group`` on one worker, in sequence, so the later ones reuse what the first
     # compiled (the compilation cache) or built (module-scoped fixtures).
+    # Workers re-parse the command line (not the controller's options), so the choice
+    # reaches them through the environment they inherit.
     if getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
+        os.environ["ZSGJAX_TEST_LOADGROUP"] = "1"
+    if hasattr(config, "workerinput") and os.environ.get("ZSGJAX_TEST_LOADGROUP") == "1":
+        config.option.loadgroup = True
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
