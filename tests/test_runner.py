@@ -64,3 +64,16 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path):
     assert runner.format_event(notices[0], 2)[0].startswith("[v] warning: ")
     with pytest.raises(ValueError, match="RunSpec.seeds must be an integer >= 1"):
         runner.RunSpec(seeds=0).validate()
+
+
+def test_checkpoints_of_an_older_config_format_are_refused_clearly(tmp_path):
+    from zsgjax.checkpoint import Checkpointer
+
+    trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
+    spec = runner.RunSpec(seeds=2, resume=True)
+    old = {k: v for k, v in runner.checkpoint_config(trainer, 2).items() if k != "format"}  # written before formats
+    with Checkpointer(tmp_path / "v" / "checkpoints", old) as ck:
+        ck.save(1, {"x": np.zeros(2)})
+    with pytest.raises(ValueError, match=r"written by an older zsgjax \(config format 1; this version reads format "
+                                         rf"{runner.CHECKPOINT_FORMAT}\) and cannot be resumed"):
+        runner.open_checkpointer(trainer, str(tmp_path / "v"), spec)
