@@ -79,3 +79,16 @@ def test_student_t_intervals_against_scipy_and_tables():
     assert d - h == pytest.approx(welch.low) and d + h == pytest.approx(welch.high)
     with pytest.raises(ValueError, match="num_samples"):
         stats.t_quantile(1)
+
+
+def test_source_commit_names_the_checkout():
+    import os
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = machine.source_commit()
+    if os.path.exists(os.path.join(root, ".git")):
+        assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit), commit
+    else:
+        assert commit is None
+    assert machine.machine_description()["zsgjax_commit"] == commit

@@ -31,8 +31,25 @@ def _version(module: str) -> str | None:
         return None
 
 
+def source_commit() -> str | None:
+    """The git commit of the zsgjax source tree (``+dirty`` with uncommitted changes), or ``None``."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=10)
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "zsgjax").stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine_description(note: str | None = None) -> dict[str, Any]:
-    """CPU model, core counts, platform, Python and library versions, JAX devices, UTC time."""
+    """CPU model, core counts, platform, Python and library versions, the zsgjax commit, JAX devices, UTC time."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # non-Linux
@@ -50,6 +67,7 @@ def machine_description(note: str | None = None) -> dict[str, Any]:
         "device_count": len(devices),
         "device_kind": devices[0].device_kind,
         "versions": {m: _version(m) for m in ("numpy", "flax", "optax", "brax", "mujoco", "flashbax", "zsgjax")},
+        "zsgjax_commit": source_commit(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
