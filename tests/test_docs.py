@@ -1,10 +1,12 @@
 """Every fenced Python block of README.md and docs/*.md runs as written.
 
-A block runs in a fresh namespace with a temporary working directory. HTML comments on
-the lines right above its fence set how:
+The blocks of one page run in order in one namespace (a later block may use what an
+earlier one defined), in a temporary working directory. HTML comments on the lines
+right above a fence set how a block runs:
 
-* ``<!-- slow -->``: the block is a heavy run; it is marked ``slow``.
-* ``<!-- env: NAME=value ... -->``: the block runs in a subprocess with these
+* ``<!-- slow -->``: a heavy run. The default suite runs a page's other blocks; the
+  ``slow`` variant of the page's test runs all of them.
+* ``<!-- env: NAME=value ... -->``: the block runs alone in a subprocess with these
   environment variables set before jax starts (e.g. virtual CPU devices).
 """
 
@@ -51,21 +53,27 @@ def code_blocks(path: pathlib.Path) -> list[tuple[int, str, bool, dict[str, str]
 
 def _cases():
     for page in PAGES:
-        for line, code, slow, env in code_blocks(page):
-            marks = [pytest.mark.slow] if slow else []
-            yield pytest.param(page, line, code, env, id=f"{page.relative_to(ROOT)}:{line}", marks=marks)
+        blocks = code_blocks(page)
+        name = str(page.relative_to(ROOT))
+        if any(not slow for _, _, slow, _ in blocks):
+            yield pytest.param(page, False, id=name)
+        if any(slow for _, _, slow, _ in blocks):
+            yield pytest.param(page, True, id=f"{name}:all", marks=[pytest.mark.slow])
 
 
-@pytest.mark.parametrize(("page", "line", "code", "env"), list(_cases()))
-def test_code_block_runs(page, line, code, env, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("page", "include_slow"), list(_cases()))
+def test_page_code_runs(page, include_slow, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    if env:
-        full_env = {**os.environ, **env}
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=full_env,
-                              capture_output=True, text=True, timeout=900)
-        assert done.returncode == 0, f"{page.name}:{line} failed:\n{done.stdout}\n{done.stderr}"
-        return
-    exec(compile(code, f"{page.name}:{line}", "exec"), {"__name__": "__docs__"})
+    namespace = {"__name__": "__docs__"}
+    for line, code, slow, env in code_blocks(page):
+        if slow and not include_slow:
+            continue
+        if env:
+            done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, **env},
+                                  capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, f"{page.name}:{line} failed:\n{done.stdout}\n{done.stderr}"
+        else:
+            exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
 
 
 def test_blocks_are_found_and_directives_parse(tmp_path):

@@ -6,8 +6,6 @@ simple_direction, and exact round trips through the ``.npz`` file and Minari.
 """
 
 import json
-import os
-import re
 import zipfile
 
 import jax
@@ -363,17 +361,6 @@ def test_minari_roundtrip(tmp_path, walk_data, monkeypatch):
 
 
 # ---------------------------------------------------------------------- docs
-def test_docs_example_runs(tmp_path, monkeypatch):
-    path = os.path.join(os.path.dirname(__file__), "..", "docs", "offline_control_data.md")
-    with open(path) as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
-    assert blocks
-    monkeypatch.chdir(tmp_path)
-    scope = {}
-    for block in blocks:
-        exec(compile(block, path, "exec"), scope)
-
-
 # ---------------------------------------------------------------------- slow
 @pytest.mark.slow
 def test_mjx_cheetah_physical_contexts():
