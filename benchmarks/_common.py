@@ -5,6 +5,12 @@ comparison run in one process, alternating (ABBA order, so a slow drift of the
 machine hits both sides alike), repeated, and the figure is the **median of the
 per-repeat ratios**; compile time is measured apart (``jit(f).lower(...).compile()``)
 and never counted in a throughput.
+
+The roofline (every result): :func:`result_header` stores the CPU model and its SIMD
+flags (or the accelerator's name) and a matmul peak measured in the same run
+(:func:`matmul_peak`); :func:`roofline` turns a program's XLA ``cost_analysis``
+FLOPs (:func:`program_flops`) and its measured seconds into achieved GFLOP/s and
+the fraction of that peak.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 
 from zsgjax.reporting.files import write_json
 from zsgjax.reporting.machine import machine_description
@@ -28,12 +35,85 @@ SHARED_NOTE = (
 )
 
 
-def result_header(benchmark: str, args: Any) -> dict[str, Any]:
-    """The common head of every result file: name, CLI arguments, machine, shared-cores note."""
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "amx_tile", "amx_bf16", "neon", "asimd", "sve")
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD flags of this CPU that bear on XLA's code (from ``/proc/cpuinfo``; ``[]`` when unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [x for x in SIMD_FLAGS if x in present]
+    except OSError:
+        pass
+    return []
+
+
+def accelerator() -> dict[str, Any]:
+    """``{"backend", "device_kind", "cpu_flags"}``: the device the programs run on."""
+    return {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind, "cpu_flags": cpu_flags()}
+
+
+def program_flops(compiled: Any) -> float | None:
+    """FLOPs of one call of a compiled program (XLA ``cost_analysis``; ``None`` if XLA gives none).
+
+    XLA counts the body of a ``while``/``scan`` loop **once**, whatever its trip
+    count: pass a loop-free program (one update, one environment step) and scale by
+    the number of calls.
+    """
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # backends without cost analysis
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])
+
+
+def loop_free_flops(fn: Callable[..., Any], *args) -> float | None:
+    """:func:`program_flops` of ``jax.jit(fn)`` at ``args`` (``fn`` must contain no loop that matters)."""
+    return program_flops(jax.jit(fn).lower(*args).compile())
+
+
+def matmul_peak(n: int = 512, chain: int = 16, repeats: int = 5, dtype=jnp.float32) -> dict[str, float]:
+    """Achieved GFLOP/s of a chain of ``chain`` dependent ``(n, n) @ (n, n)`` matmuls: the peak to compare with.
+
+    The best of ``repeats`` timed calls (compile apart). A SAC update is matmuls of
+    width 256, so this is the rate its FLOPs could reach on this device.
+    """
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype) / jnp.sqrt(n)
+
+    def f(x):
+        return jax.lax.fori_loop(0, chain, lambda i, y: y @ a, x)
+
+    compiled = jax.jit(f).lower(a).compile()
+    block(compiled(a))
+    best = min(timed(compiled, a)[1] for _ in range(repeats))
+    flops = 2.0 * n**3 * chain
+    return {"n": n, "chain": chain, "dtype": str(jnp.dtype(dtype)), "seconds": best, "gflops": flops / best / 1e9}
+
+
+def roofline(flops: float | None, seconds: float, peak_gflops: float) -> dict[str, float | None]:
+    """``{"flops", "achieved_gflops", "fraction_of_peak"}`` of a program run taking ``seconds``."""
+    if flops is None or not seconds > 0:
+        return {"flops": flops, "achieved_gflops": None, "fraction_of_peak": None}
+    achieved = flops / seconds / 1e9
+    return {"flops": flops, "achieved_gflops": achieved, "fraction_of_peak": achieved / peak_gflops}
+
+
+def result_header(benchmark: str, args: Any, peak: bool = True) -> dict[str, Any]:
+    """The common head of every result file: name, CLI arguments, machine (CPU model and
+    SIMD flags or accelerator), the matmul peak measured now (``peak=False`` skips it), shared-cores note."""
     return {
         "benchmark": benchmark,
         "args": dict(vars(args)) if not isinstance(args, dict) else dict(args),
-        "machine": machine_description(),
+        "machine": {**machine_description(), **accelerator()},
+        "matmul_peak": matmul_peak() if peak else None,
         "note": SHARED_NOTE,
     }
 

@@ -26,8 +26,11 @@ Environments:
   the MJX physics.
 
 "Where the time goes": the script also times the two components apart (at the largest context dimension) -- a
-collection-only scan (``rollout.step`` with the plain collector or CSE's ``jacobian``/``jvp`` one)
-and a scan of SAC updates on a replay batch (plain and CSE-enhanced).
+collection-only scan (``rollout.step`` with the plain collector or CSE's ``jacobian``/``jvp``/``auto`` one;
+for the MJX env also with ``solver_tangent="unrolled"``, the tangent through every constraint-solver
+iteration, against the default implicit-function-theorem tangent) and a scan of SAC updates on a replay
+batch (plain and CSE-enhanced). Each collection program's FLOPs per step (XLA ``cost_analysis``, which counts
+the body of a loop once: one batched step, with one pass of the constraint solver's loop) and fraction of the matmul peak measured in the same run are recorded.
 
 Run: ``python benchmarks/cse_overhead.py``; ``--scale 16`` for GPU-sized settings.
 """
@@ -47,6 +50,7 @@ from sac_vs_brax import ZsgjaxSide  # noqa: E402
 
 from zsgjax import rollout  # noqa: E402
 from zsgjax.methods import CSE, Vanilla, plain_collect  # noqa: E402
+from zsgjax.methods.cse import resolve_storage as cse_resolve_storage  # noqa: E402
 from zsgjax.envs.base import ContextualEnv  # noqa: E402
 from zsgjax.envs.context import ContextSpace  # noqa: E402
 
@@ -90,8 +94,9 @@ class DirectionD(ContextualEnv):
         return next_s, next_s, jnp.dot(next_s, context), jnp.zeros((), dtype=bool)
 
 
-def make_env(kind: str, dim: int):
-    """``(registered name used for defaults, env)`` of a benchmark environment with context dimension ``dim``."""
+def make_env(kind: str, dim: int, **kwargs):
+    """``(registered name used for defaults, env)`` of a benchmark environment with context dimension ``dim``
+    (``kwargs`` go to the MJX env's constructor, e.g. ``solver_tangent``)."""
     if kind == "direction_d":
         return "simple_direction", DirectionD(dim)
     if kind == "cheetah_velocity":
@@ -99,7 +104,7 @@ def make_env(kind: str, dim: int):
             raise ValueError(f"cheetah_velocity: context dimension must be in [1, {1 + len(PHYSICAL)}], got {dim}")
         from zsgjax.envs import make
 
-        return "cheetah_velocity", make("cheetah_velocity", physical=PHYSICAL[: dim - 1])
+        return "cheetah_velocity", make("cheetah_velocity", physical=PHYSICAL[: dim - 1], **kwargs)
     raise ValueError(f"unknown benchmark environment '{kind}'; known: direction_d, cheetah_velocity")
 
 
@@ -129,24 +134,42 @@ def settings(args, kind: str) -> dict:
     )
 
 
-def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, repeats: int) -> dict:
-    """Collection-only and update-only scans, compiled apart, timed alternately."""
+def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, repeats: int, peak: float,
+                    unrolled_env=None) -> dict:
+    """Collection-only and update-only scans, compiled apart, timed alternately.
+
+    ``unrolled_env``: the same MJX env with ``solver_tangent="unrolled"`` (adds the
+    ``jacobian_unrolled``/``jvp_unrolled`` collectors); ``peak``: matmul GFLOP/s.
+    """
     n, rounds = s["num_envs"], s["rounds"]
     sampler = Vanilla().context_sampler(env.context_space)
     env_state = rollout.reset(env, jax.random.PRNGKey(0), n, sampler)
-    collectors = {"none": plain_collect,
-                  "jacobian": CSE(epsilon=0.1, mode="first_order", storage="jacobian", ratio=1.0).collect,
-                  "jvp": CSE(epsilon=0.1, mode="first_order", storage="jvp", ratio=1.0).collect}
+
+    def cse_collect(storage):
+        return CSE(epsilon=0.1, mode="first_order", storage=storage, ratio=1.0).collect
+
+    collectors = {"none": (env, plain_collect), "jacobian": (env, cse_collect("jacobian")),
+                  "jvp": (env, cse_collect("jvp")), "auto": (env, cse_collect("auto"))}
+    if unrolled_env is not None:
+        collectors["jacobian_unrolled"] = (unrolled_env, cse_collect("jacobian"))
+        collectors["jvp_unrolled"] = (unrolled_env, cse_collect("jvp"))
+
+    def one_step(mode):
+        e, collector = collectors[mode]
+
+        def f(st, k):
+            k_a, k_s = jax.random.split(k)
+            action = jax.random.uniform(k_a, (n, e.action_size), minval=-1.0, maxval=1.0)
+            st, out = rollout.step(e, st, action, k_s, sampler, collector)
+            # the stored derivatives must be outputs, or XLA removes their computation as dead code
+            stored = sum(jnp.sum(x) for x in jax.tree.leaves(out.extras))
+            return st, out.transition.reward.sum() + stored
+
+        return f
 
     def collect(mode):
         def f(state, key):
-            def body(st, k):
-                k_a, k_s = jax.random.split(k)
-                action = jax.random.uniform(k_a, (n, env.action_size), minval=-1.0, maxval=1.0)
-                st, out = rollout.step(env, st, action, k_s, sampler, collectors[mode])
-                return st, out.transition.reward.sum()
-
-            return jax.lax.scan(body, state, jax.random.split(key, rounds))
+            return jax.lax.scan(one_step(mode), state, jax.random.split(key, rounds))
 
         return f
 
@@ -167,11 +190,14 @@ def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, re
 
     fns = {}
     compile_s = {}
-    for mode in ("none", "jacobian", "jvp"):
+    step_flops = {}
+    for mode in collectors:
         fns[f"collect_{mode}"], compile_s[f"collect_{mode}"] = _common.compile_timed(
             collect(mode), env_state, jax.random.PRNGKey(1)
         )
-    for side in ("vanilla", "cse_jacobian", "cse_jvp"):
+        # XLA counts a scan body once: the scan's FLOPs are one step's (the solver's own loop also once)
+        step_flops[mode] = _common.program_flops(fns[f"collect_{mode}"])
+    for side in trainer_by_side:
         agent_state = state_by_side[side].agent
         fns[f"update_{side}"], compile_s[f"update_{side}"] = _common.compile_timed(
             updates(side), agent_state, jax.random.PRNGKey(2)
@@ -181,12 +207,15 @@ def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, re
         {k: (lambda k=k: _common.timed(fns[k], *args[k], jax.random.PRNGKey(3))[1]) for k in fns}, repeats
     )
     out = {k: {**_common.summary(v), "per_round_ms": 1000 * _common.median(v) / rounds} for k, v in times.items()}
-    out["collect_jacobian_over_none"] = _common.paired_ratio(times["collect_jacobian"], times["collect_none"])
-    out["collect_jvp_over_none"] = _common.paired_ratio(times["collect_jvp"], times["collect_none"])
-    out["update_cse_jvp_over_vanilla"] = _common.paired_ratio(times["update_cse_jvp"], times["update_vanilla"])
-    out["update_cse_jacobian_over_vanilla"] = _common.paired_ratio(
-        times["update_cse_jacobian"], times["update_vanilla"]
-    )
+    for mode in collectors:
+        median_s = _common.median(times[f"collect_{mode}"])
+        out[f"collect_{mode}"]["roofline_per_step"] = _common.roofline(step_flops[mode], median_s / rounds, peak)
+        if mode != "none":
+            out[f"collect_{mode}_over_none"] = _common.paired_ratio(times[f"collect_{mode}"], times["collect_none"])
+    out["auto_storage"] = cse_resolve_storage("auto", env)
+    for side in trainer_by_side:
+        if side != "vanilla" and "vanilla" in trainer_by_side:
+            out[f"update_{side}_over_vanilla"] = _common.paired_ratio(times[f"update_{side}"], times["update_vanilla"])
     out["compile_s"] = compile_s
     return out
 
@@ -215,6 +244,7 @@ def parse_args(argv=None):
     p.add_argument("--mjx-rounds", type=int, default=10, help="timed batched steps, MJX env (times --scale)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--components", type=int, default=1, help="1: also time collection and updates apart")
+    p.add_argument("--sides", default="vanilla,cse_jacobian,cse_jvp", help="trainers timed per row (of SIDES)")
     p.add_argument("--scale", type=int, default=1, help="multiplies num_envs, rounds and replay (16: GPU-sized)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(_common.RESULTS_DIR, "cse_overhead_cpu.json"))
@@ -237,7 +267,7 @@ def main(argv=None) -> dict:
         dims = parse_dims(args.mjx_dims if kind == "cheetah_velocity" else args.dims)
         for d in dims:
             name, env = make_env(kind, d)
-            sides = {k: ZsgjaxSide(name, env, s, args.seed, **v) for k, v in SIDES.items()}
+            sides = {k: ZsgjaxSide(name, env, s, args.seed, **SIDES[k]) for k in args.sides.split(",") if k}
             times = _common.alternate({k: z.measure for k, z in sides.items()}, args.repeats)
             row = {
                 "env": kind,
@@ -245,12 +275,14 @@ def main(argv=None) -> dict:
                 "context_names": list(env.context_space.names),
                 "settings": s,
                 "times": {k: {**_common.summary(v), "compile_s": sides[k].compile_s} for k, v in times.items()},
-                "ratio_jacobian": _common.paired_ratio(times["cse_jacobian"], times["vanilla"]),
-                "ratio_jvp": _common.paired_ratio(times["cse_jvp"], times["vanilla"]),
             }
+            for k in ("cse_jacobian", "cse_jvp"):
+                if k in times and "vanilla" in times:
+                    row["ratio_" + k[4:]] = _common.paired_ratio(times[k], times["vanilla"])
             target = 1.5 if kind == "cheetah_velocity" else 1.15
             row["target_jvp"] = target
-            row["target_jvp_met"] = row["ratio_jvp"]["median"] <= target
+            if "ratio_jvp" in row:
+                row["target_jvp_met"] = row["ratio_jvp"]["median"] <= target
             if args.components and d == dims[-1]:
                 row["components"] = component_times(
                     env,
@@ -258,12 +290,14 @@ def main(argv=None) -> dict:
                     {k: z.state for k, z in sides.items()},
                     s,
                     args.repeats,
+                    result["matmul_peak"]["gflops"],
+                    make_env(kind, d, solver_tangent="unrolled")[1] if kind == "cheetah_velocity" else None,
                 )
-            print(
-                f"[cse_overhead] {kind} d={d}: jacobian {row['ratio_jacobian']['median']:.3f}x, "
-                f"jvp {row['ratio_jvp']['median']:.3f}x (vanilla {_common.median(times['vanilla']):.3f}s)",
-                flush=True,
-            )
+            print(f"[cse_overhead] {kind} d={d}: " + ", ".join(
+                f"{k} {v['median']:.3f}x" for k, v in row.items() if k.startswith("ratio_")), flush=True)
+            for k, v in row.get("components", {}).items():
+                if k.endswith("_over_none"):
+                    print(f"[cse_overhead]   {k}: {v['median']:.3f}x", flush=True)
             result["rows"].append(row)
             _common.write_json(args.out, result)
     _common.write_json(args.out, result)

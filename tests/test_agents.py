@@ -287,3 +287,34 @@ def test_dqn_single_target_weighted_loss_and_dueling_head_by_hand():
     # max over the target's actions differs from the double-DQN choice here
     online_choice = q_np(state.params, b.next_obs).argmax(-1)
     assert np.any(next_t[np.arange(10), online_choice] != next_t.max(-1))
+
+
+def test_sac_flat_optimizer_equals_per_leaf_adam(sac):
+    """The networks' Adam on one flat vector (``optax.flatten``) gives the per-leaf Adam's numbers."""
+    import optax
+
+    class PerLeaf(SAC):
+        def _optimizers(self):
+            c = self.config
+            return optax.adam(c.actor_lr), optax.adam(c.critic_lr), optax.adam(c.alpha_lr)
+
+    config = dataclasses.replace(sac.config, normalize_obs=False)
+    sac = SAC(sac.obs_size, sac.action_size, sac.normalizer, config)
+    per_leaf = PerLeaf(sac.obs_size, sac.action_size, sac.normalizer, config)
+    b = batch(jax.random.PRNGKey(3), 16)
+    weight = jnp.ones((16,))
+
+    def three_updates(agent):
+        state, update = agent.init(jax.random.PRNGKey(4)), jax.jit(agent.update)
+        for k in jax.random.split(jax.random.PRNGKey(5), 3):
+            state, _ = update(state, b, weight, k)
+        return state
+
+    flat, ref = three_updates(sac), three_updates(per_leaf)
+    for name in ("actor_params", "critic_params", "target_critic_params", "log_alpha"):
+        for x, y in zip(jax.tree.leaves(getattr(flat, name)), jax.tree.leaves(getattr(ref, name))):
+            assert bool(jnp.all(jnp.isfinite(x))), name
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7, err_msg=name)
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b0: jnp.max(jnp.abs(a - b0)), flat.actor_params,
+                                         sac.init(jax.random.PRNGKey(4)).actor_params))
+    assert max(float(m) for m in moved) > 1e-4  # the updates did change the parameters

@@ -108,3 +108,25 @@ def test_seed_scaling_smoke(tmp_path):
     )
     rows = json.loads(out.read_text())["rows"]
     assert [r["seeds"] for r in rows] == [1, 2]
+
+
+def test_count_kernels_follows_control_flow_not_fusion_bodies():
+    from hlo_fusions import count_kernels
+
+    f = lambda x: jax.lax.fori_loop(0, 3, lambda i, y: jnp.tanh(y @ y) + 1.0, x)  # noqa: E731
+    text = jax.jit(f).lower(jnp.ones((8, 8))).compile().as_text()
+    counts = count_kernels(text)
+    assert counts["control"] >= 1 and counts["kernels"] >= 1
+    assert counts["kernels"] <= 12  # the loop body is counted once, fused computations not at all
+
+
+@pytest.mark.slow
+def test_gpu_suite_tiny_writes_every_result(tmp_path):
+    import gpu_suite
+
+    summary = gpu_suite.main(["--tiny", "--out-dir", str(tmp_path)])
+    assert set(summary) == {"sac_vs_brax", "seed_scaling", "cse_overhead"}
+    for name, part in summary.items():
+        result = json.loads(open(part["out"]).read())
+        assert result["benchmark"] == name
+        assert result["machine"]["backend"] == jax.default_backend() and result["matmul_peak"]["gflops"] > 0

@@ -111,3 +111,32 @@ def test_cse_ldr_one_file_method_trains():
     batch, _, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
     np.testing.assert_allclose(np.linalg.norm(batch.context - items.transition.context, axis=-1), 0.1, rtol=1e-4)
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
+
+
+def test_cse_auto_storage_resolves_per_environment():
+    from zsgjax.methods.cse import resolve_storage
+
+    analytic = make("pendulum_goal")  # a 4-d context that enters analytic dynamics: the Jacobian is cheap
+    reward_only = make("cheetah_velocity")  # the context (target velocity) only enters the reward
+    physical = make("cheetah_velocity", physical=("gravity", "mass_scale"))
+    assert physical.physical_context_dim == 2 and reward_only.physical_context_dim == 0
+    assert resolve_storage("auto", analytic) == "jacobian"
+    assert resolve_storage("auto", reward_only) == "jacobian"
+    assert resolve_storage("auto", physical) == "jvp"
+    for explicit in ("jacobian", "jvp"):
+        assert resolve_storage(explicit, physical) == explicit
+    with pytest.raises(ValueError, match="CSE: `storage` must be one of auto, jacobian, jvp; got 'hessian'"):
+        resolve_storage("hessian", physical)
+    with pytest.raises(ValueError, match="CSE: `storage` must be one of auto, jacobian, jvp; got 'hessian'"):
+        CSE(epsilon=0.1, mode="first_order", storage="hessian", ratio=1.0)
+    # what collect stores follows the resolution (shapes only: nothing is compiled)
+    method = CSE(epsilon=0.1, mode="first_order", storage="auto", ratio=1.0)
+    for env, stored in ((physical, "delta_c"), (analytic, None)):
+        state = env.init_env_state(jax.random.PRNGKey(0), env.context_space.default_array)
+        action = jax.numpy.zeros((env.action_size,))
+        _, extras = jax.eval_shape(lambda s, a, c, k, env=env: method.collect(env, s, a, c, k), state, action,
+                                   env.context_space.default_array, jax.random.PRNGKey(1))
+        if stored == "delta_c":
+            assert extras.delta_c.shape == (env.context_dim,) and extras.d_obs.shape == (env.state_obs_size,)
+        else:
+            assert extras.d_obs.shape == (env.state_obs_size, env.context_dim)

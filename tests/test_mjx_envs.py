@@ -105,6 +105,13 @@ def test_bad_construction_raises_clear_errors():
         make("ant_direction", physical=("gravity",), physical_ranges={"mass_scale": (0.5, 1.5)})
     with pytest.raises(ValueError, match="reset_noise_scale"):
         make("ant_direction", reset_noise_scale=-1.0)
+    with pytest.raises(ValueError, match="`solver_tangent` must be one of auto, implicit, unrolled; got 'adjoint'"):
+        make("cheetah_velocity", solver_tangent="adjoint")
+    # the ant's solver runs one Newton iteration: no converged solution to differentiate implicitly
+    with pytest.raises(ValueError, match="`solver_tangent='implicit'` is not supported.*1 iteration"):
+        make("ant_direction", solver_tangent="implicit")
+    assert make("ant_direction").solver_tangent == "unrolled"
+    assert make("cheetah_velocity").solver_tangent == "implicit"
     with pytest.raises(ValueError, match="AntDirection: `context` must be one of 'vector', 'angle', got 'polar'"):
         make("ant_direction", context="polar")
     with pytest.raises(ValueError, match="AntGoal: `reward` must be one of 'paper', 'zsgjax', got 'gym'"):

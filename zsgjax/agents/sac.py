@@ -93,8 +93,10 @@ class SAC:
         return -float(self.action_size) if te is None else float(te)
 
     def _optimizers(self):
+        """Adam for actor, critics, temperature; the networks' Adam runs on one flat vector
+        (``optax.flatten``: one fused kernel per optimiser instead of one per leaf, same numbers)."""
         c = self.config
-        return optax.adam(c.actor_lr), optax.adam(c.critic_lr), optax.adam(c.alpha_lr)
+        return optax.flatten(optax.adam(c.actor_lr)), optax.flatten(optax.adam(c.critic_lr)), optax.adam(c.alpha_lr)
 
     # ---------------------------------------------------------------- init
     def init(self, rng: jax.Array) -> SACState:

@@ -9,6 +9,13 @@ u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.cse`):
   Jacobian (``jax.jacfwd``, ``dim`` tangents), ``delta_c`` is redrawn at every replay;
 * ``mode="first_order"`` with ``storage="jvp"``: each step stores one directional
   derivative (``jax.jvp``) along a ``delta_c`` drawn at insertion;
+* ``mode="first_order"`` with ``storage="auto"`` (the default): ``jvp`` where the
+  context enters the physics (an environment whose ``physical_context_dim > 0``,
+  the MJX environments with physical features: there the Jacobian costs a tangent
+  pass through the physics per context dimension), ``jacobian`` elsewhere
+  (reward-only or analytic contexts and one-dimensional contexts, where the
+  Jacobian costs about what one ``jvp`` does and ``delta_c`` is redrawn at every
+  replay); :func:`resolve_storage`;
 * ``mode="exact"``: each step stores its pre-step physics state and the transition
   is recomputed at ``c + delta_c`` at replay (the paper's ``--cse 2``).
 
@@ -28,14 +35,30 @@ from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
 
 MODES = ("first_order", "exact")
-STORAGES = ("jacobian", "jvp")
+STORAGES = ("auto", "jacobian", "jvp")
+
+
+def resolve_storage(storage: str, env) -> str:
+    """The storage actually used for ``env``: ``storage`` itself unless it is ``"auto"``.
+
+    ``"auto"`` gives ``"jvp"`` when ``env.physical_context_dim`` (``0`` when the
+    attribute is missing) is positive and the context has more than one dimension,
+    else ``"jacobian"``.
+    """
+    if storage not in STORAGES:
+        raise ValueError(f"CSE: `storage` must be one of {', '.join(STORAGES)}; got {storage!r}")
+    if storage != "auto":
+        return storage
+    physical = int(getattr(env, "physical_context_dim", 0))
+    return "jvp" if physical > 0 and env.context_space.dim > 1 else "jacobian"
 
 
 @register
 @dataclasses.dataclass(frozen=True)
 class CSE(Method):
     """epsilon: step size (``> 0``); mode: ``first_order`` / ``exact``; storage:
-    ``jacobian`` / ``jvp`` (first order only); ratio: enhanced share of each batch in ``[0, 1]``."""
+    ``auto`` / ``jacobian`` / ``jvp`` (first order only; ``auto`` is resolved per
+    environment by :func:`resolve_storage`); ratio: enhanced share of each batch in ``[0, 1]``."""
 
     name = "cse"
     epsilon: float
@@ -67,7 +90,7 @@ class CSE(Method):
     def collect(self, env, env_state, action, context, rng):
         if self.mode == "exact":
             return env.env_step(env_state, action, context), env_state
-        if self.storage == "jacobian":
+        if resolve_storage(self.storage, env) == "jacobian":
             return cse.step_and_jacobian(env, env_state, action, context)
         delta_c = cse.draw_context_step(rng, context, env.context_space, self.epsilon)
         return cse.step_and_jvp(env, env_state, action, context, delta_c)
@@ -79,7 +102,7 @@ class CSE(Method):
         n = transition.reward.shape[0]
         keys = jax.random.split(rng, n)
         space = env.context_space
-        if self.mode == "first_order" and self.storage == "jvp":
+        if self.mode == "first_order" and resolve_storage(self.storage, env) == "jvp":
             return jax.vmap(cse.enhance_with_directional)(transition, items.extras)
         delta_c = jax.vmap(lambda k, c: cse.draw_context_step(k, c, space, self.epsilon))(keys, transition.context)
         if self.mode == "exact":

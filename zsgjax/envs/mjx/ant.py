@@ -129,6 +129,7 @@ class _Ant(MjxEnv):
         context: str = "vector",
         reward: str = "paper",
         include_cfrc_ext_in_observation: bool | None = None,
+        solver_tangent: str = "auto",
     ):
         name = type(self).__name__
         self.context_kind = _choice(context, CONTEXTS, "context", name)
@@ -145,7 +146,7 @@ class _Ant(MjxEnv):
         self.keeps_contact_forces = self.reward_kind == "paper" or self.include_cfrc_ext_in_observation
         self.reward_space = self.vector_space if context == "vector" else self.angle_space
         self.reward_eval_contexts = {f"angle={a:g}": self.context_at_angle(a) for a in self.eval_angles}
-        super().__init__(physical, physical_ranges, reset_noise_scale)
+        super().__init__(physical, physical_ranges, reset_noise_scale, solver_tangent=solver_tangent)
 
     # ------------------------------------------------------------ physics
     def load_mj_model(self) -> mujoco.MjModel:

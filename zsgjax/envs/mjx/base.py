@@ -46,7 +46,10 @@ from mujoco import mjx
 
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
+from zsgjax.envs.mjx import implicit
 from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, make_features
+
+SOLVER_TANGENTS = ("auto", "implicit", "unrolled")
 
 
 @struct.dataclass
@@ -87,10 +90,18 @@ class MjxEnv(ContextualEnv, abc.ABC):
         :mod:`zsgjax.envs.mjx.features`; e.g. ``("gravity", "mass_scale:torso")``).
       physical_ranges: optional ``{feature name: (low, high)}`` overriding ranges.
       reset_noise_scale: initial ``qpos`` noise ``U[-s, s]`` and ``qvel`` noise ``s N(0, 1)``.
+      solver_tangent: how forward-mode derivatives (``jax.jvp``/``jacfwd``, CSE's
+        context gradients) go through the constraint solver: ``"implicit"`` (the
+        implicit-function-theorem tangent of the converged solution,
+        :mod:`zsgjax.envs.mjx.implicit`; one linear solve instead of a tangent through
+        every solver iteration), ``"unrolled"`` (MJX's own step, differentiated
+        iteration by iteration) or ``"auto"`` (implicit where the model supports
+        it: Euler, more than one solver iteration). The primal step is the same.
 
     Raises:
       ValueError: unknown feature or body names (the message lists the accepted
-        ones), duplicate features, or a range that excludes the nominal value.
+        ones), duplicate features, a range that excludes the nominal value, an
+        unknown ``solver_tangent``, or ``"implicit"`` for a model that does not support it.
     """
 
     reward_space: ContextSpace
@@ -102,10 +113,17 @@ class MjxEnv(ContextualEnv, abc.ABC):
         physical: Sequence[str] = (),
         physical_ranges: Mapping[str, tuple[float, float]] | None = None,
         reset_noise_scale: float = 0.1,
+        solver_tangent: str = "auto",
     ):
         if not reset_noise_scale >= 0:
             raise ValueError(f"`reset_noise_scale` must be >= 0, got {reset_noise_scale}")
+        if solver_tangent not in SOLVER_TANGENTS:
+            raise ValueError(f"`solver_tangent` must be one of {', '.join(SOLVER_TANGENTS)}; got {solver_tangent!r}")
         self.mj_model = self.load_mj_model()
+        ok, why = implicit.supports(self.mj_model)
+        if solver_tangent == "implicit" and not ok:
+            raise ValueError(f"`solver_tangent='implicit'` is not supported by this model: {why}")
+        self.solver_tangent = "implicit" if solver_tangent == "implicit" or (solver_tangent == "auto" and ok) else "unrolled"
         self.model: mjx.Model = mjx.put_model(self.mj_model)
         self._data_template: mjx.Data = mjx.make_data(self.model)
         self.features: tuple[PhysicalFeature, ...] = make_features(self.mj_model, physical, physical_ranges)
@@ -147,6 +165,11 @@ class MjxEnv(ContextualEnv, abc.ABC):
         return self.n_frames * float(self.mj_model.opt.timestep)
 
     @property
+    def physical_context_dim(self) -> int:
+        """Number of context dimensions that enter the physics (the physical features)."""
+        return len(self.features)
+
+    @property
     def num_reward_context(self) -> int:
         return self.reward_space.dim
 
@@ -180,8 +203,10 @@ class MjxEnv(ContextualEnv, abc.ABC):
             qpos=state.qpos, qvel=state.qvel, qacc_warmstart=state.qacc_warmstart, ctrl=ctrl.astype(self.dtype)
         )
 
+        step = implicit.step if self.solver_tangent == "implicit" else mjx.step
+
         def substep(d, _):
-            return mjx.step(model, d), None
+            return step(model, d), None
 
         data, _ = jax.lax.scan(substep, data, None, length=self.n_frames)
         return data
