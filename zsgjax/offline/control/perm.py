@@ -1,0 +1,133 @@
+"""PERM with neural critics: one policy for n environments, per-environment pessimism.
+
+The practical (actor-critic) form of pessimistic empirical risk minimisation (arXiv
+2503.07988): one shared deterministic policy ``pi`` (:mod:`~zsgjax.offline.control.policy`;
+by default it does not see the context) and, for every environment i, an ensemble of M
+critics fitted to ``D_i`` alone by FQE of the current ``pi``
+(:mod:`~zsgjax.offline.control.critics`). Each iteration:
+
+1. ``critic_steps`` FQE updates of all n x M critics (one vmapped program);
+2. one Adam step of the policy on
+
+       L(pi) = -(1/n) sum_i mean_{s ~ D_i} Q_i^-(s, pi(s))                (bc_alpha None)
+       L(pi) = -(bc_alpha / mean|Q^-|) (1/n) sum_i mean Q_i^-(s, pi(s))
+               + (1/n) sum_i mean_{(s, a) ~ D_i} |pi(s) - a|^2              (TD3+BC's term)
+
+   with ``Q_i^- = mean_m Q_i^m - beta std_m Q_i^m`` (or ``min_m``).
+
+All iterations run in one ``lax.scan``; :func:`make_perm` returns the jittable
+``train(key, data) -> PERMResult`` (vmap it over seeds: keys ``(S,)`` and data with a
+leading ``S``). Run it on ``data.merge()`` for the merged-data ("average MDP") baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from zsgjax import checks
+from zsgjax.offline.control.configs import PERMConfig
+from zsgjax.offline.control.critics import CriticState, EnsembleFQE
+from zsgjax.offline.control.policy import Policy, make_policy
+from zsgjax.offline.control.transitions import Transitions, check_transitions
+
+
+@struct.dataclass
+class PERMResult:
+    """Output of PERM's ``train``.
+
+    policy_params: the trained policy's parameters (apply with :func:`policy_of`)
+    critics:       the final :class:`~zsgjax.offline.control.critics.CriticState` (leaves ``(n, M, ...)``)
+    trace:         per-iteration metrics, each ``(iterations,)``: ``objective`` (mean Q^-
+                   of the policy's actions on the actor batch), ``critic_loss``, ``bc_mse``
+    """
+
+    policy_params: Any
+    critics: CriticState
+    trace: dict
+
+
+def policy_of(config: PERMConfig, data: Transitions) -> Policy:
+    """The :class:`~zsgjax.offline.control.policy.Policy` that ``train`` fits on ``data``'s shapes."""
+    return make_policy(config.actor, data.obs.shape[2], data.contexts.shape[1], data.action.shape[2])
+
+
+def critics_of(config: PERMConfig, data: Transitions) -> EnsembleFQE:
+    return EnsembleFQE(config.critic, data.obs.shape[2], data.action.shape[2], config.actor.action_scale)
+
+
+def actor_loss(policy: Policy, critics: EnsembleFQE, bc_alpha, policy_params, critic_params, obs, action, contexts):
+    """PERM's policy loss on a batch ``obs/action (n, B, ...)``, ``contexts (n, k)``; ``(loss, aux)``."""
+    pi = jax.vmap(lambda o, c: policy.act(policy_params, o, c))(obs, contexts)  # (n, B, act)
+    q = jax.vmap(critics.pessimistic_env)(critic_params, obs, pi)  # (n, B)
+    objective = jnp.mean(q)
+    bc = jnp.mean(jnp.sum(jnp.square(pi - action), axis=-1))
+    if bc_alpha is None:
+        loss = -objective
+    else:
+        lam = bc_alpha / jax.lax.stop_gradient(jnp.maximum(jnp.mean(jnp.abs(q)), 1e-6))
+        loss = -lam * objective + bc
+    return loss, (objective, bc)
+
+
+def sample_states(key, data: Transitions, batch_size: int):
+    """``(obs, action)`` ``(n, batch_size, ...)``: a batch from every environment's own data."""
+    n, N = data.obs.shape[:2]
+    idx = jax.random.randint(key, (n, batch_size), 0, N)
+    take = jax.vmap(lambda x, i: x[i])
+    return take(data.obs, idx), take(data.action, idx)
+
+
+def make_perm(config: PERMConfig) -> Callable[[jax.Array, Transitions], PERMResult]:
+    """``train(key, data) -> PERMResult`` (jittable; the config is validated here).
+
+    ``data``: a :class:`Transitions` of n >= 1 environments (shapes are read at trace
+    time). Call :func:`check_transitions` on concrete data first (``run_perm`` does).
+    """
+    if not isinstance(config, PERMConfig):
+        raise ValueError(f"`config` must be a PERMConfig, got {type(config).__name__}")
+    config.validate()
+    ac = config.actor
+
+    def train(key: jax.Array, data: Transitions) -> PERMResult:
+        policy = policy_of(config, data)
+        critics = critics_of(config, data)
+        opt = optax.adam(ac.learning_rate)
+        k_pi, k_q, k_run = jax.random.split(key, 3)
+        policy_params = policy.init(k_pi)
+        critic_state = critics.init(k_q, data.obs.shape[0])
+
+        def iteration(carry, k):
+            pp, opt_state, cs = carry
+            k_c, k_a = jax.random.split(k)
+            next_action_fn = lambda o, c, _k: policy.act(pp, o, c)  # noqa: E731
+
+            def critic_step(st, kk):
+                st, m = critics.update(st, data, next_action_fn, kk)
+                return st, jnp.mean(m["loss"])
+
+            cs, closs = jax.lax.scan(critic_step, cs, jax.random.split(k_c, config.critic_steps))
+            obs, action = sample_states(k_a, data, ac.batch_size)
+            (_, (objective, bc)), g = jax.value_and_grad(
+                lambda p: actor_loss(policy, critics, ac.bc_alpha, p, cs.params, obs, action, data.contexts),
+                has_aux=True)(pp)
+            upd, opt_state = opt.update(g, opt_state, pp)
+            pp = optax.apply_updates(pp, upd)
+            return (pp, opt_state, cs), {"objective": objective, "critic_loss": jnp.mean(closs), "bc_mse": bc}
+
+        (pp, _, cs), trace = jax.lax.scan(iteration, (policy_params, opt.init(policy_params), critic_state),
+                                          jax.random.split(k_run, config.iterations))
+        return PERMResult(policy_params=pp, critics=cs, trace=trace)
+
+    return train
+
+
+def run_perm(key: jax.Array, data: Transitions, config: PERMConfig = PERMConfig()) -> PERMResult:
+    """Check the arguments, then ``jit(make_perm(config))(key, data)``."""
+    checks.prng_key(key, "run_perm: `key`")
+    check_transitions(data)
+    return jax.jit(make_perm(config))(key, data)
