@@ -95,3 +95,19 @@ def test_every_page_has_its_links():
             if not (page.parent / target.split("#")[0]).exists():
                 missing.append(f"{page.relative_to(ROOT)}: {target}")
     assert not missing, "broken links:\n" + "\n".join(missing)
+
+
+def test_package_is_typed():
+    assert (ROOT / "zsgjax" / "py.typed").exists()
+
+
+@pytest.mark.slow
+def test_api_reference_builds(tmp_path):
+    """``scripts/build_api_docs.py`` renders every public module from its docstrings."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_api_docs.py"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "index.html").exists()
+    for page in ("zsgjax.html", "zsgjax/train.html", "zsgjax/offline/control/perm.html", "zsgjax/adapters/gymnax.html"):
+        assert (tmp_path / page).stat().st_size > 1000, page
+    assert "make_train" in (tmp_path / "zsgjax" / "train.html").read_text()
