@@ -18,9 +18,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tyro
 
 from zsgjax import tabular as tb
+from zsgjax.cli import parse_dataclass
 from zsgjax.reporting.files import atomic_path, atomic_write
 from zsgjax.reporting.stats import loglog_slope
 from zsgjax.tabular import cliffwalking as cw
@@ -109,4 +109,4 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    main(parse_dataclass(Args, description=__doc__.split("\n\n")[0]))

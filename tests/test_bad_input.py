@@ -687,7 +687,9 @@ def test_cli_errors_found_while_running_are_one_line(capsys, tmp_path, monkeypat
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(cli.runner, "run", fail)
+    from zsgjax import runner
+
+    monkeypatch.setattr(runner, "run", fail)
     capsys.readouterr()
     try:
         result = cli.main(TINY_ARGS + ["--out", str(tmp_path / "run")])

@@ -92,6 +92,8 @@ def check_outputs(out, results, lines):
     np.testing.assert_allclose(loaded["cse"].returns, results["cse"].returns)
     assert loaded["cse"].returns.shape == (2, 11, 2)
     assert open(os.path.join(out, "generalization.png"), "rb").read(4) == b"\x89PNG"
+    assert open(os.path.join(out, "learning_curves.png"), "rb").read(4) == b"\x89PNG"
+    assert "learning_curves.png" in lines[-1]
     metrics = read_csv(os.path.join(out, "cse", "metrics.csv"))
     assert [(r["iteration"], r["seed"]) for r in metrics] == [(str(i), str(s)) for i in range(1, 5) for s in range(2)]
     assert {"env_steps", "episode_return", "episodes", "cse_invalid", "critic_loss"} <= set(metrics[0])
@@ -106,6 +108,8 @@ def check_outputs(out, results, lines):
         assert any(name.startswith("events.out.tfevents") for name in os.listdir(tensorboard))
     run = json.load(open(os.path.join(out, "run.json")))
     assert run["configs"]["cse"]["hidden_sizes"] == [16, 16] and run["num_seeds"] == 2
+    assert run["env_kwargs"] == {} and run["configs"]["cse"]["env_kwargs"] == {}
+    assert re.search(r"  ETA \d+(s|m\d\ds)$", progress[0]) and "ETA" not in progress[-1]
 
 
 def check_resume_equals_uninterrupted(out, results, copy):
@@ -161,12 +165,55 @@ def test_invalid_options(capsys, extra, message):
     assert re.search(message, err), err
 
 
-def test_module_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "zsgjax", "train", "--help"], capture_output=True, text=True,
-                          timeout=120)
+def test_module_entry_point_help_loads_no_jax_once_cached(tmp_path):
+    """``python -m zsgjax train --help``: the first call builds the option table from the live
+    classes and caches it; the next answers from the cache without importing jax, brax or
+    mujoco, with the same text. Nothing is printed on stderr (no Warp messages)."""
+    env = {**os.environ, "ZSGJAX_CACHE_DIR": str(tmp_path / "cache")}
+    cold = subprocess.run([sys.executable, "-m", "zsgjax", "train", "--help"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert cold.returncode == 0 and cold.stderr == "", cold.stderr
+    for option in ("--env", "--method", "--seeds", "--steps", "--out", "--resume", "--eval-episodes", "--cse-epsilon",
+                   "--physical", "--physical-range", "--env-option", "--wandb", "--no-compile-cache"):
+        assert option in cold.stdout
+    names = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert len(names) == 1 and names[0].startswith("cli-options-"), names
+    code = ("import sys, runpy\nsys.argv = ['zsgjax', 'train', '--help']\ntry:\n    runpy.run_module('zsgjax', "
+            "run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('jax', 'brax', 'mujoco', 'zsgjax.train') if m in sys.modules))")
+    warm = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert warm.returncode == 0 and warm.stderr == "", warm.stderr
+    help_text, loaded = warm.stdout.rsplit("LOADED", 1)
+    assert help_text == cold.stdout
+    assert loaded.strip() == "[]"
+
+
+def test_bad_options_are_one_line_with_a_hint(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--physicl", "gravity"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["zsgjax train: error: unrecognized arguments: --physicl gravity; did you mean "
+                                "--physical? (see 'zsgjax train --help')"]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--seeds", "many"])
+    assert capsys.readouterr().err.splitlines() == [
+        "zsgjax train: error: argument --seeds: invalid int value: 'many'; see 'zsgjax train --help'"]
+
+
+def test_importing_zsgjax_silences_only_the_warp_messages(tmp_path):
+    """With Warp unimportable (a stand-in ``warp`` package that raises), ``mujoco.mjx`` prints
+    "Failed to import warp" on import; after ``import zsgjax`` nothing is printed."""
+    fake = tmp_path / "warp"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('no warp in this test')\n")
+    code = ("import zsgjax, sys\nassert 'jax' not in sys.modules  # importing zsgjax is cheap\n"
+            "from mujoco import mjx\nprint('WARP_INSTALLED', mjx.warp.WARP_INSTALLED)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    for option in ("--env", "--method", "--seeds", "--steps", "--out", "--resume", "--eval-episodes", "--cse-epsilon"):
-        assert option in proc.stdout
+    # the stand-in made mjx's Warp import fail (the path that prints), and nothing was printed
+    assert proc.stdout == "WARP_INSTALLED False\n" and "warp" not in proc.stderr.lower(), (proc.stdout, proc.stderr)
 
 
 @pytest.mark.slow
@@ -199,7 +246,7 @@ def test_interrupt_is_one_line_and_exit_130(tmp_path):
     code = ("import zsgjax.cli as c, zsgjax.runner as r\n"
             "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
             "r.run = stop\n"
-            f"c.main({TINY + ['--out', str(tmp_path / 'x')]!r})\n")
+            f"c.main({TINY + ['--no-compile-cache', '--out', str(tmp_path / 'x')]!r})\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 130, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

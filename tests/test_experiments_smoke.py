@@ -31,7 +31,7 @@ def test_protocol_end_to_end(tmp_path):
                                 log=lines.append)
     assert any(line.startswith("[cse] iteration 4/4") for line in lines)  # the runner's progress lines
     files = sorted(os.listdir(tmp_path / "out"))
-    assert files == ["generalization.png", "results.csv", "results.json", "results.md"], files
+    assert files == ["generalization.png", "learning_curves.png", "results.csv", "results.json", "results.md"], files
     record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]
     assert record["seeds"] == 2 and record["steps_per_seed"] == 64
     assert set(record["timings"]) == {"vanilla", "cse"}
@@ -59,7 +59,19 @@ def test_protocol_end_to_end(tmp_path):
     returns = out["results"]["cse"].returns
     assert returns.shape == (2, 2 * 3 + 5, 2)  # seeds x (2 sweeps x 3 points + 5 named) x episodes
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "## Claims" in md and "generalization.png" in md
+    assert "## Claims" in md and "generalization.png" in md and "learning_curves.png" in md
+    assert record["env_kwargs"] == {}
+
+
+def test_scripts_take_the_environment_options_of_zsgjax_train():
+    """``--physical``/``--physical-range``/``--env-option`` reach every method's TrainConfig."""
+    args = common.parser(simple_direction.EXPERIMENT).parse_args(
+        ["--env-option", "integrator=gym", "--wandb", "--no-compile-cache"])
+    kwargs = common.cli.env_kwargs_from_args(args)
+    assert kwargs == {"integrator": "gym"} and common.cli.wandb_project(args) == "zsgjax" and not args.compile_cache
+    configs = common.configs_for(simple_direction.EXPERIMENT, TINY, 64, 0, kwargs)
+    assert {label: c.env_kwargs for label, c in configs.items()} == {m: {"integrator": "gym"}
+                                                                      for m in simple_direction.EXPERIMENT.methods}
 
 
 def test_bad_options_are_clear_errors():

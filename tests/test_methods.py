@@ -61,7 +61,7 @@ def test_method_errors():
 
 def test_methods_read_their_settings_from_the_config():
     c = TrainConfig(method="cse", cse_epsilon=0.05, cse_mode="exact", cse_ratio=0.5).resolve()
-    assert make_method(c) == CSE(epsilon=0.05, mode="exact", storage="jacobian", ratio=0.5)
+    assert make_method(c) == CSE(epsilon=0.05, mode="exact", storage="auto", ratio=0.5)
     assert make_method(dataclasses.replace(c, method="ldr", ldr_scale=0.3)) == LDR(scale=0.3)
     assert method_names()[:5] == ("vanilla", "cse", "ldr", "dr", "cse_ldr")
 
@@ -103,7 +103,7 @@ def test_cse_ldr_one_file_method_trains():
     trainer = make_train(TrainConfig(method="cse_ldr", ldr_scale=0.2, total_steps=80, num_envs=4,
                                      steps_per_iteration=40, learning_starts=40, buffer_size=200, batch_size=16,
                                      hidden_sizes=(8, 8)))
-    assert trainer.method == CSEWithLDR(epsilon=0.1, mode="first_order", storage="jacobian", ratio=1.0, scale=0.2)
+    assert trainer.method == CSEWithLDR(epsilon=0.1, mode="first_order", storage="auto", ratio=1.0, scale=0.2)
     state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     ctx = np.asarray(state.replay.experience.transition.context)[:80]
     assert np.std(ctx) > 0.05  # LDR episodes

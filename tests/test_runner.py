@@ -77,3 +77,71 @@ def test_checkpoints_of_an_older_config_format_are_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match=r"written by an older zsgjax \(config format 1; this version reads format "
                                          rf"{runner.CHECKPOINT_FORMAT}\) and cannot be resumed"):
         runner.open_checkpointer(trainer, str(tmp_path / "v"), spec)
+
+
+def test_progress_lines_carry_an_eta_until_the_last_chunk():
+    def report(iteration, eta_s):
+        return runner.ChunkReport(label="cse", iteration=iteration, total_iterations=20, env_steps=iteration * 1000,
+                                  total_env_steps=20_000, compile_s=0.0, run_s=1.0, steps_per_s=3000.0,
+                                  episode_return=1.5, metrics={}, eta_s=eta_s)
+
+    (line,) = runner.format_event(report(2, 65.4), 3)
+    assert line == ("[cse] iteration 2/20  steps 2,000/20,000  3,000 steps/s  return 1.50  ETA 1m05s")
+    assert runner.format_event(report(20, 0.0), 3)[0].endswith("return 1.50")
+    assert [runner.format_seconds(s) for s in (0.4, 42, 185, 7620)] == ["0s", "42s", "3m05s", "2h07m"]
+
+
+def test_chunk_program_donates_the_state():
+    """The chunk program reuses the state's buffers: the state passed in is deleted (that
+    the results are unchanged is the CLI test's resume-equals-uninterrupted check, which
+    runs these donated programs)."""
+    from _tiny import TINY_CHUNK_ITERATIONS, TINY_SEEDS
+
+    trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))  # the CLI test's program (compiled once)
+    keys = runner.seed_keys(trainer, TINY_SEEDS)
+    state = runner.compile_init(trainer, keys)(keys)
+    out, metrics = runner.compile_chunk(trainer, TINY_CHUNK_ITERATIONS, state)(state)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+    assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(out))
+    assert metrics["env_steps"].shape == (TINY_SEEDS, TINY_CHUNK_ITERATIONS)
+
+
+def test_learning_curve_reads_the_metrics_csv(tmp_path):
+    from zsgjax.reporting import plots
+    from zsgjax.reporting.metrics_log import MetricsLog, learning_curve
+
+    log = MetricsLog(str(tmp_path), tensorboard=False, start_iteration=0, start_step=0)
+    ret = np.array([[1.0, 2.0, 3.0], [5.0, 0.0, 7.0]])  # seed 1 finishes no episode in iteration 2
+    episodes = np.array([[2, 1, 1], [1, 0, 3]])
+    log.add(0, {"env_steps": np.array([[8, 16, 24]] * 2), "episode_return": ret, "episodes": episodes,
+                "critic_loss": np.ones((2, 3))})
+    log.close()
+    steps, returns = learning_curve(str(tmp_path / "metrics.csv"))
+    np.testing.assert_array_equal(steps, [8, 16, 24])
+    np.testing.assert_array_equal(returns, [[1.0, 2.0, 3.0], [5.0, np.nan, 7.0]])
+    path = plots.plot_learning_curves({"cse": (steps, returns)}, tmp_path / "curves.png")
+    assert open(path, "rb").read(4) == b"\x89PNG"
+    with pytest.raises(ValueError, match="needs env_steps \\(n,\\) and returns \\(S, n\\)"):
+        plots.plot_learning_curves({"cse": (steps, returns[:, :2])}, tmp_path / "bad.png")
+
+
+@pytest.mark.slow  # ~15 s wall: wandb starts its service process
+def test_wandb_offline_run_logs_the_means_over_seeds(tmp_path, monkeypatch):
+    """``RunSpec.wandb_project`` with ``WANDB_MODE=offline``: a local W&B run under the
+    method's directory with no network, logging the mean over seeds at x = env_steps."""
+    pytest.importorskip("wandb")
+    from zsgjax.reporting.metrics_log import MetricsLog
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    log = MetricsLog(str(tmp_path), tensorboard=False, start_iteration=0, start_step=0,
+                     wandb={"project": "zsgjax-test", "name": "t", "config": {"env": "simple_direction"}})
+    run, logged = log.wandb_run, []
+    real_log = run.log
+    monkeypatch.setattr(run, "log", lambda data, step: (logged.append((step, data)), real_log(data, step=step)))
+    log.add(0, {"env_steps": np.array([[8, 16]] * 2), "episode_return": np.array([[1.0, 2.0], [3.0, 6.0]]),
+                "episodes": np.ones((2, 2), np.int32)})
+    assert logged == [(8, {"episode_return": 2.0, "episodes": 1.0}), (16, {"episode_return": 4.0, "episodes": 1.0})]
+    assert run.offline and run.step == 16
+    log.close()
+    files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "wandb") for f in fs if f.endswith(".wandb")]
+    assert len(files) == 1 and b"episode_return" in open(files[0], "rb").read()

@@ -2,10 +2,11 @@
 
 ``zsgjax train`` trains one or several methods on one environment with the run
 driver (:mod:`zsgjax.runner`: every seed of a method in **one** jitted ``vmap``
-program run in chunks, a checkpoint, metrics CSV and TensorBoard scalars after each
-chunk), prints a progress line per chunk, evaluates each method zero-shot on the
-environment's context grid and prints and writes the generalization table with
-the plot. This module only parses options and prints: the work is the runner's.
+program run in chunks, a checkpoint, metrics CSV and TensorBoard (optionally
+W&B) scalars after each chunk), prints a progress line per chunk, evaluates each
+method zero-shot on the environment's context grid and prints and writes the
+generalization table with the plots. This module only parses options and prints:
+the work is the runner's.
 
 Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
 
@@ -13,43 +14,44 @@ Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
     <method>/metrics.csv        one row per (iteration, seed)
     <method>/checkpoints/<it>/  orbax checkpoints (last --keep), <it> = iterations done
     <method>/tensorboard/       TensorBoard events (mean over seeds)
+    <method>/wandb/             the W&B run (with --wandb)
     generalization.txt          the printed table (named contexts + sweep means)
     generalization.csv / .json  every grid point (JSON holds the raw returns)
     generalization.png          return vs context per swept dimension
+    learning_curves.png         training return vs environment steps per method
 
 ``--resume`` continues every method from its latest checkpoint in ``--out`` (a
 finished method is only re-evaluated); the result equals an uninterrupted run.
 
 Every ``TrainConfig`` hyper-parameter is an option (``--cse-epsilon 0.05``,
 ``--hidden-sizes 64 64``, ``--no-normalize-obs`` ...); unset ones keep the
-environment's defaults. Bad options exit with status 2 and a message naming the
-option and what it accepts.
+environment's defaults. The environment's constructor options are
+``--physical``, ``--physical-range`` and ``--env-option`` (``TrainConfig.env_kwargs``).
+Bad options exit with status 2 and one line naming the option and what it accepts.
+
+Start-up: importing this module imports no JAX, brax or MuJoCo module. The option
+table (the ``TrainConfig`` fields, environment and method names) is built from the
+live classes once and kept in the user cache (:func:`cache_dir`), keyed by a hash
+of zsgjax's sources, so ``--help`` and usage errors answer without loading JAX.
+JAX's persistent compilation cache is on by default (:func:`configure_compile_cache`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import difflib
+import hashlib
 import json
 import os
 import re
 import sys
 import tempfile
 import time
-import types
-import typing
 from typing import Any, Mapping, Sequence
 
-from zsgjax import runner
-from zsgjax import train as train_lib
-from zsgjax.configs import field_check
-from zsgjax.envs import make as make_env
-from zsgjax.evaluate import make_grid
-from zsgjax.envs import registered_names
-from zsgjax.methods import method_names
-from zsgjax.reporting import plots, tables
-from zsgjax.reporting.files import atomic_write
-from zsgjax.reporting.metrics_log import read_metrics_csv
+import zsgjax
 
 # The README's main job: ``zsgjax train`` with no arguments.
 DEFAULT_ENV = "simple_direction"
@@ -57,91 +59,366 @@ DEFAULT_METHODS = ("vanilla", "cse")
 
 # TrainConfig fields with their own option names; the rest are generated.
 _OWN_FIELDS = {"env": "--env", "method": "--method", "total_steps": "--steps", "num_envs": "--num-envs",
-               "seed": "--seed"}
-_RUN_FLAGS = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(runner.RunSpec)}
+               "seed": "--seed", "env_kwargs": "--physical/--physical-range/--env-option"}
+# environment constructor options with their own flags (the rest: --env-option KEY=VALUE)
+_ENV_FLAGS = {"physical": "--physical", "physical_ranges": "--physical-range"}
+SPEC_VERSION = 1  # of the cached option table's layout
 
 
-# ---------------------------------------------------------------------- parser
-def _add_config_options(group: argparse._ArgumentGroup) -> None:
-    """One option per TrainConfig hyper-parameter, typed from its annotation."""
+# ---------------------------------------------------------------- caches
+def cache_dir() -> str:
+    """zsgjax's user cache: ``$ZSGJAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/zsgjax``, else ``~/.cache/zsgjax``."""
+    if os.environ.get("ZSGJAX_CACHE_DIR"):
+        return os.environ["ZSGJAX_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "zsgjax")
+
+
+def compile_cache_dir() -> str:
+    """Where the CLI and the scripts keep JAX's persistent compilation cache:
+    ``$ZSGJAX_COMPILE_CACHE``, else ``<cache_dir()>/jax``."""
+    return os.environ.get("ZSGJAX_COMPILE_CACHE") or os.path.join(cache_dir(), "jax")
+
+
+def configure_compile_cache(enabled: bool = True) -> str | None:
+    """Turn on JAX's persistent compilation cache (a repeated run loads its programs
+    instead of compiling them); returns the directory in use, ``None`` when off.
+
+    A cache directory set already (``JAX_COMPILATION_CACHE_DIR``, or by the caller,
+    e.g. the test suite's ``conftest.py``) is kept as it is. ``enabled=False``
+    (``--no-compile-cache``) changes nothing. Call it before the first compilation.
+    """
+    import jax
+
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return current
+    if not enabled:
+        return None
+    path = compile_cache_dir()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None  # an unwritable cache is not an error: programs are compiled as without one
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
+def _sources_fingerprint() -> str:
+    """A hash of the zsgjax version, the Python version and every zsgjax source file."""
+    h = hashlib.sha256(f"{SPEC_VERSION} {zsgjax.__version__} {sys.version}".encode())
+    root = os.path.dirname(os.path.abspath(zsgjax.__file__))
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                h.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()[:20]
+
+
+# ---------------------------------------------------------- option table
+def option_spec() -> dict[str, Any]:
+    """The ``zsgjax train`` option table, as JSON-able data, from the live classes
+    (``TrainConfig``, ``RunSpec``, the environment and method registries)."""
+    import typing
+    import types as pytypes
+
+    from zsgjax import runner
+    from zsgjax import train as train_lib
+    from zsgjax.configs import field_check
+    from zsgjax.envs import registered_names
+    from zsgjax.methods import method_names
+
     hints = typing.get_type_hints(train_lib.TrainConfig)
+    hyper = []
     for field in dataclasses.fields(train_lib.TrainConfig):
         if field.name in _OWN_FIELDS:
             continue
         tp = hints[field.name]
-        if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if typing.get_origin(tp) in (typing.Union, pytypes.UnionType):
             (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        flag = "--" + field.name.replace("_", "-")
         if field.default is not None:
             shown = repr(field.default)
         elif field.name == "steps_per_iteration":
             shown = "derived from the other options"
         else:
             shown = f"{train_lib.base_value(field.name)!r} unless the environment's preset sets its own"
-        kwargs: dict[str, Any] = dict(dest=field.name, default=None, help=f"TrainConfig.{field.name} (default: {shown})")
         check = field_check(train_lib.TrainConfig, field.name)
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(tp, "ints" if typing.get_origin(tp) is tuple
+                                                                         else None)
+        if kind is None:
+            raise TypeError(f"zsgjax.cli: no option type for TrainConfig.{field.name}: {tp}")
+        hyper.append({"dest": field.name, "flag": "--" + field.name.replace("_", "-"), "kind": kind,
+                      "choices": list(check._choices()) if check is not None and check.choices is not None else None,
+                      "help": f"TrainConfig.{field.name} (default: {shown})"})
+    spec = runner.RunSpec()
+    return {
+        "version": SPEC_VERSION,
+        "envs": list(registered_names()),
+        "methods": list(method_names()),
+        "run": {f.name: getattr(spec, f.name) for f in dataclasses.fields(runner.RunSpec)},
+        "run_flags": {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(runner.RunSpec)},
+        "train": {"seed": train_lib.TrainConfig.seed, "total_steps": train_lib.TrainConfig.total_steps,
+                  "num_envs": train_lib.TrainConfig.num_envs},
+        "hyper": hyper,
+    }
+
+
+def cached_option_spec() -> dict[str, Any]:
+    """:func:`option_spec`, read from the user cache when it was built from these sources.
+
+    With JAX already imported (a library user, the tests) the live table costs
+    nothing more and is used directly; otherwise a cache miss builds it (importing
+    zsgjax.train once) and writes ``<cache_dir()>/cli-options-<hash>.json`` (removing
+    the tables of other sources).
+    """
+    if "jax" in sys.modules:
+        return option_spec()
+    path = os.path.join(cache_dir(), f"cli-options-{_sources_fingerprint()}.json")
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+        if isinstance(spec, dict) and spec.get("version") == SPEC_VERSION:
+            return spec
+    except (OSError, ValueError):
+        pass
+    spec = option_spec()
+    try:
+        from zsgjax.reporting.files import atomic_write
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, json.dumps(spec, indent=1) + "\n")
+        for name in os.listdir(os.path.dirname(path)):  # tables of older sources are never read again
+            if name.startswith("cli-options-") and name.endswith(".json") and name != os.path.basename(path):
+                os.remove(os.path.join(os.path.dirname(path), name))
+    except OSError:
+        pass  # no writable cache: the next call builds the table again
+    return spec
+
+
+# ---------------------------------------------------------------- parser
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with one-line errors: ``<prog>: error: <message>; <hint>`` and exit status 2.
+
+    The hint names the closest option for a misspelt one and points to ``--help``
+    (instead of argparse's usage block).
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        hint = f"see '{self.prog} --help'"
+        unknown = re.match(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            flags = [s for a in self._actions for s in a.option_strings]
+            for word in unknown.group(1).split():
+                if word.startswith("-"):
+                    close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.75)
+                    if close:
+                        hint = f"did you mean {close[0]}? ({hint})"
+                        break
+        self.exit(2, f"{self.prog}: error: {message}; {hint}\n")
+
+
+def parse_dataclass(cls: type, argv: Sequence[str] | None = None, *, description: str | None = None,
+                    prog: str | None = None) -> Any:
+    """An instance of the dataclass ``cls`` from the command line: one ``--field-name`` option per field.
+
+    What the scripts use for their settings (``scripts/cebe_cliffwalking.py``,
+    ``scripts/offline/*.py``). Field types: ``int``, ``float``, ``str``, ``bool``
+    (``--x`` / ``--no-x``) and ``tuple[int, ...]`` / ``tuple[float, ...]`` /
+    ``tuple[str, ...]`` (``--x 1 2 3``); defaults are the dataclass's. Errors are one
+    line (:class:`ArgumentParser`).
+    """
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    parser = ArgumentParser(prog=prog, description=description)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        kwargs: dict[str, Any] = dict(dest=f.name, default=default, help=f"(default: {default!r})")
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(tp) is tuple:
+            (item, *_rest) = typing.get_args(tp)
+            kwargs.update(nargs="+", type=item, metavar=item.__name__.upper())
+        elif tp in (int, float, str):
+            kwargs.update(type=tp, metavar=tp.__name__.upper())
+        else:
+            raise TypeError(f"parse_dataclass: no option type for {cls.__name__}.{f.name}: {tp}")
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+    ns = parser.parse_args(argv)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(ns).items()})
+
+
+def _literal(text: str) -> Any:
+    """An ``--env-option`` value: a Python/JSON literal (``0.1``, ``True``, ``[1, 2]``, ``null``) or else the string."""
+    aliases = {"true": True, "false": False, "null": None, "none": None}
+    if text.lower() in aliases:
+        return aliases[text.lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a constructor argument name, got '{text}'")
+    return key.strip(), _literal(value.strip())
+
+
+def _named_range(text: str) -> tuple[str, tuple[float, float]]:
+    name, sep, value = text.partition("=")
+    parts = value.split(",")
+    try:
+        if not sep or not name or len(parts) != 2:
+            raise ValueError
+        low, high = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=LOW,HIGH (e.g. gravity=6,12), got '{text}'") from None
+    return name, (low, high)
+
+
+def add_env_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The environment's constructor options (``TrainConfig.env_kwargs``): ``--physical``,
+    ``--physical-range``, ``--env-option``; read them back with :func:`env_kwargs_from_args`."""
+    parser.add_argument("--physical", nargs="+", default=None, metavar="FEATURE",
+                        help="MJX envs: physical context features, e.g. gravity mass_scale:torso friction_scale "
+                        "actuator_gain damping_scale (env option 'physical')")
+    parser.add_argument("--physical-range", nargs="+", default=None, type=_named_range, metavar="NAME=LOW,HIGH",
+                        help="range of a physical feature, e.g. gravity=6,12 (env option 'physical_ranges')")
+    parser.add_argument("--env-option", nargs="+", default=None, type=_key_value, metavar="KEY=VALUE",
+                        help="any other constructor option of the environment, e.g. integrator=gym (pendulum_goal), "
+                        "context=angle reward=brax (ants), reset_noise_scale=0.05; VALUE is read as a Python literal "
+                        "when it is one, else as a string")
+
+
+def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig.env_kwargs`` of :func:`add_env_options`; ``ValueError`` naming the option given twice."""
+    kwargs: dict[str, Any] = {}
+    for key, value in args.env_option or ():
+        if key in kwargs:
+            raise ValueError(f"--env-option: '{key}' is given twice")
+        if key in _ENV_FLAGS:
+            raise ValueError(f"--env-option: give '{key}' with {_ENV_FLAGS[key]}")
+        kwargs[key] = value
+    if args.physical:
+        kwargs["physical"] = tuple(args.physical)
+    if args.physical_range:
+        ranges: dict[str, tuple[float, float]] = {}
+        for name, value in args.physical_range:
+            if name in ranges:
+                raise ValueError(f"--physical-range: '{name}' is given twice")
+            ranges[name] = value
+        kwargs["physical_ranges"] = ranges
+    return kwargs
+
+
+def _add_hyper_options(group: argparse._ArgumentGroup, hyper: Sequence[Mapping[str, Any]]) -> None:
+    """One option per TrainConfig hyper-parameter, from the option table."""
+    types_ = {"int": int, "float": float, "str": str}
+    for o in hyper:
+        kwargs: dict[str, Any] = dict(dest=o["dest"], default=None, help=o["help"])
+        if o["kind"] == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif o["kind"] == "ints":
             kwargs.update(nargs="+", type=int, metavar="N")
         else:
-            kwargs["type"] = tp
-            if check is not None and check.choices is not None:
-                kwargs["choices"] = check._choices()
+            kwargs["type"] = types_[o["kind"]]
+            if o["choices"] is not None:
+                kwargs["choices"] = o["choices"]
             else:
-                kwargs["metavar"] = tp.__name__.upper()
-        group.add_argument(flag, **kwargs)
+                kwargs["metavar"] = o["kind"].upper()
+        group.add_argument(o["flag"], **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zsgjax", description="Zero-shot context generalization in RL, in JAX.")
+def build_parser(spec: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The ``zsgjax`` parser; ``spec``: an option table (default :func:`cached_option_spec`)."""
+    spec = cached_option_spec() if spec is None else spec
+    run_defaults, train_defaults = spec["run"], spec["train"]
+    parser = ArgumentParser(prog="zsgjax", description="Zero-shot context generalization in RL, in JAX.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "train",
         help="train methods on an environment, evaluate them zero-shot, print the generalization table",
         description="Train one or several methods (all seeds of a method in one jitted vmap program), "
-        "then evaluate every seed over the context grid and write table, CSV/JSON and plot.",
+        "then evaluate every seed over the context grid and write table, CSV/JSON and plots.",
     )
-    defaults = runner.RunSpec()
     run = p.add_argument_group("run")
-    run.add_argument("--env", default=DEFAULT_ENV, help=f"environment, one of: {', '.join(registered_names())} (default: %(default)s)")
+    run.add_argument("--env", default=DEFAULT_ENV, help=f"environment, one of: {', '.join(spec['envs'])} "
+                     "(default: %(default)s)")
     run.add_argument("--method", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
-                     help=f"one or several of: {', '.join(method_names())} (default: {' '.join(DEFAULT_METHODS)})")
-    run.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds, vmapped in one program (default: %(default)s)")
-    run.add_argument("--seed", type=int, default=train_lib.TrainConfig.seed,
+                     help=f"one or several of: {', '.join(spec['methods'])} (default: {' '.join(DEFAULT_METHODS)})")
+    run.add_argument("--seeds", type=int, default=run_defaults["seeds"],
+                     help="number of seeds, vmapped in one program (default: %(default)s)")
+    run.add_argument("--seed", type=int, default=train_defaults["seed"],
                      help="base seed; seed k uses split(PRNGKey(seed), seeds)[k] (default: %(default)s)")
-    run.add_argument("--steps", type=int, default=train_lib.TrainConfig.total_steps,
+    run.add_argument("--steps", type=int, default=train_defaults["total_steps"],
                      help="environment steps per seed, all parallel environments together (default: %(default)s)")
-    run.add_argument("--num-envs", type=int, default=train_lib.TrainConfig.num_envs,
+    run.add_argument("--num-envs", type=int, default=train_defaults["num_envs"],
                      help="parallel environments per seed (default: %(default)s)")
     run.add_argument("--out", default=None, help="output directory (default: runs/<env>-<UTC time>)")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    run.add_argument("--chunks", type=int, default=defaults.chunks,
+    run.add_argument("--chunks", type=int, default=run_defaults["chunks"],
                      help="training runs in this many jitted chunks: a progress line and a checkpoint after each "
                      "(default: %(default)s)")
-    run.add_argument("--keep", type=int, default=defaults.keep, help="checkpoints kept per method (default: %(default)s)")
-    run.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=defaults.tensorboard,
-                     help="write TensorBoard events when tensorboardX is installed (default: on)")
+    run.add_argument("--keep", type=int, default=run_defaults["keep"],
+                     help="checkpoints kept per method (default: %(default)s)")
+    add_run_logging_options(run, tensorboard_default=run_defaults["tensorboard"])
+    add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs)"))
     evg = p.add_argument_group("evaluation")
-    evg.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes,
+    evg.add_argument("--eval-episodes", type=int, default=run_defaults["eval_episodes"],
                      help="episodes per context and seed (default: %(default)s)")
-    evg.add_argument("--sweep-points", type=int, default=defaults.sweep_points,
+    evg.add_argument("--sweep-points", type=int, default=run_defaults["sweep_points"],
                      help="points per swept context dimension, >= 2 (default: %(default)s)")
-    _add_config_options(p.add_argument_group("hyper-parameters (TrainConfig)"))
-    p.set_defaults(handler=_train_command, subparser=p)
+    _add_hyper_options(p.add_argument_group("hyper-parameters (TrainConfig)"), spec["hyper"])
+    p.set_defaults(handler=_train_command, subparser=p, run_flags=spec["run_flags"])
+    parser.subcommands = {"train": p}  # the subcommands' parsers, for scripts that extend one
     return parser
 
 
-def _flag_message(message: str) -> str:
+def add_run_logging_options(group, tensorboard_default: bool | None = True) -> None:
+    """``--[no-]tensorboard`` (unless ``tensorboard_default`` is None), ``--wandb``, ``--wandb-project``,
+    ``--no-compile-cache``: shared by ``zsgjax train`` and the experiment scripts."""
+    if tensorboard_default is not None:
+        group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=tensorboard_default,
+                           help="write TensorBoard events when tensorboardX is installed (default: on)")
+    group.add_argument("--wandb", action="store_true",
+                       help="also log the metrics to Weights & Biases (one W&B run per method; WANDB_MODE=offline "
+                       "for no network)")
+    group.add_argument("--wandb-project", default=None, metavar="NAME",
+                       help="W&B project (implies --wandb; default: zsgjax)")
+    group.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                       help="do not use JAX's persistent compilation cache (default: on, in $ZSGJAX_COMPILE_CACHE or "
+                       "~/.cache/zsgjax/jax)")
+
+
+def wandb_project(args: argparse.Namespace) -> str | None:
+    """The W&B project of ``--wandb`` / ``--wandb-project`` (``None``: no W&B)."""
+    if args.wandb_project is not None:
+        return args.wandb_project
+    return "zsgjax" if args.wandb else None
+
+
+def _flag_message(message: str, run_flags: Mapping[str, str] | None = None) -> str:
     """``TrainConfig.total_steps must ...`` -> ``--steps must ...`` (the option the user typed)."""
 
     def flag(m: re.Match) -> str:
         owner, name = m.group(1), m.group(2)
         if owner == "RunSpec":
-            return _RUN_FLAGS.get(name, name)
+            return (run_flags or {}).get(name, "--" + name.replace("_", "-"))
         return _OWN_FIELDS.get(name, "--" + name.replace("_", "-"))
 
+    def env_flag(m: re.Match) -> str:
+        return f"environment option {m.group(1)} ({_ENV_FLAGS.get(m.group(1), '--env-option ' + m.group(1))})"
+
     message = message.replace(" (or None for the preset)", "")
+    message = re.sub(r"\benvironment option (\w+)", env_flag, message)
+    message = message.replace("TrainConfig.env_kwargs", "environment options (--physical/--physical-range/--env-option)")
     return re.sub(r"\b(TrainConfig|RunSpec)\.(\w+)", flag, message)
 
 
@@ -151,8 +428,8 @@ class TrainCommand:
     """A validated ``zsgjax train`` invocation: one trainer per method, the run spec, the output directory."""
 
     env: str
-    trainers: Mapping[str, train_lib.Trainer]
-    spec: runner.RunSpec
+    trainers: Mapping[str, Any]  # {method: zsgjax.train.Trainer}
+    spec: Any  # zsgjax.runner.RunSpec
     out: str
 
 
@@ -161,10 +438,15 @@ def command_from_args(args: argparse.Namespace) -> TrainCommand:
     try:
         return _command_from_args(args)
     except ValueError as e:
-        raise ValueError(_flag_message(str(e))) from e
+        raise ValueError(_flag_message(str(e), getattr(args, "run_flags", None))) from e
 
 
 def _command_from_args(args: argparse.Namespace) -> TrainCommand:
+    from zsgjax import runner
+    from zsgjax import train as train_lib
+    from zsgjax.envs import registered_names
+    from zsgjax.methods import method_names
+
     if args.env not in registered_names():
         raise ValueError(f"--env: unknown environment '{args.env}'; choose one of: {', '.join(registered_names())}")
     methods = tuple(dict.fromkeys(args.method))
@@ -172,18 +454,15 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     if unknown:
         raise ValueError(f"--method: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(method_names())}")
     spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, keep=args.keep, eval_episodes=args.eval_episodes,
-                          sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume).validate()
+                          sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
+                          wandb_project=wandb_project(args)).validate()
     hyper = {f.name: getattr(args, f.name) for f in dataclasses.fields(train_lib.TrainConfig)
              if f.name not in _OWN_FIELDS and getattr(args, f.name) is not None}
-    env = make_env(args.env)
-    trainers = {
-        m: train_lib.make_train(  # validates: ValueError naming the field and its range
-            train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
-                                  seed=args.seed, **hyper),
-            env=env,
-        )
-        for m in methods
-    }
+    configs = {m: train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
+                                        seed=args.seed, env_kwargs=env_kwargs_from_args(args), **hyper)
+               for m in methods}
+    env = next(iter(configs.values())).validate().make_env()  # one instance shared by every method
+    trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}  # validates each config
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
@@ -193,7 +472,8 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     return TrainCommand(env=args.env, trainers=trainers, spec=spec, out=out)
 
 
-OUTPUT_FILES = ("run.json", "generalization.txt", "generalization.csv", "generalization.json", "generalization.png")
+OUTPUT_FILES = ("run.json", "generalization.txt", "generalization.csv", "generalization.json", "generalization.png",
+                "learning_curves.png")
 
 
 def check_output_directory(out: str, labels: Sequence[str] | None = None) -> None:
@@ -239,6 +519,9 @@ def check_resumable_metrics(command: TrainCommand) -> None:
     ``ValueError`` naming ``--resume`` and the damaged file (see
     :func:`zsgjax.reporting.metrics_log.read_metrics_csv`); a missing file is fine.
     """
+    from zsgjax import runner
+    from zsgjax.reporting.metrics_log import read_metrics_csv
+
     if not command.spec.resume:
         return
     for label, trainer in command.trainers.items():
@@ -263,14 +546,23 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
+def _json_form(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
 def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, Any]]:
     """The finished results already in ``--out`` that this run keeps: ``({method: EvalResult}, run_info)``.
 
     A finished result is never overwritten: a method that ``--out`` already holds a
     result of is an error unless ``--resume`` is given (then it is re-evaluated from
     its checkpoints); the others are merged into the new table. ``ValueError`` when the
-    stored results are of another environment or grid (``--env``, ``--sweep-points``).
+    stored results are of another environment, other environment options or
+    another grid (``--env``, ``--physical`` ..., ``--sweep-points``).
     """
+    from zsgjax import runner
+    from zsgjax.evaluate import make_grid
+    from zsgjax.reporting import tables
+
     path = os.path.join(command.out, "generalization.json")
     if not os.path.exists(path):
         return {}, {}
@@ -284,7 +576,13 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
     if clash and not command.spec.resume:
         raise ValueError(f"--out '{command.out}' already holds a finished result of {', '.join(clash)}; "
                          "pass --resume to re-evaluate it from its checkpoints or choose another --out")
-    grid = make_grid(next(iter(command.trainers.values())).env, command.spec.sweep_points)
+    first = next(iter(command.trainers.values()))
+    now = _json_form(first.config.env_kwargs)
+    for m in stored:
+        config = info.get("configs", {}).get(m, {})
+        runner.check_env_options(config.get("env_kwargs", {}), now, f"the finished result of {m} in --out "
+                                 f"'{command.out}'")
+    grid = make_grid(first.env, command.spec.sweep_points)
     for m, r in stored.items():
         if r.grid.labels != grid.labels:
             raise ValueError(f"--out '{command.out}' holds '{m}' evaluated on another context grid; use the same "
@@ -293,13 +591,35 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
     return keep, info
 
 
-def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
+def write_learning_curves(out: str, labels: Sequence[str], path: str, title: str) -> str | None:
+    """Plot ``<out>/<label>/metrics.csv`` of every label that has one as learning curves at ``path``.
+
+    Returns the path, or ``None`` when no label has a metrics file with a finished episode.
+    """
+    from zsgjax.reporting import plots
+    from zsgjax.reporting.metrics_log import learning_curve
+
+    curves = {}
+    for label in labels:
+        csv_path = os.path.join(out, label, "metrics.csv")
+        if os.path.exists(csv_path):
+            curves[label] = learning_curve(csv_path)
+    if not curves:
+        return None
+    return plots.plot_learning_curves(curves, path, title=title)
+
+
+def run_train(command: TrainCommand, log=_print) -> dict[str, Any]:
     """Train, evaluate and write every output of a ``zsgjax train`` run; returns ``{method: MethodRun}``.
 
     Finished results of other methods already in ``--out`` are kept and merged into
     the table. On divergence (:class:`zsgjax.runner.Diverged`) the results of the
     methods finished so far are still written, then the error is raised.
     """
+    from zsgjax import runner
+    from zsgjax.reporting import plots, tables
+    from zsgjax.reporting.files import atomic_write
+
     spec, out = command.spec, command.out
     first = next(iter(command.trainers.values()))
     kept, kept_info = previous_results(command)
@@ -307,6 +627,7 @@ def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
     configs = {m: dataclasses.asdict(t.config) for m, t in command.trainers.items()}
     run_info = {
         "env": command.env,
+        "env_kwargs": _json_form(first.config.env_kwargs),
         "methods": list(kept) + list(command.trainers),
         "num_seeds": spec.seeds,
         "eval_episodes": spec.eval_episodes,
@@ -314,11 +635,12 @@ def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
         "configs": {**{m: c for m, c in kept_info.get("configs", {}).items() if m in kept}, **configs},
     }
     atomic_write(os.path.join(out, "run.json"), json.dumps(run_info, indent=1) + "\n")
-    log(f"zsgjax train: env={command.env} methods={','.join(command.trainers)} seeds={spec.seeds} "
+    options = "".join(f" {k}={v}" for k, v in run_info["env_kwargs"].items())
+    log(f"zsgjax train: env={command.env}{options} methods={','.join(command.trainers)} seeds={spec.seeds} "
         f"steps={first.config.total_steps:,} out={out}" + (f" (keeping finished {', '.join(kept)})" if kept else ""))
     t_start = time.perf_counter()
 
-    def on_event(event: runner.Event) -> None:
+    def on_event(event) -> None:
         for line in runner.format_event(event, spec.seeds):
             log(line)
 
@@ -343,21 +665,27 @@ def run_train(command: TrainCommand, log=_print) -> dict[str, runner.MethodRun]:
         tables.write_json(results, os.path.join(out, "generalization.json"),
                           extra={**run_info, "methods": list(results)})
         plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
+        curves = write_learning_curves(out, list(results), os.path.join(out, "learning_curves.png"),
+                                       f"{command.env}: training return")
         log("\n" + text)
-        log(f"wrote {out}/generalization.{{txt,csv,json,png}} in {time.perf_counter() - t_start:.0f} s total")
+        also = " and learning_curves.png" if curves else ""
+        log(f"wrote {out}/generalization.{{txt,csv,json,png}}{also} in {time.perf_counter() - t_start:.0f} s total")
     if diverged is not None:
         raise diverged
     return runs
 
 
 def _train_command(args: argparse.Namespace) -> int:
+    from zsgjax import runner
+
+    configure_compile_cache(args.compile_cache)
     try:
         command = command_from_args(args)
         runner.preflight(command.trainers, command.out, command.spec)
         previous_results(command)
         check_resumable_metrics(command)
     except ValueError as e:
-        args.subparser.error(_flag_message(str(e)))
+        args.subparser.error(_flag_message(str(e), args.run_flags))
     try:
         run_train(command)
     except runner.Diverged as e:
@@ -365,7 +693,7 @@ def _train_command(args: argparse.Namespace) -> int:
               "--out with other options (for example a smaller learning rate)", flush=True)
         return 1
     except ValueError as e:  # bad input found only once running (e.g. a file changed meanwhile): one line, no traceback
-        args.subparser.error(_flag_message(str(e)))
+        args.subparser.error(_flag_message(str(e), args.run_flags))
     except OSError as e:
         print(f"zsgjax train: error: cannot write the results under --out '{command.out}': {e}", file=sys.stderr,
               flush=True)
@@ -376,7 +704,9 @@ def _train_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``zsgjax`` and ``python -m zsgjax``; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser: its name and options in the message
+        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except KeyboardInterrupt:

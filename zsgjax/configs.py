@@ -152,8 +152,8 @@ def param(
         metadata[_LIKE] = (like, opt)
     else:
         metadata[_CHECK] = Check(optional=opt, **check)
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("param: mutable defaults are not allowed; use a tuple")
+    if isinstance(default, (list, dict, set)) and not isinstance(default, FrozenMap):
+        raise TypeError("param: mutable defaults are not allowed; use a tuple (or a FrozenMap)")
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -196,3 +196,60 @@ def default_of(cls: type, name: str) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
     raise ValueError(f"{cls.__name__}.{name} has no default")
+
+
+# ------------------------------------------------------------ frozen options
+class FrozenMap(dict):
+    """A read-only, hashable ``dict`` (keys sorted) for mapping-valued config fields.
+
+    A ``dict`` subclass, so it is written as a JSON object and compares equal to the
+    plain ``dict`` read back from JSON; every mutating method raises ``TypeError``.
+    Build it with :func:`freeze`, which also freezes the values.
+    """
+
+    def __init__(self, *args, **kwargs):
+        items = dict(*args, **kwargs)
+        super().__init__(sorted(items.items(), key=lambda kv: str(kv[0])))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(self.items()))
+
+    def __repr__(self) -> str:
+        return f"{{{', '.join(f'{k!r}: {v!r}' for k, v in self.items())}}}"
+
+    def _readonly(self, *args, **kwargs):
+        raise TypeError("FrozenMap is read-only; build a new one with zsgjax.configs.freeze")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _readonly  # type: ignore
+
+    def __reduce__(self):
+        return FrozenMap, (dict(self),)
+
+
+OPTION_VALUE = "a string, number, bool, None, or a list/tuple/mapping of those"
+
+
+def freeze(value: Any, name: str = "value") -> Any:
+    """``value`` made hashable: mappings become :class:`FrozenMap` (string keys), lists
+    and tuples become tuples, recursively; scalars (str, bool, int, float, None) stay.
+
+    ``ValueError`` naming ``name`` for anything else (a jax/NumPy array, an object):
+    config options must be plain data, written as JSON and compared on resume.
+    """
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise ValueError(f"{name} keys must be strings, got {k!r}")
+        return FrozenMap({k: freeze(v, f"{name}[{k!r}]") for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v, f"{name}[{i}]") for i, v in enumerate(value))
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(float(value)):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return float(value)
+    extra = " (pass a Python number or a list)" if _is_jax_array(value) or hasattr(value, "shape") else ""
+    raise ValueError(f"{name} must be {OPTION_VALUE}; got {type(value).__name__} {value!r}{extra}")

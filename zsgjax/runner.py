@@ -38,7 +38,8 @@ from zsgjax.train import Trainer
 
 # Version of the config record stored with every checkpoint. Bump it when the
 # shape of TrainConfig changes, so that older checkpoints fail with a clear message.
-CHECKPOINT_FORMAT = 2
+# 3: TrainConfig.env_kwargs (the environment's constructor options).
+CHECKPOINT_FORMAT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,10 @@ class RunSpec:
     kept per label; eval_episodes: episodes per context and seed; sweep_points:
     points per swept context dimension; tensorboard: also write TensorBoard events
     (when ``tensorboardX`` is installed); resume: continue existing checkpoints
-    (without it, existing checkpoints are an error).
+    (without it, existing checkpoints are an error); wandb_project: also log the
+    metrics to this Weights & Biases project (one W&B run per label; ``None``: off;
+    ``WANDB_MODE=offline`` logs to local files with no network; wandb is imported
+    only when this is set).
     """
 
     seeds: int = param(3, kind=int, low=1)
@@ -60,9 +64,13 @@ class RunSpec:
     sweep_points: int = param(9, kind=int, low=2)
     tensorboard: bool = param(True, kind=bool)
     resume: bool = param(False, kind=bool)
+    wandb_project: str | None = param(None, kind=str)
 
     def validate(self) -> "RunSpec":
-        return validate(self)
+        validate(self)
+        if self.wandb_project is not None and not self.wandb_project.strip():
+            raise ValueError("RunSpec.wandb_project must be a non-empty W&B project name or None (off); got ''")
+        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,11 +88,15 @@ class ChunkReport:
 
     iteration / total_iterations: iterations done after the chunk / in all;
     env_steps / total_env_steps: the same in environment steps per seed;
-    compile_s: seconds spent compiling the chunk's program (0 when reused);
+    compile_s: seconds spent compiling the chunk's program (0 when reused; the
+    first chunk's includes compiling the seeds' initialisation);
     run_s: seconds in the compiled program; steps_per_s: environment steps per
     second over all seeds; episode_return: mean over seeds of the mean return of
     the episodes that ended in the chunk (NaN when none did); metrics: name ->
-    ``(S, n)`` per-iteration metrics of the chunk's ``n`` iterations.
+    ``(S, n)`` per-iteration metrics of the chunk's ``n`` iterations; eta_s: the
+    estimated seconds until the label's training ends (the remaining iterations
+    at the mean wall time per iteration of this session's chunks, compilation
+    excluded; 0 after the last chunk).
     """
 
     label: str
@@ -97,6 +109,7 @@ class ChunkReport:
     steps_per_s: float
     episode_return: float
     metrics: Mapping[str, np.ndarray]
+    eta_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,13 +171,24 @@ def format_event(event: Event, seeds: int) -> list[str]:
         return [f"[{event.label}] warning: {event.message}"]
     lines = []
     if event.compile_s > 0:
-        lines.append(f"[{event.label}] compiled a chunk for {seeds} seeds in {event.compile_s:.1f} s")
+        lines.append(f"[{event.label}] compiled the training programs for {seeds} seeds in {event.compile_s:.1f} s")
     ret = f"{event.episode_return:.2f}" if np.isfinite(event.episode_return) else "n/a (no episode ended yet)"
+    eta = f"  ETA {format_seconds(event.eta_s)}" if event.iteration < event.total_iterations else ""
     lines.append(
         f"[{event.label}] iteration {event.iteration}/{event.total_iterations}  "
-        f"steps {event.env_steps:,}/{event.total_env_steps:,}  {event.steps_per_s:,.0f} steps/s  return {ret}"
+        f"steps {event.env_steps:,}/{event.total_env_steps:,}  {event.steps_per_s:,.0f} steps/s  return {ret}{eta}"
     )
     return lines
+
+
+def format_seconds(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h07m``: a duration for progress lines."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -197,11 +221,26 @@ def open_checkpointer(trainer: Trainer, directory: str, spec: RunSpec) -> Checkp
                 f"{stored.get('format', 1)}; this version reads format {CHECKPOINT_FORMAT}) and cannot be resumed; "
                 "start a new run in another output directory"
             )
+        check_env_options(stored.get("env_kwargs", {}), checkpointer.config.get("env_kwargs", {}),
+                          f"checkpoint {latest} in '{checkpointer.directory}'")
         checkpointer.verify_config(latest)
     except ValueError:
         checkpointer.close()
         raise
     return checkpointer
+
+
+def check_env_options(stored: Mapping[str, Any], now: Mapping[str, Any], where: str) -> None:
+    """``ValueError`` naming every environment option (``TrainConfig.env_kwargs`` entry) that
+    differs between a stored record (JSON) and the current config."""
+    stored, now = dict(stored or {}), dict(now or {})
+    if stored == now:
+        return
+    missing = "<not given>"
+    diff = [f"environment option {k}: there={stored.get(k, missing)!r} vs now={now.get(k, missing)!r}"
+            for k in sorted(set(stored) | set(now)) if stored.get(k, missing) != now.get(k, missing)]
+    raise ValueError(f"{where} was trained with other environment options ({'; '.join(diff)}); give the same "
+                     "environment options (TrainConfig.env_kwargs) or use another output directory")
 
 
 def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec) -> None:
@@ -254,7 +293,10 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     label = label or trainer.config.method
     emit = on_event or (lambda event: None)
     t_start = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init))(seed_keys(trainer, spec.seeds))
+    t0 = time.perf_counter()
+    keys = seed_keys(trainer, spec.seeds)
+    state = compile_init(trainer, keys)(keys)
+    pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
     checkpointer = open_checkpointer(trainer, directory, spec)
     total = trainer.num_iterations
     resumed = None
@@ -270,28 +312,38 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     size = max(1, -(-total // spec.chunks))  # iterations per chunk
     programs: dict[int, Any] = {}
     chunks: list[ChunkReport] = []
-    metrics_log = MetricsLog(directory, spec.tensorboard, done, done * spi)
+    try:
+        metrics_log = MetricsLog(directory, spec.tensorboard, done, done * spi,
+                                 wandb=wandb_settings(spec, label, trainer) if spec.wandb_project else None)
+    except BaseException:
+        checkpointer.close()
+        raise
+    first_done, busy_s = done, 0.0  # wall time of this session's chunks without compilation, for the ETA
     try:
         while done < total:
             n = min(size, total - done)
-            compile_s = 0.0
+            t_chunk = time.perf_counter()
+            compile_s, pending_compile_s = pending_compile_s, 0.0
             if n not in programs:
                 t0 = time.perf_counter()
-                programs[n] = jax.jit(lambda s, n=n: trainer.run_seeds(s, n)).lower(state).compile()
-                compile_s = time.perf_counter() - t0
+                programs[n] = compile_chunk(trainer, n, state)
+                compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
+            # The chunk program donates `state`: its buffers are reused for the new state,
+            # so the old `state` is never read again (it is rebound here at once).
             state, metrics = programs[n](state)
             metrics = jax.tree.map(np.asarray, metrics)
             run_s = time.perf_counter() - t0
             metrics_log.add(done, metrics)
             check_finite(label, trainer, state, metrics, done)
             done += n
-            checkpointer.save(done, state)
+            checkpointer.save(done, state)  # synchronous: done reading `state` before the next chunk donates it
+            busy_s += time.perf_counter() - t_chunk - compile_s
             report = ChunkReport(
                 label=label, iteration=done, total_iterations=total, env_steps=done * spi,
                 total_env_steps=total * spi, compile_s=compile_s, run_s=run_s,
                 steps_per_s=spec.seeds * n * spi / max(run_s, 1e-9), episode_return=chunk_return(metrics),
-                metrics=metrics,
+                metrics=metrics, eta_s=(total - done) * busy_s / (done - first_done),
             )
             chunks.append(report)
             emit(report)
@@ -300,6 +352,50 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
         checkpointer.close()
     jax.block_until_ready(state)
     return state, TrainReport(label, resumed, tuple(chunks), time.perf_counter() - t_start)
+
+
+# XLA's LLVM optimisation level for the runner's programs on a CPU (unless XLA_FLAGS sets
+# one): the initialisation runs once (level 0 compiles it in a third of the time), and
+# the training chunk's time is in matmuls that XLA hands to its library kernels either
+# way (level 1 compiled it 20-40% faster, within 1-4% of the steps/s of XLA's default;
+# docs/cli.md, "Compile time"). The test suite sets level 0 in XLA_FLAGS, which wins.
+CPU_OPTIMIZATION_LEVEL = {"init": 0, "chunk": 1}
+
+
+def compiler_options(program: str) -> dict[str, Any] | None:
+    """The XLA compile options of the runner's ``program`` (``"init"`` or ``"chunk"``):
+    :data:`CPU_OPTIMIZATION_LEVEL` on a CPU backend, none elsewhere or when
+    ``XLA_FLAGS`` names ``--xla_backend_optimization_level`` itself."""
+    if jax.default_backend() != "cpu" or "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    return {"xla_backend_optimization_level": CPU_OPTIMIZATION_LEVEL[program]}
+
+
+def compile_init(trainer: Trainer, keys: jax.Array):
+    """The compiled ``vmap(trainer.init)`` for seed keys like ``keys (S, 2)``."""
+    return jax.jit(jax.vmap(trainer.init)).lower(keys).compile(compiler_options("init"))
+
+
+def compile_chunk(trainer: Trainer, num_iterations: int, state: Any):
+    """The compiled :func:`chunk_program` for states like ``state`` (donates its argument)."""
+    return chunk_program(trainer, num_iterations).lower(state).compile(compiler_options("chunk"))
+
+
+def chunk_program(trainer: Trainer, num_iterations: int):
+    """``jax.jit`` of ``trainer.run_seeds(state, num_iterations)`` with the state donated.
+
+    Donation lets XLA write the new training state (replay buffer included) into the
+    buffers of the old one instead of allocating a second copy; the caller must not
+    read the state it passed in after the call.
+    """
+    return jax.jit(lambda s: trainer.run_seeds(s, num_iterations), donate_argnums=0)
+
+
+def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any]:
+    """The ``wandb.init`` arguments of one label's W&B run (project, name, config)."""
+    c = trainer.config
+    return {"project": spec.wandb_project, "name": f"{c.env}-{label}", "group": c.env,
+            "config": {**dataclasses.asdict(c), "label": label, "num_seeds": spec.seeds}}
 
 
 def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int) -> EvalResult:

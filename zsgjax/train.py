@@ -42,7 +42,7 @@ from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
 from zsgjax.checks import INT32_MAX
-from zsgjax.configs import default_of, field_meta, param, validate
+from zsgjax.configs import FrozenMap, default_of, field_meta, freeze, param, validate
 from zsgjax.envs import make as make_env
 from zsgjax.envs import registered_names
 from zsgjax.envs.base import ContextualEnv
@@ -86,6 +86,15 @@ class TrainConfig:
     metrics (one metrics row per iteration); ``None`` gives ``min(total_steps,
     1000)`` rounded down to a multiple of ``num_envs``. Every field states its range
     once; :meth:`validate` checks them all.
+
+    ``env_kwargs`` are the environment's constructor options, ``make(env,
+    **env_kwargs)`` (:meth:`make_env`), e.g. ``{"physical": ("gravity",
+    "mass_scale:torso"), "physical_ranges": {"gravity": (6.0, 12.0)}}`` for an MJX
+    environment or ``{"integrator": "gym"}`` for pendulum_goal. Any mapping is
+    accepted and stored frozen (a hashable, sorted :class:`~zsgjax.configs.FrozenMap`
+    whose lists are tuples), so the config stays hashable and is written as JSON in
+    ``run.json`` and every checkpoint; an option the constructor does not take is an
+    error naming the ones it does.
     """
 
     env: str = param("simple_direction", kind=str, choices=registered_names)
@@ -93,10 +102,12 @@ class TrainConfig:
     total_steps: int = param(20_000, kind=int, low=1)
     num_envs: int = param(8, kind=int, low=1)
     seed: int = param(0, kind=int, low=0)
+    # constructor options of the environment: make(env, **env_kwargs) (e.g. physical=("gravity",))
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default=FrozenMap(), metadata={"base": FrozenMap()})
     # method hyper-parameters (read by the method's ``from_config``)
     cse_epsilon: float = param(0.1, low=0.0, low_open=True)
     cse_mode: str = param("first_order", kind=str, choices=CSE_MODES)
-    cse_storage: str = param("jacobian", kind=str, choices=CSE_STORAGES)
+    cse_storage: str = param("auto", kind=str, choices=CSE_STORAGES)
     cse_ratio: float = param(1.0, low=0.0, high=1.0)
     ldr_scale: float = param(0.1, low=0.0, low_open=True)
     # loop
@@ -133,6 +144,24 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.hidden_sizes, list):  # lists from JSON or argparse; the config must stay hashable
             object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if isinstance(self.env_kwargs, Mapping) and not isinstance(self.env_kwargs, FrozenMap):
+            try:  # a plain dict (from code or JSON): frozen; anything unfreezable is reported by validate()
+                object.__setattr__(self, "env_kwargs", freeze(self.env_kwargs))
+            except ValueError:
+                pass
+
+    def make_env(self) -> ContextualEnv:
+        """The environment of this config: ``make(env, **env_kwargs)``.
+
+        ``ValueError`` naming ``TrainConfig.env_kwargs`` when the constructor rejects
+        an option (an unknown name is listed with the accepted ones).
+        """
+        try:
+            return make_env(self.env, **self.env_kwargs)
+        except (ValueError, TypeError) as e:
+            if not self.env_kwargs or not isinstance(self.env_kwargs, Mapping):
+                raise
+            raise ValueError(f"TrainConfig.env_kwargs {dict(self.env_kwargs)!r} of env '{self.env}': {e}") from None
 
     def resolve(self, env: ContextualEnv | None = None) -> "TrainConfig":
         """A copy with every ``None`` replaced by its preset (see the class docstring).
@@ -140,7 +169,7 @@ class TrainConfig:
         ``env``: the environment instance (its action type picks the agent whose
         defaults apply); default ``make(self.env)``.
         """
-        kind = agent_kind(make_env(self.env) if env is None else env)
+        kind = agent_kind(self.make_env() if env is None else env)
         preset = env_preset(self.env)
         updates: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -163,6 +192,10 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad field and its accepted range; returns ``self``."""
         validate(self)
+        if not isinstance(self.env_kwargs, Mapping):
+            raise ValueError(f"TrainConfig.env_kwargs must be a mapping of environment constructor options "
+                             f"(name -> value); got {self.env_kwargs!r}")
+        freeze(self.env_kwargs, "TrainConfig.env_kwargs")  # ValueError naming the bad entry
         if self.steps_per_iteration is not None and self.steps_per_iteration % self.num_envs:
             raise ValueError(
                 f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}; "
@@ -433,8 +466,9 @@ def make_agent(env: ContextualEnv, config: TrainConfig) -> Agent:
 def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Method | None = None) -> Trainer:
     """Validate and resolve ``config`` and build its :class:`Trainer`.
 
-    ``env`` overrides ``make(config.env)`` (e.g. an environment built with custom
-    constructor arguments); ``method`` overrides ``make_method(config)`` (a method
+    ``env`` overrides ``config.make_env()`` (``make(config.env, **config.env_kwargs)``;
+    e.g. an environment instance shared by several trainers, built once from the
+    same config, or one a registry name cannot describe); ``method`` overrides ``make_method(config)`` (a method
     instance with settings ``TrainConfig`` has no field for; its ``name`` must be
     ``config.method``).
     """
@@ -445,7 +479,7 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
     if method is not None and not isinstance(method, Method):
         raise ValueError(f"make_train: `method` must be a zsgjax.methods.Method, got {type(method).__name__}")
     config = config.validate()
-    env = make_env(config.env) if env is None else env
+    env = config.make_env() if env is None else env
     config = config.resolve(env).validate()
     if method is None:
         method = make_method(config)

@@ -13,9 +13,17 @@ handed to :func:`main`. The protocol, for every method (or variant):
    the others at default, plus the environment's named evaluation contexts), with the
    same episode starts for every method (:func:`zsgjax.runner.evaluate`);
 3. write to ``--out`` (default: the git-ignored ``runs/experiments/<env>-<scale>``; the
-   committed results under ``docs/experiments`` change only with ``--out docs/...``): ``generalization.png`` (``plot_sweeps``), ``results.md`` (settings,
-   claims, the summary and the full table), ``results.csv`` (every grid point) and
+   committed results under ``docs/experiments`` change only with ``--out docs/...``):
+   ``generalization.png`` (``plot_sweeps``), ``learning_curves.png`` (training return
+   vs environment steps, from the metrics CSVs), ``results.md`` (settings, claims,
+   the summary and the full table), ``results.csv`` (every grid point) and
    ``results.json`` (raw returns, settings, wall times, claims).
+
+The environment's constructor options (``TrainConfig.env_kwargs``) are the same
+flags as ``zsgjax train``'s: ``--physical``, ``--physical-range``, ``--env-option``
+(e.g. ``cheetah_velocity.py --physical gravity --physical-range gravity=6,12``);
+``--wandb`` logs to Weights & Biases; JAX's persistent compilation cache is on
+unless ``--no-compile-cache``.
 
 The claims checked are the paper's: CSE beats vanilla away from the training
 context; CSE is comparable to LDR; and, where an experiment names a ``focus`` (the
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -36,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from zsgjax import runner
+from zsgjax import cli, runner
 from zsgjax.reporting import machine, plots, tables
 from zsgjax.reporting.files import atomic_write
 from zsgjax.reporting.results import ContextGrid, EvalResult
@@ -99,14 +108,16 @@ PAPER_LOOP = dict(num_envs=8, grad_updates_per_step=1)
 
 
 # ----------------------------------------------------------------- training
-def configs_for(exp: Experiment, scale: Scale, steps: int, seed: int) -> dict[str, TrainConfig]:
-    """``{label: TrainConfig}`` of every method of ``exp`` at ``scale``."""
+def configs_for(exp: Experiment, scale: Scale, steps: int, seed: int,
+                env_kwargs: Mapping[str, Any] | None = None) -> dict[str, TrainConfig]:
+    """``{label: TrainConfig}`` of every method of ``exp`` at ``scale``; ``env_kwargs``: the
+    environment's constructor options (``TrainConfig.env_kwargs``), shared by every method."""
     out = {}
     for label in exp.methods:
         extra = dict(exp.method_config.get(label, {}))
         method = extra.pop("method", label)
         out[label] = TrainConfig(env=exp.env, method=method, total_steps=steps, seed=seed,
-                                 **{**dict(scale.config), **extra})
+                                 env_kwargs=dict(env_kwargs or {}), **{**dict(scale.config), **extra})
     return out
 
 
@@ -119,6 +130,7 @@ def run_variants(
     eval_episodes: int = 10,
     sweep_points: int = 9,
     chunks: int = 1,
+    wandb_project: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, EvalResult], dict[str, dict[str, float]]]:
     """Train (one jit(vmap) over seeds per label) and evaluate every config on the env's grid.
@@ -127,10 +139,18 @@ def run_variants(
     from the run driver's reports (:class:`zsgjax.runner.MethodRun`): ``train_s`` the
     wall time of training (compilation, initialisation and checkpoints included),
     ``compile_s`` the compile time, ``program_s`` the time in the compiled chunks.
+    Configs with equal ``env``/``env_kwargs`` share one environment instance.
     """
-    trainers = {label: make_train(cfg) for label, cfg in configs.items()}
+    envs: dict[Any, Any] = {}
+    trainers = {}
+    for label, cfg in configs.items():
+        key = (cfg.env, cfg.env_kwargs)
+        if key not in envs:
+            envs[key] = cfg.validate().make_env()
+        trainers[label] = make_train(cfg, env=envs[key])
     spec = runner.RunSpec(seeds=num_seeds, chunks=chunks, keep=1, eval_episodes=eval_episodes,
-                          sweep_points=sweep_points, tensorboard=False, resume=resume)
+                          sweep_points=sweep_points, tensorboard=False, resume=resume,
+                          wandb_project=wandb_project)
 
     def on_event(event: runner.Event) -> None:
         for line in runner.format_event(event, num_seeds):
@@ -213,10 +233,14 @@ def _timings_markdown(timings: Mapping[str, Mapping[str, float]]) -> str:
 
 
 def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, info: Mapping[str, Any],
-                  claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]]) -> str:
-    """Write ``generalization.png`` and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
+                  claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]],
+                  work: str | None = None) -> str:
+    """Write ``generalization.png``, ``learning_curves.png`` (from ``<work>/<label>/metrics.csv``,
+    when ``work`` is given) and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
     plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
+    curves = work is not None and cli.write_learning_curves(work, list(results), os.path.join(out, "learning_curves.png"),
+                                                            f"{info.get('env', '')}: training return")
     tables.write_csv(results, os.path.join(out, "results.csv"))
     tables.write_json(results, os.path.join(out, "results.json"),
                   extra={**info, "timings": timings, "claims": claims})
@@ -236,6 +260,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
         "## Wall time\n\n" + _timings_markdown(timings),
         "## Every grid point\n\n```\n" + tables.format_table(results, detail=True) + "\n```",
         f"![{title}](generalization.png)",
+        *(["![learning curves](learning_curves.png)"] if curves else []),
     ]) + "\n"
     atomic_write(os.path.join(out, "results.md"), md)
     return md
@@ -244,8 +269,13 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
 # --------------------------------------------------------------------- main
 def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = None, steps: int | None = None,
                    methods: Sequence[str] | None = None, out: str | None = None, work: str | None = None,
-                   resume: bool = False, seed: int = 0, command: str = "", log=print) -> dict[str, Any]:
-    """Run the whole protocol for ``exp``; returns ``{"results", "claims", "timings", "out"}``."""
+                   resume: bool = False, seed: int = 0, command: str = "", env_kwargs: Mapping[str, Any] | None = None,
+                   wandb_project: str | None = None, log=print) -> dict[str, Any]:
+    """Run the whole protocol for ``exp``; returns ``{"results", "claims", "timings", "out"}``.
+
+    ``env_kwargs``: the environment's constructor options (``TrainConfig.env_kwargs``);
+    ``wandb_project``: also log to this W&B project.
+    """
     sc = exp.scale(scale)
     if methods:
         unknown = [m for m in methods if m not in exp.methods]
@@ -257,33 +287,35 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime())
     out = out or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "results")
     work = work or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "checkpoints")
-    configs = configs_for(exp, sc, total, seed)
-    log(f"{exp.env} ({scale} scale): methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per seed; "
-        f"out {out}; checkpoints {work}")
+    configs = configs_for(exp, sc, total, seed, env_kwargs)
+    options = "".join(f"; {k}={v}" for k, v in dict(env_kwargs or {}).items())
+    log(f"{exp.env} ({scale} scale){options}: methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per "
+        f"seed; out {out}; checkpoints {work}")
     t0 = time.perf_counter()
     results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
                                     eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
-                                    chunks=sc.chunks, log=log)
+                                    chunks=sc.chunks, wandb_project=wandb_project, log=log)
     first = make_train(next(iter(configs.values())))
     env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
     claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
     default = ", ".join(f"{v:g}" for v in env.context_space.default)
     info = {
-        "env": exp.env, "scale": scale, "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
+        "env": exp.env, "env_kwargs": json.loads(json.dumps(first.config.env_kwargs)), "scale": scale,
+        "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
         "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "training_context": f"({default})",
         "wall_s": round(time.perf_counter() - t0, 1), "machine": machine.machine_description(),
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
     title = f"{exp.env}: zero-shot return, {scale} scale ({total:,} steps x {num_seeds} seeds)"
-    md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings)
+    md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work)
     log(md.split("## Wall time")[0])
-    log(f"wrote {out}/generalization.png, results.md/.csv/.json in {info['wall_s']:.0f} s")
+    log(f"wrote {out}/generalization.png, learning_curves.png, results.md/.csv/.json in {info['wall_s']:.0f} s")
     return {"results": results, "claims": claims, "timings": timings, "out": out}
 
 
 def parser(exp: Experiment, description: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description or f"The CSE paper's experiment on {exp.env}: train "
+    p = cli.ArgumentParser(description=description or f"The CSE paper's experiment on {exp.env}: train "
                                 f"{', '.join(exp.methods)} for several seeds, sweep contexts, plot and tabulate.")
     p.add_argument("--scale", choices=SCALES, default="cpu",
                    help=f"cpu: minutes on 2 cores ({exp.cpu.steps:,} steps x {exp.cpu.seeds} seeds); paper: the "
@@ -296,6 +328,8 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
+    cli.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs), as in zsgjax train"))
+    cli.add_run_logging_options(p.add_argument_group("logging and compilation"), tensorboard_default=None)
     return p
 
 
@@ -306,9 +340,11 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
         p.error("--resume needs --work naming the checkpoint folder")
     command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO) if argv is None else exp.env,
                                     *(sys.argv[1:] if argv is None else argv)])
+    cli.configure_compile_cache(args.compile_cache)
     try:
         run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
-                       out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command)
+                       out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command,
+                       env_kwargs=cli.env_kwargs_from_args(args), wandb_project=cli.wandb_project(args))
     except ValueError as e:
-        p.error(str(e))
+        p.error(cli._flag_message(str(e)))
     return 0

@@ -14,7 +14,6 @@ including compilation, compilation, evaluation). Writes ``cse_variants.{md,json,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import os
@@ -99,14 +98,17 @@ def run(env: str = "simple_direction", scale: str = "cpu", seeds: int | None = N
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", choices=("simple_direction", "pendulum_goal"), default="simple_direction")
     p.add_argument("--scale", choices=common.SCALES, default="cpu")
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--out", default=None, help="output folder (default: docs/experiments)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: under runs/experiments)")
+    p.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
+                   help="do not use JAX's persistent compilation cache (default: on)")
     args = p.parse_args(argv)
+    common.cli.configure_compile_cache(args.compile_cache)
     command = "python scripts/experiments/compare_cse_variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
     run(args.env, args.scale, args.seeds, args.steps, args.out, args.work, command.strip())
     return 0

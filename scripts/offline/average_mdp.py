@@ -27,8 +27,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-import tyro  # noqa: E402
 
+from zsgjax.cli import parse_dataclass  # noqa: E402
 from zsgjax.offline import baselines, dataset, linear_mdp, perm, pevi, pppo  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
@@ -138,4 +138,4 @@ def main(cfg: Config) -> None:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Config))
+    main(parse_dataclass(Config, description=__doc__.split("\n\n")[0]))

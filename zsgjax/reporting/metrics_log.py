@@ -1,9 +1,13 @@
-"""Per-iteration, per-seed training metrics of one run: CSV (rewritten atomically) and TensorBoard.
+"""Per-iteration, per-seed training metrics of one run: CSV (rewritten atomically), TensorBoard, W&B.
 
 :class:`MetricsLog` appends the metrics of each training chunk; on resume it keeps
 the rows up to the checkpoint it resumes from, so the CSV always matches the
 checkpointed state. TensorBoard scalars (mean over seeds) are written when
-``tensorboardX`` is installed.
+``tensorboardX`` is installed; Weights & Biases scalars (the same means, x axis
+``env_steps``) when asked for (``wandb=`` the ``wandb.init`` arguments; ``wandb``
+is imported only then, and ``WANDB_MODE=offline`` writes the run under the
+directory with no network). :func:`learning_curve` reads the CSV back as
+return-vs-steps arrays for :func:`zsgjax.reporting.plots.plot_learning_curves`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import os
+
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -20,7 +26,8 @@ from zsgjax.reporting.files import atomic_write
 class MetricsLog:
     """Per-iteration, per-seed metrics of one method as CSV (rewritten atomically) and TensorBoard."""
 
-    def __init__(self, directory: str, tensorboard: bool, start_iteration: int, start_step: int):
+    def __init__(self, directory: str, tensorboard: bool, start_iteration: int, start_step: int,
+                 wandb: Mapping[str, Any] | None = None):
         self.path = os.path.join(directory, "metrics.csv")
         self.header: list[str] | None = None
         self.rows: list[list[str]] = []
@@ -36,6 +43,7 @@ class MetricsLog:
                 self.writer = SummaryWriter(
                     os.path.join(directory, "tensorboard"), purge_step=start_step if start_iteration > 0 else None
                 )
+        self.wandb_run = None if wandb is None else _wandb_init(directory, wandb)
 
     def add(self, first_iteration: int, metrics: dict[str, np.ndarray]) -> None:
         """``metrics``: name -> ``(S, n)`` for iterations ``first_iteration + 1 ... + n``."""
@@ -60,18 +68,67 @@ class MetricsLog:
                     if k != "env_steps":
                         self.writer.add_scalar(k, float(np.mean(metrics[k][:, j])), int(steps[j]))
             self.writer.flush()
+        if self.wandb_run is not None:
+            steps = metrics["env_steps"][0]
+            for j in range(n):
+                self.wandb_run.log({k: float(np.mean(metrics[k][:, j])) for k in names if k != "env_steps"},
+                                   step=int(steps[j]))
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None
+
+
+def _wandb_init(directory: str, settings: Mapping[str, Any]):
+    """A W&B run logging under ``directory`` (``wandb.init(**settings)``); quiet, stdout not captured."""
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError("W&B logging needs the wandb package: pip install 'zsgjax[wandb]'") from None
+    os.makedirs(directory, exist_ok=True)
+    return wandb.init(dir=directory, reinit="create_new",
+                      settings=wandb.Settings(console="off", quiet=True, silent=True, x_disable_stats=True),
+                      **dict(settings))
+
+
+def learning_curve(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return against environment steps from a ``metrics.csv`` of :class:`MetricsLog`.
+
+    Returns ``(env_steps (n,), episode_return (S, n))`` over the file's ``n``
+    iterations and ``S`` seeds; an iteration in which no episode of a seed ended
+    (``episodes == 0``) is NaN for that seed. ``ValueError`` (naming the file) when
+    it is damaged or has no ``env_steps``/``episode_return``/``episodes`` column.
+    """
+    header, rows = read_metrics_csv(path, None)
+    need = ("env_steps", "episode_return", "episodes")
+    if header is None or not rows or any(c not in header for c in need):
+        raise ValueError(f"'{path}' has no learning curve: it needs rows and the columns {', '.join(need)}")
+    col = {name: header.index(name) for name in ("iteration", "seed", *need)}
+    iterations = sorted({int(r[col["iteration"]]) for r in rows})
+    seeds = sorted({int(r[col["seed"]]) for r in rows})
+    index = {it: i for i, it in enumerate(iterations)}
+    steps = np.zeros(len(iterations), np.int64)
+    returns = np.full((len(seeds), len(iterations)), np.nan)
+    for r in rows:
+        i, s = index[int(r[col["iteration"]])], seeds.index(int(r[col["seed"]]))
+        steps[i] = int(float(r[col["env_steps"]]))
+        if float(r[col["episodes"]]) > 0:
+            returns[s, i] = float(r[col["episode_return"]])
+    return steps, returns
 
 
 class DamagedMetrics(ValueError):
     """A ``metrics.csv`` that cannot be continued on resume."""
 
 
-def read_metrics_csv(path: str, upto_iteration: int) -> tuple[list[str] | None, list[list[str]]]:
+def read_metrics_csv(path: str, upto_iteration: int | None) -> tuple[list[str] | None, list[list[str]]]:
     """The header and the rows of iterations ``1 .. upto_iteration`` of a metrics CSV written by :class:`MetricsLog`.
+
+    ``upto_iteration=None``: every row of the file (iterations ``1 .. last``, all present).
 
     Raises :class:`DamagedMetrics` (a ``ValueError`` naming the file, the line and
     what is expected) when the file is not that CSV any more: undecodable bytes, a
@@ -96,6 +153,8 @@ def read_metrics_csv(path: str, upto_iteration: int) -> tuple[list[str] | None, 
         raise damaged("bytes", f"not UTF-8 text at byte {e.start}") from None
     except csv.Error as e:
         raise damaged("CSV", str(e)) from None
+    if upto_iteration is None:
+        upto_iteration = max((int(row[0]) for row in lines[1:] if row and row[0].strip().isdigit()), default=0)
     if not lines:
         if upto_iteration > 0:
             raise damaged("line 1", f"the file is empty, but the checkpoint is at iteration {upto_iteration}")

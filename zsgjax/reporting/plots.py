@@ -1,9 +1,13 @@
-"""Plots of zero-shot generalization: return against context, one curve per method.
+"""Plots of results: zero-shot return against context, and learning curves.
 
-One panel per swept context dimension (the others at their default); each method
-is a line of the mean return over seeds with a shaded 95% Student-t band over seeds; a dashed
-vertical line marks the training (default) context. Rendering uses matplotlib's
-non-interactive Agg backend and the PNG is written atomically.
+* :func:`plot_sweeps` -- one panel per swept context dimension (the others at their
+  default); each method is a line of the mean return over seeds with a shaded 95%
+  Student-t band over seeds; a dashed vertical line marks the training (default)
+  context.
+* :func:`plot_learning_curves` -- training return against environment steps, one
+  line per method (mean over seeds, 95% Student-t band).
+
+Rendering uses matplotlib's non-interactive Agg backend and the PNG is written atomically.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from zsgjax.reporting.files import atomic_path
 from zsgjax.reporting.results import EvalResult, check_results
+from zsgjax.reporting.stats import mean_ci
 
 
 def plot_sweeps(
@@ -67,6 +72,55 @@ def plot_sweeps(
     first = results[methods[0]]
     suptitle = title or "zero-shot return vs context"
     fig.suptitle(f"{suptitle}\n(mean ± 95% Student-t interval, {first.num_seeds} seeds)", fontsize="medium")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return os.fspath(path)
+
+
+def plot_learning_curves(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    dpi: int = 120,
+) -> str:
+    """Save the return-vs-environment-steps figure of ``curves`` as PNG; returns the path.
+
+    ``curves``: ``{method: (env_steps (n,), returns (S, n))}`` (as
+    :func:`zsgjax.reporting.metrics_log.learning_curve` reads them; NaN where a seed
+    finished no episode). Each method is the mean over the seeds with a finite
+    value and a shaded 95% Student-t band (none where fewer than two seeds have one).
+    ``ValueError`` for no curves or mismatched shapes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not curves:
+        raise ValueError("plot_learning_curves: `curves` is empty; give {method: (env_steps, returns)}")
+    fig = Figure(figsize=(6.0, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    num_seeds = set()
+    for method, (steps, returns) in curves.items():
+        steps, returns = np.asarray(steps), np.asarray(returns, np.float64)
+        if steps.ndim != 1 or returns.ndim != 2 or returns.shape[1] != steps.shape[0]:
+            raise ValueError(f"plot_learning_curves: '{method}' needs env_steps (n,) and returns (S, n); got shapes "
+                             f"{steps.shape} and {returns.shape}")
+        num_seeds.add(returns.shape[0])
+        mean, band = np.full(len(steps), np.nan), np.zeros(len(steps))
+        for j in range(len(steps)):
+            finite = returns[np.isfinite(returns[:, j]), j]
+            if finite.size:
+                m, ci = mean_ci(finite)
+                mean[j], band[j] = float(m), float(np.nan_to_num(ci, nan=0.0))
+        (line,) = ax.plot(steps, mean, label=method)
+        ax.fill_between(steps, mean - band, mean + band, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps per seed")
+    ax.set_ylabel("training episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    seeds = "/".join(str(n) for n in sorted(num_seeds))
+    fig.suptitle(f"{title or 'learning curves'}\n(mean ± 95% Student-t interval, {seeds} seeds)", fontsize="medium")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return os.fspath(path)
