@@ -178,3 +178,15 @@ def test_cheetah_with_a_physical_context_from_the_command_line(tmp_path, capsys)
     assert exc.value.code == 2
     assert ("environment option physical_ranges (--physical-range): there={'gravity': [6.0, 12.0]} vs "
             "now={'gravity': [6.0, 15.0]}") in capsys.readouterr().err
+
+
+def test_dr_box_from_the_command_line():
+    """``--dr-low/--dr-high`` reach the DR method; a box of the wrong size is one message naming the option."""
+    from zsgjax.methods import DR
+
+    cmd = cli.command_from_args(parse("--env", "pendulum_goal", "--method", "dr", "--steps", "64",
+                                      "--dr-low", "1.5", "0.8", "0.8", "-0.5", "--dr-high", "2.5", "1.2", "1.2", "0.5"))
+    assert cmd.trainers["dr"].method == DR(low=(1.5, 0.8, 0.8, -0.5), high=(2.5, 1.2, 1.2, 0.5))
+    assert cmd.trainers["dr"].config.dr_low == (1.5, 0.8, 0.8, -0.5)
+    with pytest.raises(ValueError, match="dr_low"):
+        cli.command_from_args(parse("--env", "pendulum_goal", "--method", "dr", "--steps", "64", "--dr-low", "1", "2"))

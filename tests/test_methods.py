@@ -140,3 +140,20 @@ def test_cse_auto_storage_resolves_per_environment():
             assert extras.delta_c.shape == (env.context_dim,) and extras.d_obs.shape == (env.state_obs_size,)
         else:
             assert extras.d_obs.shape == (env.state_obs_size, env.context_dim)
+
+
+def test_dr_box_comes_from_the_config_and_defaults_to_the_space():
+    space = make("pendulum_goal").context_space
+    c = TrainConfig(env="pendulum_goal", method="dr").resolve()
+    assert c.dr_low == tuple(float(x) for x in space.low) and c.dr_high == tuple(float(x) for x in space.high)
+    box = TrainConfig(env="pendulum_goal", method="dr", dr_low=(1.5, 0.8, 0.8, -0.5),
+                      dr_high=(2.5, 1.2, 1.2, 0.5)).resolve()
+    method = make_method(box)
+    assert method == DR(low=(1.5, 0.8, 0.8, -0.5), high=(2.5, 1.2, 1.2, 0.5))
+    draws = jax.vmap(method.context_sampler(space))(jax.random.split(jax.random.PRNGKey(0), 256))
+    assert np.all(np.asarray(draws) >= np.array(box.dr_low) - 1e-6)
+    assert np.all(np.asarray(draws) <= np.array(box.dr_high) + 1e-6)
+    with pytest.raises(ValueError, match=r"TrainConfig.dr_low must be a non-empty tuple of finite numbers"):
+        TrainConfig(env="pendulum_goal", method="dr", dr_low=(float("nan"),) * 4).validate()
+    with pytest.raises(ValueError, match="`dr_low` must not exceed `dr_high`"):
+        make_method(dataclasses.replace(box, dr_low=box.dr_high, dr_high=box.dr_low)).context_sampler(space)

@@ -144,11 +144,14 @@ def option_spec() -> dict[str, Any]:
             shown = repr(field.default)
         elif field.name == "steps_per_iteration":
             shown = "derived from the other options"
+        elif field.name in ("dr_low", "dr_high"):
+            shown = "the context space's bounds, one value per context dimension"
         else:
             shown = f"{train_lib.base_value(field.name)!r} unless the environment's preset sets its own"
         check = field_check(train_lib.TrainConfig, field.name)
-        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(tp, "ints" if typing.get_origin(tp) is tuple
-                                                                         else None)
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(tp)
+        if kind is None and typing.get_origin(tp) is tuple:
+            kind = "floats" if typing.get_args(tp)[0] is float else "ints"
         if kind is None:
             raise TypeError(f"zsgjax.cli: no option type for TrainConfig.{field.name}: {tp}")
         hyper.append({"dest": field.name, "flag": "--" + field.name.replace("_", "-"), "kind": kind,
@@ -327,6 +330,8 @@ def _add_hyper_options(group: argparse._ArgumentGroup, hyper: Sequence[Mapping[s
             kwargs["action"] = argparse.BooleanOptionalAction
         elif o["kind"] == "ints":
             kwargs.update(nargs="+", type=int, metavar="N")
+        elif o["kind"] == "floats":
+            kwargs.update(nargs="+", type=float, metavar="X")
         else:
             kwargs["type"] = types_[o["kind"]]
             if o["choices"] is not None:
@@ -456,7 +461,8 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, keep=args.keep, eval_episodes=args.eval_episodes,
                           sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
                           wandb_project=wandb_project(args)).validate()
-    hyper = {f.name: getattr(args, f.name) for f in dataclasses.fields(train_lib.TrainConfig)
+    hyper = {f.name: tuple(v) if isinstance(v := getattr(args, f.name), list) else v
+             for f in dataclasses.fields(train_lib.TrainConfig)
              if f.name not in _OWN_FIELDS and getattr(args, f.name) is not None}
     configs = {m: train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
                                         seed=args.seed, env_kwargs=env_kwargs_from_args(args), **hyper)

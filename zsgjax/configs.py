@@ -42,8 +42,9 @@ _LIKE = "zsgjax_like"
 class Check:
     """The accepted values of one field.
 
-    kind: ``int``, ``float``, ``bool``, ``str`` or ``tuple`` (a non-empty tuple of ints
-    each checked against ``low``/``high``); ``low``/``high``: bounds (open when
+    kind: ``int``, ``float``, ``bool``, ``str`` or ``tuple`` (a non-empty tuple of
+    ``element`` values, ints by default or finite floats, each checked against
+    ``low``/``high``); ``low``/``high``: bounds (open when
     ``low_open``/``high_open``); ``choices``: accepted values, or a callable returning
     them (evaluated at check time, e.g. the registered environment names);
     ``optional``: ``None`` is accepted (it means "the preset's value").
@@ -57,12 +58,13 @@ class Check:
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
     optional: bool = False
     allow_inf: bool = False
+    element: type = int
 
     def describe(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self._choices()))
         noun = {int: "an integer", float: "a number", bool: "a bool", str: "a string",
-                tuple: "a non-empty tuple of integers"}[self.kind]
+                tuple: "a non-empty tuple of " + ("integers" if self.element is int else "finite numbers")}[self.kind]
         if self.low is None and self.high is None:
             return noun
         if self.high is None:
@@ -101,12 +103,13 @@ class Check:
                 return False
             return self._in_range(float(value))
         if self.kind is tuple:
-            return (
-                isinstance(value, tuple)
-                and len(value) > 0
-                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v)
-                        and self._fits_int32(v) for v in value)
-            )
+            if not (isinstance(value, tuple) and len(value) > 0):
+                return False
+            if self.element is float:
+                return all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                           and self._in_range(float(v)) for v in value)
+            return all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and self._in_range(v)
+                       and self._fits_int32(v) for v in value)
         raise TypeError(f"Check: unsupported kind {self.kind!r}")
 
     def _fits_int32(self, v: Any) -> bool:

@@ -110,6 +110,9 @@ class TrainConfig:
     cse_storage: str = param("auto", kind=str, choices=CSE_STORAGES)
     cse_ratio: float = param(1.0, low=0.0, high=1.0)
     ldr_scale: float = param(0.1, low=0.0, low_open=True)
+    # DR's sampling box, one value per context dimension (None: the context space's own bound)
+    dr_low: tuple[float, ...] | None = param(None, kind=tuple, element=float)
+    dr_high: tuple[float, ...] | None = param(None, kind=tuple, element=float)
     # loop
     steps_per_iteration: int | None = param(None, kind=int, low=1)
     learning_starts: int | None = _loop_field(1_000, low=0)
@@ -169,14 +172,18 @@ class TrainConfig:
         ``env``: the environment instance (its action type picks the agent whose
         defaults apply); default ``make(self.env)``.
         """
-        kind = agent_kind(self.make_env() if env is None else env)
+        env = self.make_env() if env is None else env
+        kind = agent_kind(env)
         preset = env_preset(self.env)
+        space_bounds = {"dr_low": env.context_space.low, "dr_high": env.context_space.high}
         updates: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is not None or f.name == "steps_per_iteration":
                 continue
             meta = field_meta(TrainConfig, f.name)
-            if f.name in preset:
+            if f.name in space_bounds:  # DR's box defaults to the whole context space
+                updates[f.name] = tuple(float(x) for x in space_bounds[f.name])
+            elif f.name in preset:
                 updates[f.name] = preset[f.name]
             elif "agent" in meta:
                 targets = meta["agent"]
@@ -486,6 +493,7 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
     elif method.name != config.method:
         raise ValueError(f"`method` is a '{method.name}' method but TrainConfig.method is '{config.method}'")
     method.check(config.batch_size)
+    method.context_sampler(env.context_space)  # a bad sampling box fails here, not inside the first jit
     replay = Replay(capacity=config.buffer_size, batch_size=config.batch_size, min_size=1,
                     prioritized=config.prioritized_replay, priority_exponent=config.priority_exponent,
                     importance_exponent=config.importance_exponent)

@@ -19,6 +19,12 @@ class DR(Method):
     low: tuple[float, ...] | None = None
     high: tuple[float, ...] | None = None
 
+    @classmethod
+    def from_config(cls, config) -> "DR":
+        """``TrainConfig.dr_low`` / ``dr_high`` (``None``: the space's bound)."""
+        as_tuple = lambda v: None if v is None else tuple(float(x) for x in v)  # noqa: E731
+        return cls(low=as_tuple(config.dr_low), high=as_tuple(config.dr_high))
+
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         low = space.validate(space.low if self.low is None else self.low, "dr_low")
         high = space.validate(space.high if self.high is None else self.high, "dr_high")
