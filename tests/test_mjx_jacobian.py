@@ -91,7 +91,9 @@ EARLIER_ANT = dict(context="angle", reward="zsgjax")  # the earlier zsgjax ant (
     [
         ("cheetah_velocity", 0, {}),
         ("ant_direction", 1, {}),
-        ("ant_goal", 2, {}),
+        # the same ant model as ant_direction with the goal context (reward-only): slow, to keep the
+        # default suite within its CPU budget
+        pytest.param("ant_goal", 2, {}, marks=pytest.mark.slow, id="ant_goal-2-kwargs2"),
         pytest.param("ant_direction", 3, EARLIER_ANT, marks=pytest.mark.slow, id="ant_direction-angle-zsgjax"),
         pytest.param("ant_goal", 4, EARLIER_ANT, marks=pytest.mark.slow, id="ant_goal-angle-zsgjax"),
     ],
