@@ -34,6 +34,15 @@ HELD_OUT = np.concatenate([-np.linspace(0.5, 1.0, 5), np.linspace(0.5, 1.0, 5)])
 """Ten held-out contexts covering both signs of the training distribution c = +-U[0.5, 1]."""
 
 
+def add_run_options(p, out: str, iterations: int | None = 1000) -> None:
+    """The options every offline-control experiment shares: seeds, training length, output."""
+    p.add_argument("--seeds", type=int, default=3)
+    if iterations is not None:
+        p.add_argument("--iterations", type=int, default=iterations)
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies the training iterations")
+    p.add_argument("--out", default=out)
+
+
 def small_perm_config(scale: float = 1.0, iterations: int = 1500) -> C.PERMConfig:
     """The CPU-sized PERM config (``scale`` multiplies the iterations; hidden 32x32)."""
     return C.PERMConfig(

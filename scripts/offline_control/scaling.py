@@ -44,10 +44,7 @@ def main() -> None:
     p.add_argument("--transitions", type=int, nargs="+", default=[250, 1000, 4000])
     p.add_argument("--fixed-transitions", type=int, default=1000)
     p.add_argument("--fixed-envs", type=int, default=8)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=1000)
-    p.add_argument("--scale", type=float, default=1.0, help="multiplies the training iterations")
-    p.add_argument("--out", default=OUT)
+    E.add_run_options(p, OUT, iterations=1000)
     args = p.parse_args()
     t0 = time.time()
     vs_n = [one(n, args.fixed_transitions, args.seeds, args.scale, args.iterations) for n in args.envs]
