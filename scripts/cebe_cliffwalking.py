@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zsgjax import tabular as tb
-from zsgjax.cli import parse_dataclass
+from zsgjax.options import parse_dataclass
 from zsgjax.reporting.files import atomic_path, atomic_write
 from zsgjax.reporting.stats import loglog_slope
 from zsgjax.tabular import cliffwalking as cw

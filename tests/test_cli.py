@@ -252,3 +252,15 @@ def test_interrupt_is_one_line_and_exit_130(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [f"zsgjax train: interrupted; the last checkpoint is kept (continue with the same options plus "
                      f"--out {tmp_path / 'x'} --resume)"], proc.stderr
+
+
+def test_scripts_do_not_import_the_cli():
+    """Scripts call the library (runner, options), never the command-line module."""
+    import pathlib
+    import re as _re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    offenders = [str(p.relative_to(root)) for folder in ("scripts", "benchmarks") for p in (root / folder).rglob("*.py")
+                 if _re.search(r"^\s*(from zsgjax(\.cli)? import .*\bcli\b|from zsgjax\.cli import|import zsgjax\.cli)",
+                               p.read_text(), _re.M)]
+    assert not offenders, offenders

@@ -67,8 +67,8 @@ def test_scripts_take_the_environment_options_of_zsgjax_train():
     """``--physical``/``--physical-range``/``--env-option`` reach every method's TrainConfig."""
     args = common.parser(simple_direction.EXPERIMENT).parse_args(
         ["--env-option", "integrator=gym", "--wandb", "--no-compile-cache"])
-    kwargs = common.cli.env_kwargs_from_args(args)
-    assert kwargs == {"integrator": "gym"} and common.cli.wandb_project(args) == "zsgjax" and not args.compile_cache
+    kwargs = common.options.env_kwargs_from_args(args)
+    assert kwargs == {"integrator": "gym"} and common.options.wandb_project(args) == "zsgjax" and not args.compile_cache
     configs = common.configs_for(simple_direction.EXPERIMENT, TINY, 64, 0, kwargs)
     assert {label: c.env_kwargs for label, c in configs.items()} == {m: {"integrator": "gym"}
                                                                       for m in simple_direction.EXPERIMENT.methods}

@@ -59,7 +59,7 @@ def run(env: str, scale: str, method: str, settings: dict, against: str, out: st
     base = common.configs_for(dataclasses.replace(exp, methods=(method,)), sc, steps, seed=0)[method]
     config = dataclasses.replace(base, **settings)
     log(f"{env} ({scale} scale) ablation {label!r}: {seeds} seeds x {steps:,} steps; against {against}")
-    t0 = time.perf_counter()
+    t0, launched_on = time.perf_counter(), machine.machine_description()  # the commit at launch
     results, timings = common.run_variants({label: config}, num_seeds=seeds, work=work, resume=resume,
                                            eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
                                            chunks=sc.chunks, log=log)
@@ -88,7 +88,7 @@ def run(env: str, scale: str, method: str, settings: dict, against: str, out: st
     info = {"env": env, "scale": scale, "seeds": seeds, "steps_per_seed": steps, "method": method,
             "settings": settings, "against": committed_path, "command": command,
             "wall_s": round(time.perf_counter() - t0, 1), "timings": timings[label],
-            "machine": machine.machine_description(), "config": dataclasses.asdict(make_train(config).config)}
+            "machine": launched_on, "config": dataclasses.asdict(make_train(config).config)}
     os.makedirs(out, exist_ok=True)
     tables.write_json({label: variant}, os.path.join(out, "results.json"))
     atomic_write(os.path.join(out, "ablation.json"), json.dumps(

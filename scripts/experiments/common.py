@@ -45,7 +45,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from zsgjax import cli, runner
+from zsgjax import options, runner
 from zsgjax.reporting import machine, plots, tables
 from zsgjax.reporting.files import atomic_write
 from zsgjax.reporting.results import ContextGrid, EvalResult
@@ -239,7 +239,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
     when ``work`` is given) and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
     plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
-    curves = work is not None and cli.write_learning_curves(work, list(results), os.path.join(out, "learning_curves.png"),
+    curves = work is not None and plots.write_learning_curves(work, list(results), os.path.join(out, "learning_curves.png"),
                                                             f"{info.get('env', '')}: training return")
     tables.write_csv(results, os.path.join(out, "results.csv"))
     tables.write_json(results, os.path.join(out, "results.json"),
@@ -288,8 +288,9 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     out = out or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "results")
     work = work or os.path.join(REPO, "runs", "experiments", f"{exp.env}-{scale}-{stamp}", "checkpoints")
     configs = configs_for(exp, sc, total, seed, env_kwargs)
-    options = "".join(f"; {k}={v}" for k, v in dict(env_kwargs or {}).items())
-    log(f"{exp.env} ({scale} scale){options}: methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per "
+    env_text = "".join(f"; {k}={v}" for k, v in dict(env_kwargs or {}).items())
+    launched_on = machine.machine_description()  # at launch: the zsgjax commit the run's code came from
+    log(f"{exp.env} ({scale} scale){env_text}: methods {', '.join(configs)}; {num_seeds} seeds; {total:,} steps per "
         f"seed; out {out}; checkpoints {work}")
     t0 = time.perf_counter()
     results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
@@ -303,7 +304,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
         "env": exp.env, "env_kwargs": json.loads(json.dumps(first.config.env_kwargs)), "scale": scale,
         "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
         "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "training_context": f"({default})",
-        "wall_s": round(time.perf_counter() - t0, 1), "machine": machine.machine_description(),
+        "wall_s": round(time.perf_counter() - t0, 1), "machine": launched_on,
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
@@ -315,7 +316,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
 
 
 def parser(exp: Experiment, description: str | None = None) -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(description=description or f"The CSE paper's experiment on {exp.env}: train "
+    p = options.ArgumentParser(description=description or f"The CSE paper's experiment on {exp.env}: train "
                                 f"{', '.join(exp.methods)} for several seeds, sweep contexts, plot and tabulate.")
     p.add_argument("--scale", choices=SCALES, default="cpu",
                    help=f"cpu: minutes on 2 cores ({exp.cpu.steps:,} steps x {exp.cpu.seeds} seeds); paper: the "
@@ -328,8 +329,8 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
-    cli.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs), as in zsgjax train"))
-    cli.add_run_logging_options(p.add_argument_group("logging and compilation"), tensorboard_default=None)
+    options.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs), as in zsgjax train"))
+    options.add_run_logging_options(p.add_argument_group("logging and compilation"), tensorboard_default=None)
     return p
 
 
@@ -340,11 +341,11 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
         p.error("--resume needs --work naming the checkpoint folder")
     command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO) if argv is None else exp.env,
                                     *(sys.argv[1:] if argv is None else argv)])
-    cli.configure_compile_cache(args.compile_cache)
+    options.configure_compile_cache(args.compile_cache)
     try:
         run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
                        out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command,
-                       env_kwargs=cli.env_kwargs_from_args(args), wandb_project=cli.wandb_project(args))
+                       env_kwargs=options.env_kwargs_from_args(args), wandb_project=options.wandb_project(args))
     except ValueError as e:
-        p.error(cli._flag_message(str(e)))
+        p.error(options.flag_message(str(e)))
     return 0

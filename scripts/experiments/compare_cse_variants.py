@@ -98,7 +98,7 @@ def run(env: str = "simple_direction", scale: str = "cpu", seeds: int | None = N
 
 
 def main(argv=None) -> int:
-    p = common.cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.options.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", choices=("simple_direction", "pendulum_goal"), default="simple_direction")
     p.add_argument("--scale", choices=common.SCALES, default="cpu")
     p.add_argument("--seeds", type=int, default=None)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
                    help="do not use JAX's persistent compilation cache (default: on)")
     args = p.parse_args(argv)
-    common.cli.configure_compile_cache(args.compile_cache)
+    common.options.configure_compile_cache(args.compile_cache)
     command = "python scripts/experiments/compare_cse_variants.py " + " ".join(sys.argv[1:] if argv is None else argv)
     run(args.env, args.scale, args.seeds, args.steps, args.out, args.work, command.strip())
     return 0

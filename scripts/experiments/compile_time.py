@@ -1,8 +1,9 @@
 """Compile time of the main job's programs, per method, with and without the persistent cache.
 
 For each method, the programs ``zsgjax train`` compiles for the README's main job
-(simple_direction, 3 seeds, 20,000 steps in 10 chunks; ``--env``/``--method`` and
-the hyper-parameter options of ``zsgjax train`` change it): the seeds' ``init``, the
+(its defaults: ``zsgjax.options.DEFAULT_ENV`` / ``DEFAULT_METHODS``, ``TrainConfig``'s
+steps and ``RunSpec``'s seeds, chunks and sweep points; ``--env``, ``--method``,
+``--steps``, ``--seeds``, ``--chunks`` and the environment options change it): the seeds' ``init``, the
 training chunk (``runner.chunk_program``) and the zero-shot evaluation over the
 context grid. Each is timed as trace + lower and as XLA compilation, in wall and in
 process CPU seconds (the machine may be shared: CPU seconds are the steadier
@@ -37,17 +38,21 @@ def _timed(fn):
 def measure(args: argparse.Namespace) -> dict:
     import jax
 
-    from zsgjax import cli, runner
+    from zsgjax import options, runner
     from zsgjax.evaluate import make_grid
     from zsgjax.reporting import machine
+    from zsgjax.train import TrainConfig, make_train
 
-    command = cli.command_from_args(args)
-    spec = command.spec
+    spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, sweep_points=args.sweep_points).validate()
+    env_kwargs = options.env_kwargs_from_args(args)
+    trainers = {m: make_train(TrainConfig(env=args.env, method=m, env_kwargs=env_kwargs,
+                                          **({} if args.steps is None else {"total_steps": args.steps})))
+                for m in args.method}
     out = {"command": "python scripts/experiments/compile_time.py " + " ".join(sys.argv[1:]),
            "cache": jax.config.jax_compilation_cache_dir, "machine": machine.machine_description(),
            "xla_flags": os.environ.get("XLA_FLAGS", ""),
            "compiler_options": {p: runner.compiler_options(p) for p in ("init", "chunk")}, "methods": {}}
-    for label, trainer in command.trainers.items():
+    for label, trainer in trainers.items():
         keys = runner.seed_keys(trainer, spec.seeds)
         init = jax.jit(jax.vmap(trainer.init))
         lowered, t_init_lower = _timed(lambda: init.lower(keys))
@@ -78,17 +83,24 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
-    from zsgjax import cli
+    from zsgjax import options
+    from zsgjax.runner import RunSpec
 
-    p = cli.build_parser()
-    train = p.subcommands["train"]  # the options of `zsgjax train`
-    train.prog = "compile_time.py"
-    train.add_argument("--cache", default=None, help="persistent compilation cache directory (default: none)")
-    train.add_argument("--json", default=None, help="write the timings here")
-    train.add_argument("--chunk-level", type=int, default=None, help="XLA backend optimisation level of the chunk "
-                       "(-1: XLA's default; default: the runner's)")
-    train.add_argument("--time-chunk", action="store_true", help="also time a run of the compiled chunk")
-    args = train.parse_args(argv)
+    run = RunSpec()
+    p = options.ArgumentParser(prog="compile_time.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default=options.DEFAULT_ENV)
+    p.add_argument("--method", nargs="+", default=list(options.DEFAULT_METHODS))
+    p.add_argument("--steps", type=int, default=None, help="steps per seed (default: TrainConfig's)")
+    p.add_argument("--seeds", type=int, default=run.seeds)
+    p.add_argument("--chunks", type=int, default=run.chunks)
+    p.add_argument("--sweep-points", type=int, default=run.sweep_points)
+    options.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs)"))
+    p.add_argument("--cache", default=None, help="persistent compilation cache directory (default: none)")
+    p.add_argument("--json", default=None, help="write the timings here")
+    p.add_argument("--chunk-level", type=int, default=None, help="XLA backend optimisation level of the chunk "
+                   "(-1: XLA's default; default: the runner's)")
+    p.add_argument("--time-chunk", action="store_true", help="also time a run of the compiled chunk")
+    args = p.parse_args(argv)
     import jax
 
     if args.cache:

@@ -28,7 +28,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zsgjax.cli import parse_dataclass  # noqa: E402
+from zsgjax.options import parse_dataclass  # noqa: E402
 from zsgjax.offline import baselines, dataset, linear_mdp, perm, pevi, pppo  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 

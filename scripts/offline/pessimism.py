@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zsgjax.cli import parse_dataclass  # noqa: E402
+from zsgjax.options import parse_dataclass  # noqa: E402
 from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 

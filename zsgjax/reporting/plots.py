@@ -124,3 +124,20 @@ def plot_learning_curves(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return os.fspath(path)
+
+
+def write_learning_curves(out: str, labels: Sequence[str], path: str, title: str) -> str | None:
+    """Plot ``<out>/<label>/metrics.csv`` of every label that has one as learning curves at ``path``.
+
+    Returns the path, or ``None`` when no label has a metrics file with a finished episode.
+    """
+    from zsgjax.reporting.metrics_log import learning_curve
+
+    curves = {}
+    for label in labels:
+        csv_path = os.path.join(out, label, "metrics.csv")
+        if os.path.exists(csv_path):
+            curves[label] = learning_curve(csv_path)
+    if not curves:
+        return None
+    return plot_learning_curves(curves, path, title=title)
