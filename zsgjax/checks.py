@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -45,14 +45,29 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _scalar_array(value: Any, name: str, noun: str) -> np.ndarray:
-    """``value`` (concrete) as a 0-d NumPy array, or ``ValueError``."""
+def as_array(value: Any, not_numeric: Callable[[Exception | None], str], kinds: str | None = None,
+             wrong_kind: Callable[[np.dtype], str] | None = None) -> np.ndarray:
+    """``value`` (concrete) as a NumPy array, or ``ValueError`` with the caller's message.
+
+    ``not_numeric(error)``: the message for a string, bytes, ``None`` (``error`` is
+    ``None``) or a value NumPy cannot convert (``error`` is NumPy's); ``kinds``: the
+    accepted dtype kinds (e.g. ``"iuf"``), with ``wrong_kind(dtype)`` the message for
+    another one. Messages are built only when the check fails.
+    """
     if isinstance(value, (str, bytes)) or value is None:
-        raise ValueError(f"{name} must be {noun}, got {value!r}")
+        raise ValueError(not_numeric(None))
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be {noun}, got {value!r}") from e
+        raise ValueError(not_numeric(e)) from e
+    if kinds is not None and arr.dtype.kind not in kinds:
+        raise ValueError(wrong_kind(arr.dtype) if wrong_kind is not None else not_numeric(None))
+    return arr
+
+
+def _scalar_array(value: Any, name: str, noun: str) -> np.ndarray:
+    """``value`` (concrete) as a 0-d NumPy array, or ``ValueError``."""
+    arr = as_array(value, lambda e: f"{name} must be {noun}, got {value!r}")
     if arr.ndim != 0:
         raise ValueError(f"{name} must be {noun} (a scalar), got an array of shape {arr.shape}")
     return arr
@@ -171,15 +186,10 @@ def numeric_array(value: Any, name: str, *, shape: Sequence[int | None] | None =
     shape: the expected shape, ``None`` entries matching any size; ndim: the
     expected number of dimensions; finite: reject NaN and infinities.
     """
-    if isinstance(value, (str, bytes)) or value is None:
-        raise ValueError(f"{name} must be a numeric array, got {value!r}")
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__} ({e})") from e
-    if arr.dtype.kind not in kinds:
-        what = {"iu": "an integer", "iuf": "a real", "iufb": "a numeric"}.get(kinds, "a numeric")
-        raise ValueError(f"{name} must be {what} array, got dtype {arr.dtype}")
+    what = {"iu": "an integer", "iuf": "a real", "iufb": "a numeric"}.get(kinds, "a numeric")
+    arr = as_array(value, lambda e: f"{name} must be a numeric array, got "
+                   + (repr(value) if e is None else f"{type(value).__name__} ({e})"),
+                   kinds, lambda dtype: f"{name} must be {what} array, got dtype {dtype}")
     check_shape(arr, name, shape=shape, ndim=ndim)
     if finite and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(arr)))} non-finite value(s)")

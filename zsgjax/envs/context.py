@@ -21,15 +21,10 @@ from zsgjax import checks
 
 
 def _as_float_tuple(values, name: str, dim: int) -> tuple[float, ...]:
-    if isinstance(values, (str, bytes)) or values is None:
-        raise ValueError(f"ContextSpace: `{name}` must be {dim} number(s), got {values!r}")
-    try:
-        raw = np.asarray(values)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"ContextSpace: `{name}` must be {dim} number(s), got {values!r}") from e
-    if raw.dtype.kind not in "iuf":
-        raise ValueError(f"ContextSpace: `{name}` must be {dim} real number(s), got {values!r} (dtype {raw.dtype})")
-    arr = raw.astype(np.float64)
+    arr = checks.as_array(
+        values, lambda e: f"ContextSpace: `{name}` must be {dim} number(s), got {values!r}", "iuf",
+        lambda dtype: f"ContextSpace: `{name}` must be {dim} real number(s), got {values!r} (dtype {dtype})",
+    ).astype(np.float64)
     if arr.ndim == 0:
         arr = np.full((dim,), float(arr))
     if arr.shape != (dim,):
@@ -145,15 +140,11 @@ class ContextSpace:
         and the first dimension that is not a finite number inside its range, the
         shape mismatch, or a non-numeric value (strings, booleans, complex numbers).
         """
-        if isinstance(context, (str, bytes)) or context is None:
-            raise ValueError(f"`{name}` must be a numeric array of shape (..., {self.dim}), got {context!r}")
-        try:
-            raw = np.asarray(context)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"`{name}` must be a numeric array of shape (..., {self.dim}), got {type(context).__name__}") from e
-        if raw.dtype.kind not in "iuf":
-            raise ValueError(f"`{name}` must be a real-valued array ({', '.join(self.names)}), got dtype {raw.dtype}")
-        arr = raw.astype(np.float64)
+        arr = checks.as_array(
+            context, lambda e: f"`{name}` must be a numeric array of shape (..., {self.dim}), got "
+            + (repr(context) if e is None else type(context).__name__), "iuf",
+            lambda dtype: f"`{name}` must be a real-valued array ({', '.join(self.names)}), got dtype {dtype}",
+        ).astype(np.float64)
         if arr.ndim == 0 or arr.shape[-1] != self.dim:
             raise ValueError(
                 f"`{name}` must have trailing dimension {self.dim} ({', '.join(self.names)}), got shape {arr.shape}"

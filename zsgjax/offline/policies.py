@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zsgjax import checks
+
 
 def softmax_linear_policy(phi: jax.Array, theta: jax.Array) -> jax.Array:
     """``pi[h, x, a] = softmax_a(phi[x, a] · theta[h])``.
@@ -81,13 +83,10 @@ def check_policy(policy, horizon: int, num_states: int, num_actions: int, name: 
         raise ValueError(f"`{name}` must have shape (H, S, A) = {(horizon, num_states, num_actions)}, got {shape}")
     if isinstance(policy, jax.core.Tracer):
         return
-    try:
-        arr = np.asarray(policy)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"`{name}` must be an array of action probabilities, got {type(policy).__name__}") from e
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"`{name}` must be a real array of action probabilities, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = checks.as_array(
+        policy, lambda e: f"`{name}` must be an array of action probabilities, got {type(policy).__name__}", "iuf",
+        lambda dtype: f"`{name}` must be a real array of action probabilities, got dtype {dtype}",
+    ).astype(np.float64)
     finite = np.isfinite(arr)
     if not np.all(finite) or np.any(arr < 0) or not np.allclose(arr.sum(-1), 1.0, atol=1e-3):
         got = "non-finite entries" if not np.all(finite) else (
