@@ -13,7 +13,9 @@ speed there. On this CPU the same compiled HLO is counted as a proxy:
 Counted per program: ``fusion`` instructions and ``kernels`` = every instruction of
 the non-fused computations that is not free (parameters, constants, tuples,
 ``get-tuple-element``, bitcasts; control flow itself, ``while``/``conditional``/``call``,
-is counted apart as ``control``). Instructions in a loop body count once.
+is counted apart as ``control``). Instructions in a loop body count once; ``launches``
+counts what one execution runs: a loop body times its ``known_trip_count``, a
+conditional's largest branch.
 
 Run: ``python benchmarks/hlo_fusions.py`` (writes ``results/hlo_fusions_cpu.json``).
 """
@@ -40,6 +42,7 @@ _OPCODE = re.compile(r"=\s.*?\s([a-z][a-z0-9\-]*)\(")
 _CONTROL_TARGETS = re.compile(r"(?:body|condition|true_computation|false_computation)=%?([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_TRIP = re.compile(r'known_trip_count"\s*:\s*\{\s*"n"\s*:\s*"(\d+)"')
 
 
 def count_kernels(hlo_text: str) -> dict:
@@ -84,12 +87,37 @@ def count_kernels(hlo_text: str) -> dict:
                     todo.extend(_CALLS.findall(line))
     kernels = sum(v for k, v in by_opcode.items() if k not in FREE | CONTROL)
     return {
+        "launches": _launches(comps, entry, {}),
         "fusion": by_opcode.get("fusion", 0),
         "kernels": kernels,
         "control": sum(by_opcode.get(k, 0) for k in CONTROL),
         "computations": len(seen),
         "by_opcode": dict(sorted(by_opcode.items(), key=lambda kv: -kv[1])),
     }
+
+
+def _launches(comps: dict, name: str, memo: dict) -> int:
+    """Kernels one execution of computation ``name`` runs: a loop body counts ``known_trip_count``
+    times (once where XLA states no trip count), a conditional its largest branch."""
+    if name in memo:
+        return memo[name]
+    memo[name] = 0  # guards against recursion
+    total = 0
+    for opcode, line in comps.get(name, []):
+        if opcode == "while":
+            trip = _TRIP.search(line)
+            targets = _CONTROL_TARGETS.findall(line)
+            total += (int(trip.group(1)) if trip else 1) * sum(_launches(comps, t, memo) for t in targets)
+        elif opcode == "conditional":
+            branches = _CONTROL_TARGETS.findall(line) + [
+                x.strip().lstrip("%") for group in _BRANCHES.findall(line) for x in group.split(",")]
+            total += max((_launches(comps, b, memo) for b in branches), default=0)
+        elif opcode == "call":
+            total += sum(_launches(comps, c, memo) for c in _CALLS.findall(line))
+        elif opcode not in FREE:
+            total += 1
+    memo[name] = total
+    return total
 
 
 def compiled_counts(fn, *args) -> dict:
@@ -103,8 +131,8 @@ def measure(args) -> dict:
     from zsgjax.train import TrainConfig, make_train
 
     config = TrainConfig(
-        env=args.env, num_envs=args.num_envs, batch_size=args.batch_size, hidden_sizes=tuple(args.hidden),
-        grad_updates_per_step=args.grad_updates, learning_starts=0, buffer_size=max(4 * args.batch_size, 1024),
+        env=args.env, method=args.method, num_envs=args.num_envs, batch_size=args.batch_size, hidden_sizes=tuple(args.hidden),
+        grad_updates_per_step=args.grad_updates, learning_starts=0, prioritized_replay=None if args.prioritized is None else args.prioritized == "yes", buffer_size=max(4 * args.batch_size, 1024),
         total_steps=args.num_envs, steps_per_iteration=args.num_envs,
     )
     trainer = make_train(config)
@@ -116,16 +144,20 @@ def measure(args) -> dict:
     update = compiled_counts(lambda a, k: agent.update(a, batch, weight, k), state.agent, jax.random.PRNGKey(2))
     round_ = compiled_counts(lambda s: trainer.run(s, 1), state)
     return {"update": update, "round": round_, "config": {k: getattr(config, k) for k in (
-        "env", "num_envs", "batch_size", "hidden_sizes", "grad_updates_per_step")}}
+        "env", "method", "num_envs", "batch_size", "hidden_sizes", "grad_updates_per_step")},
+        "prioritized_replay": trainer.replay.prioritized}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="pendulum_goal")
+    p.add_argument("--method", default="vanilla", help="training method of the round (vanilla, cse, ldr, dr)")
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--hidden", type=lambda x: tuple(int(h) for h in x.split(",")), default=(256, 256))
     p.add_argument("--grad-updates", type=int, default=1)
+    p.add_argument("--prioritized", default=None, choices=["yes", "no"],
+                   help="prioritized replay (default: the environment's preset)")
     p.add_argument("--label", default="", help="stored with the counts (e.g. 'before', 'after')")
     p.add_argument("--out", default=os.path.join(_common.RESULTS_DIR, "hlo_fusions_cpu.json"))
     return p.parse_args(argv)
@@ -141,7 +173,8 @@ def main(argv=None) -> dict:
     result.update(measure(args))
     for k in ("update", "round"):
         r = result[k]
-        print(f"[hlo_fusions] {k}: {r['fusion']} fusions, {r['kernels']} kernels, {r['control']} control, "
+        print(f"[hlo_fusions] {k}: {r['fusion']} fusions, {r['kernels']} kernels, {r['launches']} launches, "
+              f"{r['control']} control, "
               f"compile {r['compile_s']:.1f}s", flush=True)
     _common.write_json(args.out, result)
     return result

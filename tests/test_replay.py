@@ -157,3 +157,24 @@ def test_uniform_sampling_frequencies_chi_square():
         assert p_pos > 1e-3  # per batch position (measured p = 0.96, 0.86)
         # consecutive batches are not repeats of each other
         assert np.mean(np.all(r[1:] == r[:-1], axis=1)) < 0.01
+
+
+def test_sample_batches_is_one_vmapped_draw_of_sample_batch():
+    """``sample_batches(state, keys)``: ``(G, batch)`` items, batch ``j`` equal to
+    ``sample_batch(state, keys[j])`` (also when G * batch exceeds the capacity); refused for
+    prioritized buffers (their priorities change between updates) and for malformed keys."""
+    replay = Replay(capacity=16, batch_size=8)
+    state = replay.init(jax.tree.map(lambda x: x[0], items(0, 1, with_grads=False)))
+    state = replay.add(state, items(0, 12, with_grads=False))
+    keys = jax.random.split(jax.random.PRNGKey(7), 5)  # 5 x 8 draws > capacity 16
+    s = jax.jit(replay.sample_batches)(state, keys)
+    assert s.items.transition.reward.shape == (5, 8) and s.indices.shape == s.weight.shape == (5, 8)
+    for j in range(5):
+        np.testing.assert_array_equal(s.items.transition.reward[j], replay.sample_batch(state, keys[j]).items.transition.reward)
+    assert np.all(np.asarray(s.weight) == 1.0) and set(np.unique(np.asarray(s.items.transition.reward))) <= set(range(12))
+    with pytest.raises(ValueError, match="`rngs` must be G >= 1 PRNG keys"):
+        replay.sample_batches(state, keys[0])
+    prioritized = Replay(capacity=16, batch_size=8, prioritized=True)
+    p_state = prioritized.init(jax.tree.map(lambda x: x[0], items(0, 1, with_grads=False)))
+    with pytest.raises(ValueError, match="prioritized buffer samples one batch per update"):
+        prioritized.sample_batches(p_state, keys)

@@ -129,6 +129,21 @@ class Replay:
         w = (size * prob) ** (-self.importance_exponent)
         return ReplaySample(out.experience, out.indices.astype(jnp.int32), (w / jnp.max(w)).astype(jnp.float32))
 
+    def sample_batches(self, state, rngs: jax.Array) -> ReplaySample:
+        """One batch per key of ``rngs (G,)`` in one vmapped draw (one gather): leaves
+        ``(G, batch_size, ...)``, ``indices`` / ``weight`` ``(G, batch_size)``.
+
+        Batch ``j`` equals ``sample_batch(state, rngs[j])``. Uniform buffers only: a
+        prioritized buffer must sample after the priorities of the previous update are set.
+        """
+        if self.prioritized:
+            raise ValueError("Replay.sample_batches: a prioritized buffer samples one batch per update "
+                             "(use sample_batch after each set_priorities)")
+        rngs = jnp.asarray(rngs)
+        if rngs.ndim != 2 or rngs.shape[0] < 1:
+            raise ValueError(f"Replay.sample_batches: `rngs` must be G >= 1 PRNG keys of shape (G, 2), got shape {rngs.shape}")
+        return jax.vmap(self.sample_batch, in_axes=(None, 0))(state, rngs)
+
     def sample(self, state, rng: jax.Array) -> ReplayItem:
         """``batch_size`` items (leading ``batch_size``), drawn as :meth:`sample_batch` does."""
         return self.sample_batch(state, rng).items

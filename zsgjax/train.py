@@ -16,6 +16,8 @@ seeds in one program. One batched environment step (a *round*) is
    updates, each on a fresh replay batch (as the method turns it into a training
    batch, e.g. CSE-enhanced), weighted by the replay's importance weights; with
    prioritized replay the sampled items' priorities become their ``|TD error|``.
+   With uniform replay the batches of all the round's updates are drawn in one
+   gather and prepared in one vmapped pass.
 
 The training method (:mod:`zsgjax.methods`: ``vanilla``, ``cse``, ``ldr``, ``dr``
 or any registered one) is an object that the trainer asks three things: the
@@ -323,21 +325,48 @@ class Trainer:
 
     # ------------------------------------------------------------ updates
     def _updates(self, agent_state, replay_state, rng):
-        """``grad_updates_per_step`` updates; returns the state and summed metrics."""
+        """``grad_updates_per_step`` (G) updates; returns the state and summed metrics.
 
-        def one(carry, key):
-            agent_state, replay_state = carry
-            k_sample, k_enh, k_upd = jax.random.split(key, 3)
-            sample = self.replay.sample_batch(replay_state, k_sample)
-            items = sharding.constrain_batch(sample.items, self.mesh)
-            batch, weight, invalid = self.training_batch(items, k_enh)
-            agent_state, metrics = self.agent.update(agent_state, batch, weight * sample.weight, k_upd)
+        Uniform replay: the G batches are drawn in one gather and turned into training
+        batches (e.g. CSE-enhanced) in one vmapped pass before the G updates run, so a
+        round holds one gather and one enhancement whatever G is. Prioritized replay:
+        each update samples after the previous one has set its priorities.
+        """
+        g = self.config.grad_updates_per_step
+        keys = jax.vmap(lambda k: jax.random.split(k, 3))(jax.random.split(rng, g))  # (G, 3) keys
+        k_sample, k_enh, k_upd = keys[:, 0], keys[:, 1], keys[:, 2]
+
+        def prepare(items, key):
+            return self.training_batch(sharding.constrain_batch(items, self.mesh), key)
+
+        def update(agent_state, batch, weight, key):
+            agent_state, metrics = self.agent.update(agent_state, batch, weight, key)
             metrics = dict(metrics)
-            replay_state = self.replay.set_priorities(replay_state, sample.indices, metrics.pop(TD_ERROR))
+            return agent_state, metrics.pop(TD_ERROR), metrics
+
+        if not self.replay.prioritized and g > 0:
+            sample = self.replay.sample_batches(replay_state, k_sample)
+            batches, weights, invalid = jax.vmap(prepare)(sample.items, k_enh)
+
+            def one(agent_state, xs):
+                batch, weight, invalid, key = xs
+                agent_state, _, metrics = update(agent_state, batch, weight, key)
+                return agent_state, {**metrics, "cse_invalid": invalid}
+
+            agent_state, metrics = jax.lax.scan(one, agent_state, (batches, weights, invalid, k_upd))
+            return agent_state, replay_state, jax.tree.map(lambda m: m.sum(0), metrics)
+
+        def one_prioritized(carry, xs):
+            agent_state, replay_state = carry
+            ks, ke, ku = xs
+            sample = self.replay.sample_batch(replay_state, ks)
+            batch, weight, invalid = prepare(sample.items, ke)
+            agent_state, td_error, metrics = update(agent_state, batch, weight * sample.weight, ku)
+            replay_state = self.replay.set_priorities(replay_state, sample.indices, td_error)
             return (agent_state, replay_state), {**metrics, "cse_invalid": invalid}
 
-        keys = jax.random.split(rng, self.config.grad_updates_per_step)
-        (agent_state, replay_state), metrics = jax.lax.scan(one, (agent_state, replay_state), keys)
+        (agent_state, replay_state), metrics = jax.lax.scan(
+            one_prioritized, (agent_state, replay_state), (k_sample, k_enh, k_upd))
         return agent_state, replay_state, jax.tree.map(lambda m: m.sum(0), metrics)
 
     def _update_metric_shapes(self, agent_state, replay_state, rng):
