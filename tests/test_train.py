@@ -300,3 +300,28 @@ def test_make_train_rejects_wrapping_step_counters_and_wrong_types():
         make_train(tiny(), env="simple_direction")
     with pytest.raises(ValueError, match="`method` must be a zsgjax.methods.Method"):
         make_train(tiny(), method="cse")
+
+
+@pytest.mark.slow  # about 12 CPU-s of compilation (three programs)
+def test_one_gather_for_g_updates_equals_sampling_before_each_update():
+    """Uniform replay, G = 3 CSE updates in a round: the trainer's one vmapped gather and
+    enhancement give exactly what sampling and enhancing before each update gives."""
+    trainer = make_train(tiny(method="cse", grad_updates_per_step=3, prioritized_replay=False))
+    state = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    state, _ = jax.jit(lambda s: trainer.run(s, 1))(state)  # fill the replay
+    rng = jax.random.PRNGKey(5)
+    agent, _, metrics = jax.jit(trainer._updates)(state.agent, state.replay, rng)
+
+    def reference(agent, replay_state, rng):
+        invalid = 0
+        for key in jax.random.split(rng, 3):
+            k_sample, k_enh, k_upd = jax.random.split(key, 3)
+            items = trainer.replay.sample_batch(replay_state, k_sample).items
+            batch, weight, dropped = trainer.training_batch(items, k_enh)
+            agent, _ = trainer.agent.update(agent, batch, weight, k_upd)
+            invalid += dropped
+        return agent, invalid
+
+    ref_agent, ref_invalid = jax.jit(reference)(state.agent, state.replay, rng)
+    leaves_close(agent, ref_agent, rtol=1e-5, atol=1e-6)
+    assert int(metrics["cse_invalid"]) == int(ref_invalid)
