@@ -137,7 +137,7 @@ def _literal(text: str) -> Any:
         return text
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a constructor argument name, got '{text}'")
@@ -164,7 +164,7 @@ def add_env_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -
                         "actuator_gain damping_scale (env option 'physical')")
     parser.add_argument("--physical-range", nargs="+", default=None, type=_named_range, metavar="NAME=LOW,HIGH",
                         help="range of a physical feature, e.g. gravity=6,12 (env option 'physical_ranges')")
-    parser.add_argument("--env-option", nargs="+", default=None, type=_key_value, metavar="KEY=VALUE",
+    parser.add_argument("--env-option", nargs="+", default=None, type=key_value, metavar="KEY=VALUE",
                         help="any other constructor option of the environment, e.g. integrator=gym (pendulum_goal), "
                         "context=angle reward=brax (ants), reset_noise_scale=0.05; VALUE is read as a Python literal "
                         "when it is one, else as a string")
