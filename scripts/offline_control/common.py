@@ -140,22 +140,3 @@ def run_method(name: str, train: Callable, policy: C.Policy, data_s: C.Transitio
     print(f"  {name}: {fmt(out)}  (c<0: {out['mean_c_neg']:.2f}, c>0: {out['mean_c_pos']:.2f}; "
           f"first action {np.round(np.asarray(acts)[:, 0, 0], 2).tolist()}; {seconds:.0f} s)", flush=True)
     return out
-
-
-def branch_values(contexts: np.ndarray, delta: float = 0.1) -> np.ndarray:
-    """``(..., 2)``: mean return over ``contexts (..., n)`` of the two candidate blind policies
-    ``a = -1`` and ``a = +1`` throughout (closed form, FlipGate)."""
-    env = C.FlipGate(delta)
-    c = np.asarray(contexts, np.float64)
-    w = 1.0 - delta * (1.0 + c)
-    minus = np.where(c < 0, -delta + (env.horizon - 1) * w * np.abs(c), -delta)
-    plus = np.where(c > 0, delta + (env.horizon - 1) * w * c, delta)
-    return np.stack([minus.mean(-1), plus.mean(-1)], -1)
-
-
-def empirical_branch_held_out(train_contexts: np.ndarray, delta: float = 0.1) -> np.ndarray:
-    """Per seed: the held-out value of the branch that is best on that seed's training contexts
-    (the generalisation ("SL") part alone: exact values, no learning error)."""
-    choice = np.argmax(branch_values(train_contexts, delta), -1)  # (S,)
-    held = branch_values(HELD_OUT[:, 0], delta)  # (2,)
-    return held[choice]

@@ -1,0 +1,171 @@
+"""GoalLine (zsgjax.offline.control.goal_line): the family of offline experiment (b).
+
+References: a NumPy float64 port of the dynamics and reward (against the JAX env on
+random rollouts), a bounded numerical optimisation over all action sequences and an
+exhaustive grid over "move to y, then stay" trajectories (against the closed-form best
+blind policy), Monte Carlo (the goal distribution's moments and the expected SL regret
+H sigma^2 / n), and zsgjax's true-rollout evaluator (against the closed-form held-out
+value of the policy "go to gbar").
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import optimize
+
+from zsgjax import evaluate as zs_evaluate
+from zsgjax.offline import control as C
+from zsgjax.offline.control import goal_line as G
+
+H = 10
+
+
+def numpy_rollout(actions, goal, bound=2.0):
+    """Float64 port: positions and rewards ``(..., T)`` of action sequences ``(..., T)`` from x = 0
+    (``goal`` broadcasts against the leading axes)."""
+    a = np.clip(np.asarray(actions, np.float64), -1.0, 1.0)
+    x, xs = np.zeros(a.shape[:-1]), []
+    for t in range(a.shape[-1]):
+        x = np.clip(x + a[..., t], -bound, bound)
+        xs.append(x)
+    xs = np.stack(xs, -1)
+    return xs, -np.square(xs - np.asarray(goal, np.float64)[..., None])
+
+
+def numpy_mean_return(actions, goals, bound=2.0):
+    """Mean over ``goals (m,)`` of the return of ``actions (..., T)``: ``(...)``."""
+    a = np.asarray(actions, np.float64)[..., None, :]  # (..., 1, T) against goals (m,)
+    return numpy_rollout(a, np.ravel(goals), bound)[1].sum(-1).mean(-1)
+
+
+def test_env_matches_numpy_port_on_random_rollouts():
+    env = G.GoalLine(horizon=12, bound=1.5)
+    rng = np.random.default_rng(0)
+    goals = rng.uniform(-1, 1, (6, 1)).astype(np.float32)
+    actions = rng.uniform(-1.8, 1.8, (6, 12, 1)).astype(np.float32)  # beyond the action box and the bound
+
+    def episode(goal, acts):
+        def body(st, a):
+            st = env.step(st, a)
+            return st, (st.obs, st.reward, st.done)
+
+        return jax.lax.scan(body, env.reset(jax.random.PRNGKey(0), goal), acts)[1]
+
+    obs, rew, done = jax.jit(jax.vmap(episode))(jnp.asarray(goals), jnp.asarray(actions))
+    for i in range(6):
+        xs, rs = numpy_rollout(actions[i, :, 0], float(goals[i, 0]), bound=1.5)
+        np.testing.assert_allclose(np.asarray(obs[i, :, 0]), xs, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(obs[i, :, 1]), goals[i, 0])  # agent obs = [x, g]
+        np.testing.assert_allclose(np.asarray(rew[i]), rs, rtol=1e-5, atol=1e-6)
+    assert not np.asarray(done).any()
+    assert np.abs(np.asarray(obs[..., 0])).max() == pytest.approx(1.5)  # the bound was hit and held
+    assert env.observation_size == 2 and env.action_size == 1 and env.horizon == 12
+
+
+def test_best_blind_policy_equals_numerical_optimum_and_grid_search():
+    rng = np.random.default_rng(1)
+    for goals in (rng.uniform(-1, 1, 5), np.array([0.9, 1.0, 0.95]), np.asarray(G.goal_quantiles(7)[:, 0])):
+        want = float(G.best_blind_value(goals, goals, H))
+        assert want == pytest.approx(-H * goals.var(), rel=1e-12) == pytest.approx(G.population_optimum(goals, H))
+        # bounded optimisation over every action sequence in [-1, 1]^H
+        res = optimize.minimize(lambda a: -numpy_mean_return(a, goals), np.zeros(H), method="L-BFGS-B",
+                                bounds=[(-1.0, 1.0)] * H)
+        assert -float(res.fun) == pytest.approx(want, abs=1e-6)
+        np.testing.assert_allclose(numpy_rollout(res.x, 0.0)[0], G.best_blind_positions(goals, H), atol=1e-3)
+        # every "move to y, then stay" trajectory on a fine grid
+        ys = np.linspace(-2.0, 2.0, 4001)
+        first = np.clip(ys, -1.0, 1.0)
+        plans = np.concatenate([first[:, None], (ys - first)[:, None], np.zeros((ys.size, H - 2))], 1)
+        vals = numpy_mean_return(plans, goals)  # (4001,)
+        assert max(vals) <= want + 1e-12 and max(vals) == pytest.approx(want, abs=H * 1e-6)
+        assert abs(ys[int(np.argmax(vals))] - goals.mean()) <= 1e-3
+
+
+def test_held_out_value_and_sl_regret_closed_forms():
+    rng = np.random.default_rng(2)
+    train, held = rng.uniform(-1, 1, (3, 4)), np.asarray(G.goal_quantiles(16)[:, 0], np.float64)
+    for g in train:  # "go to gbar" on held-out goals, by the NumPy port
+        port = numpy_mean_return([g.mean()] + [0.0] * (H - 1), held)
+        assert float(G.best_blind_value(g, held, H)) == pytest.approx(port, rel=1e-12)
+        assert float(G.sl_regret(g, held, H)) == pytest.approx(G.population_optimum(held, H) - port, abs=1e-12)
+    # any blind trajectory: the regret is sum_t (x_t - hbar)^2 and the return is eq. (1)
+    x = rng.uniform(-2, 2, (5, H))
+    np.testing.assert_allclose(G.blind_regret(x, held), np.sum((x - held.mean()) ** 2, -1), rtol=1e-12)
+    np.testing.assert_allclose(G.blind_return(x, held), [np.mean([-np.sum((xi - h) ** 2) for h in held]) for xi in x],
+                               rtol=1e-12)
+    # expected SL regret over i.i.d. training goals: H sigma^2 / n + H (mu - hbar)^2
+    n, draws = 8, 20000
+    g = np.asarray(G.sample_goals(jax.random.PRNGKey(3), n * draws), np.float64).reshape(draws, n)
+    mc = G.sl_regret(g, held, H).mean()
+    mu, var = G.goal_mean(), G.goal_variance()
+    assert (mu, var) == (pytest.approx(-1 / 3), pytest.approx(16 / 45))
+    assert g.mean() == pytest.approx(mu, abs=0.01) and g.var() == pytest.approx(var, rel=0.02)
+    assert mc == pytest.approx(H * var / n + H * (mu - held.mean()) ** 2, rel=0.04)
+    assert held.mean() == pytest.approx(mu, abs=1e-3) and np.all(np.diff(held) > 0)
+
+
+def test_true_rollout_evaluator_agrees_with_the_closed_form():
+    env = G.GoalLine()
+    held = G.goal_quantiles(16)
+    train = np.asarray(G.sample_goals(jax.random.PRNGKey(4), 3 * 5), np.float64).reshape(3, 5)  # 3 "seeds"
+    gbar = jnp.asarray(train.mean(-1, keepdims=True), jnp.float32)  # params (S, 1)
+    go_to = lambda p, obs: jnp.clip(p - obs[:1], -1.0, 1.0)  # noqa: E731  (obs = [x, g]: g unused)
+    res = zs_evaluate.evaluate_grid(env, go_to, gbar, C.held_out_grid(env, held), num_episodes=1,
+                                    rng=jax.random.PRNGKey(5))
+    np.testing.assert_allclose(res.per_seed(range(16)), G.best_blind_value(train, held[:, 0], H), rtol=1e-5, atol=1e-5)
+    pos = jax.vmap(lambda p: G.blind_positions(env, lambda q, x: go_to(q, x), p))(gbar)
+    np.testing.assert_allclose(pos, G.best_blind_positions(train, H), atol=1e-6)
+    # a zero-weight PERM policy (a = 0: stays at the start) through C.zero_shot
+    pol = C.make_policy(C.ActorConfig(hidden_sizes=(4,)), 1, 1, 1)
+    zero = jax.tree.map(lambda x: jnp.zeros((2,) + x.shape), pol.init(jax.random.PRNGKey(6)))
+    out = C.zero_shot(env, pol, zero, C.held_out_grid(env, held), num_episodes=1, rng=jax.random.PRNGKey(7))
+    np.testing.assert_allclose(out.returns[..., 0], np.broadcast_to(-H * held[:, 0] ** 2, (2, 16)), rtol=1e-5)
+    np.testing.assert_allclose(out.per_seed(range(16)), G.blind_return(np.zeros((2, H)), held[:, 0]), rtol=1e-5)
+
+
+def test_bad_input_names_the_argument():
+    for kwargs, name in ((dict(horizon=0), "horizon"), (dict(horizon=2.5), "horizon"), (dict(bound=0.5), "bound"),
+                         (dict(bound=float("inf")), "bound"), (dict(bound="2"), "bound")):
+        with pytest.raises(ValueError, match=name):
+            G.GoalLine(**kwargs)
+    with pytest.raises(ValueError, match="power"):
+        G.sample_goals(jax.random.PRNGKey(0), 3, power=0.0)
+    with pytest.raises(ValueError, match="num"):
+        G.goal_quantiles(0)
+    with pytest.raises(ValueError, match="goals"):
+        G.sl_regret([1.5, 0.0], [0.0], H)
+    with pytest.raises(ValueError, match="train_goals"):
+        G.best_blind_positions(np.zeros((2, 0)), H)
+    with pytest.raises(ValueError, match="positions"):
+        G.blind_regret([np.nan] * H, [0.0])
+    with pytest.raises(ValueError, match="env"):
+        G.blind_positions(C.FlipGate(), lambda p, x: x, None)
+    with pytest.raises(ValueError, match="context"):
+        G.GoalLine().reset(jax.random.PRNGKey(0), jnp.array([1.5]))
+
+
+@pytest.mark.slow
+def test_scaling_script_smoke(tmp_path):
+    """A two-point run of experiment (b): the files, and rollouts == the closed form of the learned trajectory."""
+    import json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "scaling")
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    subprocess.run([sys.executable, os.path.join(root, "scripts", "offline_control", "scaling.py"), "--envs", "2",
+                    "--transitions", "32", "--fixed-envs", "2", "--fixed-transitions", "32", "--seeds", "2",
+                    "--iterations", "3", "--hidden", "8", "--out", out], check=True, env=env, cwd=root, timeout=600)
+    r = json.load(open(out + ".json"))
+    assert r["complete"] and len(r["vs_num_envs"]) == 1 and len(r["vs_transitions"]) == 1
+    point = r["vs_num_envs"][0]
+    assert point["closed_form_vs_rollout_max_abs"] < 1e-4
+    assert np.allclose(np.subtract(point["perm_regret"]["per_seed"], point["sl_regret"]["per_seed"]),
+                       point["difference"]["per_seed"])
+    assert os.path.exists(out + ".md") and os.path.exists(out + ".png")
