@@ -10,7 +10,9 @@ The roofline (every result): :func:`result_header` stores the CPU model and its 
 flags (or the accelerator's name) and a matmul peak measured in the same run
 (:func:`matmul_peak`); :func:`roofline` turns a program's XLA ``cost_analysis``
 FLOPs (:func:`program_flops`) and its measured seconds into achieved GFLOP/s and
-the fraction of that peak.
+the fraction of that peak. The header also stores the load average at the start;
+:func:`result_footer` adds the load average and a second matmul peak at the end (the
+machine may be shared: the two peaks bracket the rate other jobs left).
 """
 
 from __future__ import annotations
@@ -106,13 +108,36 @@ def roofline(flops: float | None, seconds: float, peak_gflops: float) -> dict[st
     return {"flops": flops, "achieved_gflops": achieved, "fraction_of_peak": achieved / peak_gflops}
 
 
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages now (``os.getloadavg``; ``None`` where unsupported)."""
+    try:
+        return [float(x) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def result_footer(result: dict[str, Any], peak: bool = True) -> dict[str, Any]:
+    """Add ``load_average_end`` and (``peak``) ``matmul_peak_end`` to ``result``, in place.
+
+    On a shared machine the matmul peak moves with the load of other jobs; the one at
+    the start (the header's, which the fractions of peak use) and the one at the end
+    bracket it.
+    """
+    result["load_average_end"] = load_average()
+    if peak:
+        result["matmul_peak_end"] = matmul_peak()
+    return result
+
+
 def result_header(benchmark: str, args: Any, peak: bool = True) -> dict[str, Any]:
     """The common head of every result file: name, CLI arguments, machine (CPU model and
-    SIMD flags or accelerator), the matmul peak measured now (``peak=False`` skips it), shared-cores note."""
+    SIMD flags or accelerator), the load average at the start, the matmul peak measured
+    now (``peak=False`` skips it), shared-cores note. :func:`result_footer` adds the end."""
     return {
         "benchmark": benchmark,
         "args": dict(vars(args)) if not isinstance(args, dict) else dict(args),
         "machine": {**machine_description(), **accelerator()},
+        "load_average_start": load_average(),
         "matmul_peak": matmul_peak() if peak else None,
         "note": SHARED_NOTE,
     }

@@ -6,7 +6,10 @@ against a Python loop calling the jitted one-environment update (the same functi
 an ``n = 1`` slice) n times. Compile time is measured apart
 (``jit(...).lower(...).compile()``); the steady-state times alternate the two sides
 (ABBA, ``benchmarks/_common.py``) and the figure is the median of the per-repeat ratios
-loop / vmap. Peak memory is XLA's ``memory_analysis()`` of the compiled vmapped update
+loop / vmap. Each row also records the XLA FLOPs of the vmapped step and of the
+one-environment step (``cost_analysis``; both are loop-free) and each side's achieved
+GFLOP/s and fraction of the matmul peak measured at the start of the same run
+(``_common.matmul_peak``). Peak memory is XLA's ``memory_analysis()`` of the compiled vmapped update
 (arguments + outputs + temporaries, aliased bytes counted once) for a grid of n and M.
 (That the vmapped step equals the loop is tested in tests/test_offline_control.py.)
 
@@ -29,7 +32,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import RESULTS_DIR, alternate, block, paired_ratio, result_header, summary  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS_DIR, alternate, block, paired_ratio, program_flops, result_footer, result_header, roofline, summary)
 from zsgjax.offline import control as C  # noqa: E402
 from zsgjax.reporting.files import write_json  # noqa: E402
 
@@ -82,6 +86,8 @@ def main() -> None:
     s["members"] = args.members or s["members"]
     out = args.out or os.path.join(RESULTS_DIR, f"offline_critics_{args.scale}.json")
 
+    result = result_header("offline_critics", args)  # the matmul peak, measured before the rows
+    peak = result["matmul_peak"]["gflops"]
     cfg = C.CriticConfig(hidden_sizes=s["hidden"], num_critics=s["critics"], batch_size=s["batch"])
     critics = C.make_critics(cfg, OBS_DIM, ACT_DIM)
     key = jax.random.PRNGKey(0)
@@ -96,6 +102,7 @@ def main() -> None:
     t0 = time.perf_counter()
     single = t_one.compile()
     single_compile_s = time.perf_counter() - t0
+    single_flops = program_flops(single)
 
     rows = []
     for n in envs:
@@ -105,8 +112,10 @@ def main() -> None:
         vm = jax.jit(step).lower(state, data, key).compile()
         vm_compile_s = time.perf_counter() - t0
         keys = jax.random.split(key, n)
+        vm_flops = program_flops(vm)
         row = {"num_envs": n, "num_critics": s["critics"], "vmap_compile_s": vm_compile_s,
-               "single_env_compile_s": single_compile_s, "memory": peak_bytes(vm)}
+               "single_env_compile_s": single_compile_s, "memory": peak_bytes(vm),
+               "vmap_step_flops": vm_flops, "single_env_step_flops": single_flops}
         if n <= s["loop_max"]:
             take = lambda tree, i: jax.tree.map(  # noqa: E731
                 lambda x: x[i:i + 1] if np.ndim(x) >= 1 and np.shape(x)[0] == n else x, tree)
@@ -127,8 +136,12 @@ def main() -> None:
             row.update(vmap=summary(times["vmap"]), loop=summary(times["loop"]),
                        ratio_loop_over_vmap=paired_ratio(times["loop"], times["vmap"]))
             row["critic_updates_per_s_vmap"] = n * s["critics"] / row["vmap"]["median_s"]
+            row["vmap"]["roofline"] = roofline(vm_flops, row["vmap"]["median_s"], peak)
+            row["loop"]["roofline"] = roofline(n * single_flops if single_flops else None, row["loop"]["median_s"], peak)
         rows.append(row)
+        frac = row["vmap"]["roofline"]["fraction_of_peak"] if "vmap" in row else None
         print(f"n={n}: " + (f"loop/vmap {row['ratio_loop_over_vmap']['median']:.1f}x, " if "loop" in row else "")
+              + (f"vmap {frac:.3f} of peak, " if frac is not None else "")
               + f"compile {vm_compile_s:.1f}s, peak {row['memory'].get('peak_bytes', 0) / 2**20:.1f} MiB", flush=True)
 
     memory = []
@@ -142,12 +155,14 @@ def main() -> None:
             memory.append({"num_envs": n, "num_critics": M, **peak_bytes(compiled)})
             print(f"memory n={n} M={M}: {memory[-1].get('peak_bytes', 0) / 2**20:.1f} MiB", flush=True)
 
-    result = result_header("offline_critics", args)
     result.update(scale=args.scale, setting={**{k: v for k, v in s.items()}, "obs_dim": OBS_DIM, "act_dim": ACT_DIM},
                   rows=rows, memory=memory,
                   note_memory="peak_bytes = argument + output + temp - alias bytes of the compiled vmapped update "
                               "(XLA memory_analysis); the data of all n environments are arguments",
-                  note_matmul_peak="benchmarks/_common.py offers no matmul-peak measurement; none is recorded")
+                  note_roofline="vmap/loop roofline: XLA cost_analysis FLOPs of the vmapped step (loop: n x the "
+                                "one-environment step) over the median seconds, against matmul_peak",
+                  )
+    result_footer(result)
     if jax.default_backend() != "cpu":
         result["note"] = "Measured on " + jax.devices()[0].device_kind + "."
     write_json(out, result)

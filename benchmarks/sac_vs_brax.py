@@ -30,6 +30,12 @@ brax epoch, ... (brax is compiled once). The figure is the median of the paired
 ratios ``zsgjax steps/s / brax steps/s`` (each brax epoch with the zsgjax run just
 before it).
 
+Roofline (per row): ``zsgjax.round_flops`` (XLA ``cost_analysis`` of one loop-free
+learning round, ``Trainer._round``) and ``zsgjax.roofline`` (times the timed rounds,
+over the median time, against the in-run matmul peak); brax's round runs inside
+``train()`` with no loop-free program to analyse, so both sides' update FLOPs and
+rooflines are in ``update_profile``.
+
 brax 0.14.2 calls ``jax.device_put_replicated``, which jax 0.10 removed: this script
 (and only this script) installs a shim when it is missing, documented in the JSON.
 
@@ -177,7 +183,7 @@ def brax_interleaved(env, s: dict, seed: int, repeats: int, between) -> dict:
     return {"epoch_s": epochs, "between": others, "train_call_s": total}
 
 
-def update_profile(z: "ZsgjaxSide", s: dict, repeats: int, steps: int = 50) -> dict:
+def update_profile(z: "ZsgjaxSide", s: dict, repeats: int, peak: float | None = None, steps: int = 50) -> dict:
     """Where the time goes: one SAC gradient update alone, zsgjax against brax.
 
     A ``lax.scan`` of ``steps`` updates on one fixed replay batch (the same arrays
@@ -185,7 +191,8 @@ def update_profile(z: "ZsgjaxSide", s: dict, repeats: int, steps: int = 50) -> d
     ``brax.training`` pieces (``make_sac_networks``, ``make_losses``,
     ``gradient_update_fn``: alpha, critic, actor, Polyak), compiled apart and timed
     alternately. If this ratio is ~1 and updates are most of a round, the learners
-    cannot differ much at equal settings.
+    cannot differ much at equal settings. With ``peak`` (GFLOP/s, the in-run matmul
+    peak) each side also gets the XLA FLOPs of one loop-free update and its roofline.
     """
     import optax
     from brax.training import gradients
@@ -245,12 +252,25 @@ def update_profile(z: "ZsgjaxSide", s: dict, repeats: int, steps: int = 50) -> d
         {"zsgjax": lambda: _common.timed(zc, z.state.agent)[1], "brax": lambda: _common.timed(bc, b_state)[1]},
         repeats,
     )
-    return {
+    out = {
         "updates_per_measurement": steps,
         "zsgjax_ms_per_update": 1000 * _common.median(times["zsgjax"]) / steps,
         "brax_ms_per_update": 1000 * _common.median(times["brax"]) / steps,
         "speedup_zsgjax_over_brax": _common.paired_ratio(times["brax"], times["zsgjax"]),
     }
+    if peak is not None:
+        z_flops = _common.loop_free_flops(lambda a, k: agent.update(a, tr, weight, k)[0], z.state.agent, keys[0])
+        b_flops = _common.loop_free_flops(lambda st, k: b_step(st, k)[0], b_state, keys[0])
+        for name, f in (("zsgjax", z_flops), ("brax", b_flops)):
+            out[f"{name}_update_flops"] = f
+            out[f"{name}_roofline"] = _common.roofline(f * steps if f else None, _common.median(times[name]), peak)
+    return out
+
+
+def round_flops(z: "ZsgjaxSide") -> float | None:
+    """XLA FLOPs of one zsgjax learning round (``Trainer._round`` is loop-free but for a
+    ``cond``, whose heavier branch, the updates, XLA counts)."""
+    return _common.loop_free_flops(lambda st: z.trainer._round(st, None), z.state)
 
 
 # --------------------------------------------------------------------- zsgjax
@@ -336,6 +356,7 @@ def main(argv=None) -> dict:
         "called from brax's progress_fn after every epoch (interleaved); median of paired ratios."
     )
     result["rows"] = []
+    peak = result["matmul_peak"]["gflops"]
     for name in [e for e in args.envs.split(",") if e]:
         env = build_env(name)
         s = settings_for(args, name)
@@ -373,6 +394,12 @@ def main(argv=None) -> dict:
             "target": ">= 1.5",
             "target_met": speedup["median"] >= 1.5,
         }
+        # Roofline: brax's round is inside brax's train() and has no loop-free program to
+        # analyse; its update's FLOPs are in update_profile.
+        rf = round_flops(z)
+        row["zsgjax"]["round_flops"] = rf
+        row["zsgjax"]["roofline"] = _common.roofline(
+            rf * s["rounds"] if rf else None, _common.median(times["zsgjax"]), peak)
         print(
             f"[sac_vs_brax] {name}: zsgjax {row['zsgjax']['steps_per_s']:.0f} steps/s, brax "
             f"{row['brax']['steps_per_s']:.0f} steps/s, ratio {speedup['median']:.2f} "
@@ -380,7 +407,7 @@ def main(argv=None) -> dict:
             flush=True,
         )
         if args.profile:
-            row["update_profile"] = update_profile(z, s, args.repeats)
+            row["update_profile"] = update_profile(z, s, args.repeats, peak)
             up = row["update_profile"]
             print(
                 f"[sac_vs_brax] {name}: one update zsgjax {up['zsgjax_ms_per_update']:.2f} ms, brax "
@@ -389,6 +416,7 @@ def main(argv=None) -> dict:
             )
         result["rows"].append(row)
         _common.write_json(args.out, result)
+    _common.result_footer(result)
     _common.write_json(args.out, result)
     return result
 

@@ -98,6 +98,32 @@ def component_profile(trainer, k: int, rounds: int, repeats: int, seed: int) -> 
     return out
 
 
+def train_flops(trainer, seed: int) -> dict:
+    """XLA FLOPs of one seed's ``trainer.train``, from loop-free pieces (XLA counts a loop body once).
+
+    ``round``: one learning round (``Trainer._round``; of its ``cond`` XLA counts the
+    heavier branch, the updates); ``updates``: that branch alone (``Trainer._updates``).
+    A single seed runs ``warm`` rounds without updates (``env_steps < learning_starts``
+    after the round) and the rest with: ``single = rounds * round - warm * updates``.
+    Under ``vmap`` the ``cond`` becomes a select, so each vmapped seed computes the updates
+    in every round: ``per_vmapped_seed = rounds * round``. Initialisation is left out.
+    With ``grad_updates_per_step != 1`` the totals are ``None`` (XLA counts the scan of
+    the G updates once).
+    """
+    c = trainer.config
+    key = jax.random.PRNGKey(seed)
+    state = jax.jit(trainer.init)(key)
+    rf = _common.loop_free_flops(lambda st: trainer._round(st, None)[0], state)
+    uf = _common.loop_free_flops(lambda st, k: trainer._updates(st.agent, st.replay, k)[0], state, key)
+    rounds = trainer.num_iterations * trainer.rounds_per_iteration
+    warm = sum(1 for r in range(rounds) if (r + 1) * c.num_envs < c.learning_starts)
+    if rf is None or uf is None or c.grad_updates_per_step != 1:
+        return {"round": rf, "updates": uf, "rounds": rounds, "warm_rounds": warm, "single": None,
+                "per_vmapped_seed": None}
+    return {"round": rf, "updates": uf, "rounds": rounds, "warm_rounds": warm,
+            "single": rounds * rf - warm * uf, "per_vmapped_seed": rounds * rf}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="simple_direction")
@@ -154,6 +180,13 @@ def main(argv=None) -> dict:
         return run
 
     result["single_compile_s"] = single_compile
+    flops = train_flops(trainer, args.seed)
+    result["train_flops"] = flops
+    peak = result["matmul_peak"]["gflops"]
+
+    def roof(total, times):
+        return _common.roofline(total, _common.median(times), peak)
+
     result["rows"] = []
     for k in seeds:
         keys = jax.random.split(key, k)
@@ -174,6 +207,10 @@ def main(argv=None) -> dict:
         }
         row["one_seed"] = _common.summary(times["one_seed"])
         row["vmapped_over_one_seed"] = _common.paired_ratio(times["vmapped"], times["one_seed"])
+        single_f, vm_f = flops["single"], flops["per_vmapped_seed"]
+        row["one_seed"]["roofline"] = roof(single_f, times["one_seed"])
+        row["sequential"]["roofline"] = roof(k * single_f if single_f else None, times["sequential"])
+        row["vmapped"]["roofline"] = roof(k * vm_f if vm_f else None, times["vmapped"])
         if k == 16:
             row["target"] = "vmapped 16 <= 4x one seed"
             row["target_met"] = row["vmapped_over_one_seed"]["median"] <= 4.0
@@ -190,6 +227,7 @@ def main(argv=None) -> dict:
         prof = component_profile(trainer, args.profile_seeds, trainer.rounds_per_iteration, args.repeats + 1, args.seed)
         result["component_profile"] = prof
         print(f"[seed_scaling] component profile: {prof}", flush=True)
+    _common.result_footer(result)
     _common.write_json(args.out, result)
     return result
 

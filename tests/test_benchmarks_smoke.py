@@ -45,6 +45,40 @@ def test_write_json_atomic_and_machine_description(tmp_path):
         assert key in m
 
 
+def test_load_average_and_roofline():
+    la = _common.load_average()
+    assert la is None or (len(la) == 3 and all(x >= 0 for x in la))
+    r = _common.roofline(2e9, 0.5, 8.0)
+    assert r == {"flops": 2e9, "achieved_gflops": 4.0, "fraction_of_peak": 0.5}
+    assert _common.roofline(None, 0.5, 8.0)["fraction_of_peak"] is None
+
+
+def test_five_tuple_env_gives_rejax_the_old_gymnax_step():
+    import sac_vs_rejax
+
+    class SixTuple:  # the gymnax 1.x signature
+        default_params = "params"
+
+        def action_space(self, params=None):
+            return ("action_space", params)
+
+        def observation_space(self, params=None):
+            return ("observation_space", params)
+
+        def reset(self, key, params=None):
+            return "obs0", ("state0", key, params)
+
+        def step(self, key, state, action, params=None):
+            return "obs", "state", 1.5, np.array([True, False, False]), np.array([False, True, False]), {"k": key}
+
+    env = sac_vs_rejax.FiveTupleEnv(SixTuple())
+    assert env.default_params == "params" and env.action_space("p") == ("action_space", "p")
+    assert env.reset(7, "p") == ("obs0", ("state0", 7, "p"))
+    obs, state, reward, done, info = env.step(3, "s", 0.0, "p")
+    assert (obs, state, reward, info) == ("obs", "state", 1.5, {"k": 3})
+    np.testing.assert_array_equal(done, [True, True, False])  # terminated | truncated
+
+
 def test_device_put_replicated_shim():
     import sac_vs_brax
 
@@ -81,6 +115,37 @@ def test_sac_vs_brax_smoke(tmp_path):
     assert saved["rows"][0]["env"] == "pendulum_goal"
     assert saved["rows"][0]["brax_episode_length"] == res["rows"][0]["horizon"] == 200
     assert saved["brax_shim"]["note"]
+    row = saved["rows"][0]
+    assert row["zsgjax"]["round_flops"] > 0 and row["zsgjax"]["roofline"]["fraction_of_peak"] > 0
+    for side in ("zsgjax", "brax"):
+        assert row["update_profile"][f"{side}_update_flops"] > 0
+    assert len(saved["load_average_end"]) == 3
+
+
+@pytest.mark.slow
+def test_sac_vs_rejax_smoke(tmp_path):
+    import sac_vs_rejax
+
+    out = tmp_path / "svr.json"
+    sac_vs_rejax.main(
+        ["--num-envs", "2", "--batch-size", "8", "--hidden", "8", "--rounds", "2", "--repeats", "1",
+         "--buffer-size", "64", "--seeds", "2", "--out", str(out)]
+    )
+    saved = json.loads(out.read_text())
+    assert [(r["seeds"], r["vmapped"]) for r in saved["rows"]] == [(1, False), (2, True)]
+    assert saved["settings"]["learning_starts"] == 8 and saved["differences"] and saved["rejax_shim"]
+    for row in saved["rows"]:
+        assert row["speedup_zsgjax_over_rejax"]["n"] == 1
+        for side in ("zsgjax", "rejax"):
+            assert row["round_flops"][f"{side}_round"] > 0
+            assert row[side]["roofline"]["fraction_of_peak"] > 0 and row[side]["compile_s"] > 0
+    # K vmapped seeds: K x the env steps and K x one seed's FLOPs of the same rounds
+    one, two = saved["rows"]
+    assert two["timed_env_steps"] == 2 * one["timed_env_steps"]
+    assert two["zsgjax"]["roofline"]["flops"] == 2 * one["zsgjax"]["roofline"]["flops"]
+    up = saved["update_profile"]
+    assert up["zsgjax_update_flops"] > 0 and up["rejax_update_flops"] > 0
+    assert saved["matmul_peak"]["gflops"] > 0 and saved["matmul_peak_end"]["gflops"] > 0
 
 
 @pytest.mark.slow
@@ -106,8 +171,13 @@ def test_seed_scaling_smoke(tmp_path):
         ["--seeds", "1,2", "--num-envs", "2", "--total-steps", "16", "--learning-starts", "4",
          "--batch-size", "4", "--hidden", "8", "--repeats", "1", "--profile-seeds", "2", "--out", str(out)]
     )
-    rows = json.loads(out.read_text())["rows"]
+    saved = json.loads(out.read_text())
+    rows = saved["rows"]
     assert [r["seeds"] for r in rows] == [1, 2]
+    f = saved["train_flops"]
+    assert f["single"] == f["rounds"] * f["round"] - f["warm_rounds"] * f["updates"] and f["warm_rounds"] == 1
+    assert rows[1]["vmapped"]["roofline"]["flops"] == 2 * f["per_vmapped_seed"]
+    assert rows[1]["sequential"]["roofline"]["flops"] == 2 * f["single"]
 
 
 def test_count_kernels_follows_control_flow_not_fusion_bodies():
