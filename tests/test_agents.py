@@ -290,17 +290,13 @@ def test_dqn_single_target_weighted_loss_and_dueling_head_by_hand():
 
 
 def test_sac_flat_optimizer_equals_per_leaf_adam(sac):
-    """The networks' Adam on one flat vector (``optax.flatten``) gives the per-leaf Adam's numbers."""
-    import optax
-
-    class PerLeaf(SAC):
-        def _optimizers(self):
-            c = self.config
-            return optax.adam(c.actor_lr), optax.adam(c.critic_lr), optax.adam(c.alpha_lr)
-
-    config = dataclasses.replace(sac.config, normalize_obs=False)
-    sac = SAC(sac.obs_size, sac.action_size, sac.normalizer, config)
-    per_leaf = PerLeaf(sac.obs_size, sac.action_size, sac.normalizer, config)
+    """``flat_optimizer``: the networks' Adam on one flat vector (``optax.flatten``) gives the
+    default per-leaf Adam's numbers."""
+    config = dataclasses.replace(sac.config, normalize_obs=False, flat_optimizer=False)
+    per_leaf = SAC(sac.obs_size, sac.action_size, sac.normalizer, config)
+    sac = SAC(sac.obs_size, sac.action_size, sac.normalizer, dataclasses.replace(config, flat_optimizer=True))
+    assert jax.tree.structure(sac.init(jax.random.PRNGKey(0)).critic_opt) != jax.tree.structure(
+        per_leaf.init(jax.random.PRNGKey(0)).critic_opt)  # the two really are different optimisers
     b = batch(jax.random.PRNGKey(3), 16)
     weight = jnp.ones((16,))
 

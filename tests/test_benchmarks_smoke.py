@@ -200,3 +200,17 @@ def test_gpu_suite_tiny_writes_every_result(tmp_path):
         result = json.loads(open(part["out"]).read())
         assert result["benchmark"] == name
         assert result["machine"]["backend"] == jax.default_backend() and result["matmul_peak"]["gflops"] > 0
+
+
+@pytest.mark.slow
+def test_sac_update_variants_smoke(tmp_path):
+    import sac_update_variants
+
+    out = tmp_path / "variants.json"
+    sac_update_variants.main(["--envs", "pendulum_goal", "--hidden", "8", "--batch-size", "8", "--steps", "2",
+                              "--repeats", "1", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert set(row["variants"]) == set(sac_update_variants.VARIANTS)
+    flops = [v["update_flops"] for v in row["variants"].values()]
+    assert max(flops) <= 1.05 * min(flops)  # the same arithmetic in every layout
+    assert row["variants"]["leaf_vmap"]["speed_over_default"]["median"] == 1.0

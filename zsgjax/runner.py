@@ -39,7 +39,8 @@ from zsgjax.train import Trainer
 # Version of the config record stored with every checkpoint. Bump it when the
 # shape of TrainConfig changes, so that older checkpoints fail with a clear message.
 # 3: TrainConfig.env_kwargs (the environment's constructor options).
-CHECKPOINT_FORMAT = 3
+# 4: TrainConfig.flat_optimizer; SAC optimiser states per leaf by default.
+CHECKPOINT_FORMAT = 4
 
 
 @dataclasses.dataclass(frozen=True)

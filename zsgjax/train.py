@@ -136,6 +136,7 @@ class TrainConfig:
     alpha_lr: float | None = _agent_field(sac="alpha_lr")
     init_alpha: float | None = _agent_field(sac="init_alpha")
     action_scale: float | None = _agent_field(sac="action_scale")
+    flat_optimizer: bool | None = _agent_field(sac="flat_optimizer")
     # DQN
     dqn_lr: float | None = _agent_field(dqn="lr")
     dqn_max_grad_norm: float | None = _agent_field(dqn="max_grad_norm")

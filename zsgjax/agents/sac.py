@@ -45,6 +45,11 @@ class SACConfig:
     num_critics: int = param(2, kind=int, low=1)
     normalize_obs: bool = param(False, kind=bool)
     action_scale: float = param(1.0, low=0.0, low_open=True)  # env actions are action_scale * tanh(.)
+    # Adam of the actor and of the critics on one flat vector each (``optax.flatten``): fewer
+    # kernels per update (167 against 190 fusions), but at 256x256 on a CPU 0.77x (pendulum_goal)
+    # and 0.94x (cheetah_velocity) the speed of the per-leaf default
+    # (benchmarks/results/sac_update_variants_cpu.json); off by default.
+    flat_optimizer: bool = param(False, kind=bool)
 
     def validate(self) -> "SACConfig":
         """Raise ``ValueError`` naming the first field outside its range; returns ``self``."""
@@ -93,10 +98,11 @@ class SAC:
         return -float(self.action_size) if te is None else float(te)
 
     def _optimizers(self):
-        """Adam for actor, critics, temperature; the networks' Adam runs on one flat vector
-        (``optax.flatten``: one fused kernel per optimiser instead of one per leaf, same numbers)."""
+        """Adam for actor, critics, temperature; with ``config.flat_optimizer`` the networks'
+        Adam runs on one flat vector each (``optax.flatten``: same numbers, fewer kernels)."""
         c = self.config
-        return optax.flatten(optax.adam(c.actor_lr)), optax.flatten(optax.adam(c.critic_lr)), optax.adam(c.alpha_lr)
+        wrap = optax.flatten if c.flat_optimizer else (lambda tx: tx)
+        return wrap(optax.adam(c.actor_lr)), wrap(optax.adam(c.critic_lr)), optax.adam(c.alpha_lr)
 
     # ---------------------------------------------------------------- init
     def init(self, rng: jax.Array) -> SACState:
