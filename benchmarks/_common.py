@@ -144,6 +144,26 @@ def result_header(benchmark: str, args: Any, peak: bool = True) -> dict[str, Any
 
 
 # ---------------------------------------------------------------------- timing
+def hidden_sizes(text: str) -> tuple[int, ...]:
+    """The ``--hidden`` option: ``"256,256"`` -> ``(256, 256)``."""
+    return tuple(int(h) for h in text.split(","))
+
+
+def add_sac_options(parser: Any, scaled: bool = False) -> None:
+    """The sizes every SAC training benchmark takes: ``--num-envs --batch-size --hidden
+    --grad-updates --learning-starts --buffer-size --repeats --profile`` (``scaled``: the
+    environments and the replay are multiplied by the script's ``--scale``)."""
+    times = " (times --scale)" if scaled else ""
+    parser.add_argument("--num-envs", type=int, default=8, help="parallel environments per seed" + times)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--hidden", type=hidden_sizes, default=(256, 256))
+    parser.add_argument("--grad-updates", type=int, default=1, help="gradient updates per batched env step")
+    parser.add_argument("--learning-starts", type=int, default=None, help="default max(batch, 2 num_envs)")
+    parser.add_argument("--buffer-size", type=int, default=100_000, help="replay capacity, both sides" + times)
+    parser.add_argument("--repeats", type=int, default=9, help="alternated measurements per side")
+    parser.add_argument("--profile", type=int, default=1, help="1: also time one SAC update alone on both sides")
+
+
 def block(x: Any) -> Any:
     return jax.block_until_ready(x)
 

@@ -238,7 +238,7 @@ def parse_args(argv=None):
     p.add_argument("--mjx-dims", default="1,8", help="context dimensions of the MJX env (1..8), e.g. 1-8")
     p.add_argument("--num-envs", type=int, default=8, help="parallel environments (times --scale)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", type=lambda x: tuple(int(h) for h in x.split(",")), default=(256, 256))
+    p.add_argument("--hidden", type=_common.hidden_sizes, default=(256, 256))
     p.add_argument("--grad-updates", type=int, default=1)
     p.add_argument("--rounds", type=int, default=50, help="timed batched steps, analytic env (times --scale)")
     p.add_argument("--mjx-rounds", type=int, default=10, help="timed batched steps, MJX env (times --scale)")

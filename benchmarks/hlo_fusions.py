@@ -154,7 +154,7 @@ def parse_args(argv=None):
     p.add_argument("--method", default="vanilla", help="training method of the round (vanilla, cse, ldr, dr)")
     p.add_argument("--num-envs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", type=lambda x: tuple(int(h) for h in x.split(",")), default=(256, 256))
+    p.add_argument("--hidden", type=_common.hidden_sizes, default=(256, 256))
     p.add_argument("--grad-updates", type=int, default=1)
     p.add_argument("--prioritized", default=None, choices=["yes", "no"],
                    help="prioritized replay (default: the environment's preset)")

@@ -119,7 +119,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs", nargs="+", default=["pendulum_goal", "cheetah_velocity"])
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", type=lambda x: tuple(int(h) for h in x.split(",")), default=(256, 256))
+    p.add_argument("--hidden", type=_common.hidden_sizes, default=(256, 256))
     p.add_argument("--steps", type=int, default=50, help="updates per timed call")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--out", default=os.path.join(_common.RESULTS_DIR, "sac_update_variants_cpu.json"))
