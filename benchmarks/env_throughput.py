@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from zsgjax import cse
 from zsgjax.envs import make
@@ -49,11 +50,6 @@ ENVS = {
     "ant_direction": {"physical": MJX_FEATURES},
     "ant_goal": {"physical": MJX_FEATURES},
 }
-
-
-def machine_description() -> dict:
-    """The shared machine description plus the load average when the run started."""
-    return {**_common.machine_description(), "load_average_at_start": list(os.getloadavg())}
 
 
 def _timed_compile(fn, *args):
@@ -92,8 +88,13 @@ def _one_step(env, gradients: str):
     return step
 
 
-def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str = "none") -> dict:
+def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str = "none",
+               peak_gflops: float | None = None) -> dict:
     """Env steps/s of ``num_steps`` scanned ``vmap`` steps on ``num_envs`` environments.
+
+    With ``peak_gflops`` (the run's matmul peak) also the roofline: XLA's FLOPs of one
+    loop-free batched step (for MJX, XLA counts the constraint solver's loop body once,
+    so this is a lower bound) times ``num_steps``, over the measured time.
 
     ``gradients``: ``"none"`` (plain step), ``"jacobian"`` (``cse.step_and_jacobian``: the
     step and its full context Jacobian in one ``jacfwd`` pass) or ``"jvp"``
@@ -118,7 +119,13 @@ def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str 
 
     compiled, compile_s = _timed_compile(run, env_states, jax.random.PRNGKey(1))
     run_s = _time_calls(compiled, (env_states, jax.random.PRNGKey(1)), repeats)
+    actions = jnp.zeros((num_envs, env.action_size))
+    step_flops = _common.loop_free_flops(step, env_states, actions, contexts, deltas)
+    roofline = (None if peak_gflops is None or step_flops is None
+                else _common.roofline(step_flops * num_steps, run_s, peak_gflops))
     return {
+        "step_flops": step_flops,
+        "roofline": roofline,
         "num_envs": num_envs,
         "gradients": gradients,
         "steps_per_call": num_steps,
@@ -143,7 +150,7 @@ def _measure_in_subprocess(cfg: dict, timeout_s: float) -> dict:
 
 def _single(cfg: dict) -> None:
     env = make(cfg["env"], **ENVS[cfg["env"]])
-    row = throughput(env, cfg["num_envs"], cfg["num_steps"], cfg["repeats"], cfg["gradients"])
+    row = throughput(env, cfg["num_envs"], cfg["num_steps"], cfg["repeats"], cfg["gradients"], cfg.get("peak_gflops"))
     print("RESULT " + json.dumps({**cfg, **row, "context_dim": env.context_dim}), flush=True)
 
 
@@ -167,9 +174,10 @@ def main(argv=None) -> dict:
     grad_steps = 4 if args.quick else 20
     repeats = 1 if args.quick else args.repeats
 
-    result = {
-        "benchmark": "env_throughput",
-        "machine": machine_description(),
+    result = _common.result_header("env_throughput", {k: (str(v) if isinstance(v, Path) else v)
+                                                       for k, v in vars(args).items()})
+    peak = result["matmul_peak"]["gflops"]
+    result.update({
         "notes": (
             "Throughput: jit(lax.scan(vmap(step))) with random actions and per-env random contexts, "
             "compile time excluded (reported apart), best of "
@@ -186,11 +194,12 @@ def main(argv=None) -> dict:
         ),
         "throughput": {},
         "derivative_cost": {},
-    }
+    })
     for name in args.envs:
         rows = []
         for num_envs, num_steps in sizes:
-            cfg = dict(env=name, num_envs=num_envs, num_steps=num_steps, repeats=repeats, gradients="none")
+            cfg = dict(env=name, num_envs=num_envs, num_steps=num_steps, repeats=repeats, gradients="none",
+                       peak_gflops=peak)
             row = _measure_in_subprocess(cfg, args.timeout)
             rows.append(row)
             print(f"{name:17s} envs={num_envs:5d} {row.get('env_steps_per_s', float('nan')):12.1f} steps/s  "
@@ -198,11 +207,13 @@ def main(argv=None) -> dict:
         result["throughput"][name] = rows
         plain = next((r for r in rows if r["num_envs"] == grad_batch), None)
         if plain is None:
-            cfg = dict(env=name, num_envs=grad_batch, num_steps=grad_steps, repeats=repeats, gradients="none")
+            cfg = dict(env=name, num_envs=grad_batch, num_steps=grad_steps, repeats=repeats, gradients="none",
+                       peak_gflops=peak)
             plain = _measure_in_subprocess(cfg, args.timeout)
         cost = {"num_envs": grad_batch, "step": plain}
         for mode in ("jacobian", "jvp"):
-            cfg = dict(env=name, num_envs=grad_batch, num_steps=plain["num_steps"], repeats=repeats, gradients=mode)
+            cfg = dict(env=name, num_envs=grad_batch, num_steps=plain["num_steps"], repeats=repeats, gradients=mode,
+                       peak_gflops=peak)
             cost[mode] = _measure_in_subprocess(cfg, args.timeout)
             if "run_s" in cost[mode] and "run_s" in plain:
                 cost[f"{mode}_over_step"] = cost[mode]["run_s"] / plain["run_s"]
@@ -220,7 +231,7 @@ def main(argv=None) -> dict:
             for name, rows in result["throughput"].items()
             if name != "simple_direction"
         }
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    _common.result_footer(result)
 
     out = args.out
     if out is None:

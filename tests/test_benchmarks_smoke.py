@@ -214,3 +214,17 @@ def test_sac_update_variants_smoke(tmp_path):
     flops = [v["update_flops"] for v in row["variants"].values()]
     assert max(flops) <= 1.05 * min(flops)  # the same arithmetic in every layout
     assert row["variants"]["leaf_vmap"]["speed_over_default"]["median"] == 1.0
+
+
+@pytest.mark.slow
+def test_env_throughput_quick_records_the_roofline(tmp_path):
+    import env_throughput
+
+    out = tmp_path / "throughput.json"
+    env_throughput.main(["--quick", "--envs", "simple_direction", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    rows = saved["throughput"]["simple_direction"]
+    assert [r["num_envs"] for r in rows] == [1, 4] and all(r["env_steps_per_s"] > 0 for r in rows)
+    assert all(r["step_flops"] > 0 and r["roofline"]["fraction_of_peak"] > 0 for r in rows)
+    assert saved["matmul_peak"]["gflops"] > 0 and len(saved["load_average_end"]) == 3
+    assert saved["derivative_cost"]["simple_direction"]["jvp_over_step"] > 0
