@@ -44,7 +44,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from zsgjax import sharding
+from zsgjax import checks, sharding
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -75,9 +75,7 @@ def check_coordinator(address: Any, name: str = "coordinator_address") -> tuple[
 
 
 def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}")
-    return int(value)
+    return checks.integer(value, f"`{name}`")
 
 
 def check_processes(num_processes: Any, process_id: Any) -> tuple[int, int]:
