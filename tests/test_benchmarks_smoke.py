@@ -212,7 +212,7 @@ def test_sac_update_variants_smoke(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert set(row["variants"]) == set(sac_update_variants.VARIANTS)
     flops = [v["update_flops"] for v in row["variants"].values()]
-    assert max(flops) <= 1.05 * min(flops)  # the same arithmetic in every layout
+    assert max(flops) <= 1.1 * min(flops)  # the same matmuls in every layout (at 8 wide, elementwise ops weigh 5%)
     assert row["variants"]["leaf_vmap"]["speed_over_default"]["median"] == 1.0
 
 
