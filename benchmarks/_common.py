@@ -129,6 +129,14 @@ def result_footer(result: dict[str, Any], peak: bool = True) -> dict[str, Any]:
     return result
 
 
+def finish(result: dict[str, Any], path: str) -> dict[str, Any]:
+    """:func:`result_footer` (load average and matmul peak at the end), then the atomic
+    JSON write of the finished ``result`` to ``path``; returns ``result``."""
+    result_footer(result)
+    write_json(path, result)
+    return result
+
+
 def result_header(benchmark: str, args: Any, peak: bool = True) -> dict[str, Any]:
     """The common head of every result file: name, CLI arguments, machine (CPU model and
     SIMD flags or accelerator), the load average at the start, the matmul peak measured

@@ -409,9 +409,7 @@ def main(argv=None) -> dict:
             )
         result["rows"].append(row)
         _common.write_json(args.out, result)
-    _common.result_footer(result)
-    _common.write_json(args.out, result)
-    return result
+    return _common.finish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -345,9 +345,7 @@ def main(argv=None) -> dict:
               f"{row['rejax']['steps_per_s']:.0f} steps/s, ratio {row['speedup_zsgjax_over_rejax']['median']:.2f} "
               f"(compile zsgjax {zk.compile_s:.1f}s, rejax {rk.compile_s:.1f}s)", flush=True)
         _common.write_json(args.out, result)
-    _common.result_footer(result)
-    _common.write_json(args.out, result)
-    return result
+    return _common.finish(result, args.out)
 
 
 if __name__ == "__main__":
