@@ -174,6 +174,10 @@ def test_sample_batches_is_one_vmapped_draw_of_sample_batch():
     assert np.all(np.asarray(s.weight) == 1.0) and set(np.unique(np.asarray(s.items.transition.reward))) <= set(range(12))
     with pytest.raises(ValueError, match="`rngs` must be G >= 1 PRNG keys"):
         replay.sample_batches(state, keys[0])
+    with pytest.raises(ValueError, match="`rngs` must be G >= 1 PRNG keys"):
+        replay.sample_batches(state, keys[:0])
+    typed = jax.random.split(jax.random.key(7), 2)  # typed keys work too
+    assert replay.sample_batches(state, typed).items.transition.reward.shape == (2, 8)
     prioritized = Replay(capacity=16, batch_size=8, prioritized=True)
     p_state = prioritized.init(jax.tree.map(lambda x: x[0], items(0, 1, with_grads=False)))
     with pytest.raises(ValueError, match="prioritized buffer samples one batch per update"):

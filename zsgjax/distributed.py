@@ -74,17 +74,13 @@ def check_coordinator(address: Any, name: str = "coordinator_address") -> tuple[
     return host, number
 
 
-def _as_int(value: Any, name: str) -> int:
-    return checks.integer(value, f"`{name}`")
-
-
 def check_processes(num_processes: Any, process_id: Any) -> tuple[int, int]:
     """``(num_processes, process_id)`` as ints, or ``ValueError`` unless
     ``num_processes >= 1`` and ``process_id`` is in ``[0, num_processes)``."""
-    n = _as_int(num_processes, "num_processes")
+    n = checks.integer(num_processes, "`num_processes`")
     if n < 1:
         raise ValueError(f"`num_processes` must be >= 1, got {n}")
-    i = _as_int(process_id, "process_id")
+    i = checks.integer(process_id, "`process_id`")
     if not 0 <= i < n:
         raise ValueError(f"`process_id` must be in [0, num_processes={n}), i.e. 0..{n - 1}; got {i}")
     return n, i
@@ -94,7 +90,7 @@ def check_local_device_count(count: Any) -> int | None:
     """``None`` or an int >= 1, else ``ValueError`` naming ``local_device_count``."""
     if count is None:
         return None
-    n = _as_int(count, "local_device_count")
+    n = checks.integer(count, "`local_device_count`")
     if n < 1:
         raise ValueError(f"`local_device_count` must be >= 1 (CPU devices of this process), got {n}")
     return n

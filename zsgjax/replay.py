@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from zsgjax import checks
 from zsgjax.types import Transition
 
 
@@ -139,9 +140,14 @@ class Replay:
         if self.prioritized:
             raise ValueError("Replay.sample_batches: a prioritized buffer samples one batch per update "
                              "(use sample_batch after each set_priorities)")
-        rngs = jnp.asarray(rngs)
-        if rngs.ndim != 2 or rngs.shape[0] < 1:
-            raise ValueError(f"Replay.sample_batches: `rngs` must be G >= 1 PRNG keys of shape (G, 2), got shape {rngs.shape}")
+        shape = tuple(getattr(rngs, "shape", ()))
+        try:
+            if not shape or shape[0] < 1:
+                raise ValueError
+            checks.prng_key(rngs[0])
+        except ValueError:
+            raise ValueError("Replay.sample_batches: `rngs` must be G >= 1 PRNG keys (typed keys of shape (G,) or "
+                             f"raw keys of shape (G, 2)), got {type(rngs).__name__} of shape {shape}") from None
         return jax.vmap(self.sample_batch, in_axes=(None, 0))(state, rngs)
 
     def sample(self, state, rng: jax.Array) -> ReplayItem:
