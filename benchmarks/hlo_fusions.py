@@ -79,12 +79,7 @@ def count_kernels(hlo_text: str) -> dict:
         seen.add(name)
         for opcode, line in comps[name]:
             by_opcode[opcode] += 1
-            if opcode in CONTROL:
-                todo.extend(_CONTROL_TARGETS.findall(line))
-                for group in _BRANCHES.findall(line):
-                    todo.extend(x.strip().lstrip("%") for x in group.split(","))
-                if opcode == "call":
-                    todo.extend(_CALLS.findall(line))
+            todo.extend(_callees(opcode, line))
     kernels = sum(v for k, v in by_opcode.items() if k not in FREE | CONTROL)
     return {
         "launches": _launches(comps, entry, {}),
@@ -96,6 +91,18 @@ def count_kernels(hlo_text: str) -> dict:
     }
 
 
+def _callees(opcode: str, line: str) -> list[str]:
+    """The computations a control-flow instruction runs as kernel sequences (none for other ops):
+    a loop's body and condition, a conditional's branches, a call's callee."""
+    if opcode not in CONTROL:
+        return []
+    names = _CONTROL_TARGETS.findall(line)
+    names += [x.strip().lstrip("%") for group in _BRANCHES.findall(line) for x in group.split(",")]
+    if opcode == "call":
+        names += _CALLS.findall(line)
+    return names
+
+
 def _launches(comps: dict, name: str, memo: dict) -> int:
     """Kernels one execution of computation ``name`` runs: a loop body counts ``known_trip_count``
     times (once where XLA states no trip count), a conditional its largest branch."""
@@ -104,16 +111,14 @@ def _launches(comps: dict, name: str, memo: dict) -> int:
     memo[name] = 0  # guards against recursion
     total = 0
     for opcode, line in comps.get(name, []):
+        inner = [_launches(comps, c, memo) for c in _callees(opcode, line)]
         if opcode == "while":
             trip = _TRIP.search(line)
-            targets = _CONTROL_TARGETS.findall(line)
-            total += (int(trip.group(1)) if trip else 1) * sum(_launches(comps, t, memo) for t in targets)
+            total += (int(trip.group(1)) if trip else 1) * sum(inner)
         elif opcode == "conditional":
-            branches = _CONTROL_TARGETS.findall(line) + [
-                x.strip().lstrip("%") for group in _BRANCHES.findall(line) for x in group.split(",")]
-            total += max((_launches(comps, b, memo) for b in branches), default=0)
+            total += max(inner, default=0)
         elif opcode == "call":
-            total += sum(_launches(comps, c, memo) for c in _CALLS.findall(line))
+            total += sum(inner)
         elif opcode not in FREE:
             total += 1
     memo[name] = total
