@@ -8,9 +8,9 @@ Measures, in one process so that every ratio compares numbers taken side by side
    (``cheetah_velocity``, ``ant_direction``, ``ant_goal``, all physical features
    on). Compile time is measured apart (``lower().compile()``) and excluded.
 2. **Cost of context derivatives relative to a plain step**, at 64 environments:
-   the same scan with ``cse.step_and_jacobian`` (the step and its full context
+   the same scan with ``context_gradients.step_and_jacobian`` (the step and its full context
    Jacobian in one ``jax.jacfwd`` pass, what ``context_jacobian`` computes) and
-   with ``cse.step_and_jvp`` (the step and one directional derivative in one
+   with ``context_gradients.step_and_jvp`` (the step and one directional derivative in one
    ``jax.jvp`` pass, what ``context_jvp`` computes), as time ratios to the plain
    step. These are what CSE's two first-order storages compute per step (``zsgjax.methods.CSE.collect``).
 
@@ -37,7 +37,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from zsgjax import cse
+from zsgjax import context_gradients
+from zsgjax.methods import enhancement
 from zsgjax.envs import make
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -77,9 +78,9 @@ def _one_step(env, gradients: str):
 
     def step(env_state, action, context, delta):
         if gradients == "jacobian":
-            (next_state, *_), grads = cse.step_and_jacobian(env, env_state, action, context)
+            (next_state, *_), grads = context_gradients.step_and_jacobian(env, env_state, action, context)
         elif gradients == "jvp":
-            (next_state, *_), grads = cse.step_and_jvp(env, env_state, action, context, delta)
+            (next_state, *_), grads = context_gradients.step_and_jvp(env, env_state, action, context, delta)
         else:
             next_state, *_ = env.env_step(env_state, action, context)
             grads = None
@@ -96,14 +97,14 @@ def throughput(env, num_envs: int, num_steps: int, repeats: int, gradients: str 
     loop-free batched step (for MJX, XLA counts the constraint solver's loop body once,
     so this is a lower bound) times ``num_steps``, over the measured time.
 
-    ``gradients``: ``"none"`` (plain step), ``"jacobian"`` (``cse.step_and_jacobian``: the
+    ``gradients``: ``"none"`` (plain step), ``"jacobian"`` (``context_gradients.step_and_jacobian``: the
     step and its full context Jacobian in one ``jacfwd`` pass) or ``"jvp"``
-    (``cse.step_and_jvp``: the step and one directional derivative in one ``jvp``).
+    (``context_gradients.step_and_jvp``: the step and one directional derivative in one ``jvp``).
     """
     keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
     contexts = jax.vmap(env.context_space.sample_uniform)(jax.random.split(jax.random.PRNGKey(5), num_envs))
     env_states = jax.vmap(env.init_env_state)(keys, contexts)
-    deltas = 0.1 * cse.sample_sphere(jax.random.PRNGKey(6), env.context_dim, (num_envs,))  # jvp directions
+    deltas = 0.1 * enhancement.sample_sphere(jax.random.PRNGKey(6), env.context_dim, (num_envs,))  # jvp directions
     step = jax.vmap(_one_step(env, gradients))
 
     def run(env_states, key):
@@ -181,8 +182,8 @@ def main(argv=None) -> dict:
         "notes": (
             "Throughput: jit(lax.scan(vmap(step))) with random actions and per-env random contexts, "
             "compile time excluded (reported apart), best of "
-            f"{repeats} calls after a warm-up. Derivative cost: the same scan with cse.step_and_jacobian "
-            "(step + full context Jacobian, one jacfwd pass, as context_jacobian) or cse.step_and_jvp "
+            f"{repeats} calls after a warm-up. Derivative cost: the same scan with context_gradients.step_and_jacobian "
+            "(step + full context Jacobian, one jacfwd pass, as context_jacobian) or context_gradients.step_and_jvp "
             "(step + one directional derivative, one jvp pass, as context_jvp), divided by the plain "
             f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} "
             "in the context. Each measurement runs in its own process, one after another in this invocation. "

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import zsgjax.adapters.playground  # noqa: F401  registers "playground:<Name>" (zsgjax.envs does too once it imports it)
-from zsgjax import cse
+from zsgjax import context_gradients
 from zsgjax.adapters.playground_envs import DM_CONTROL_ENVS
 from zsgjax.envs import make
 
@@ -58,9 +58,9 @@ def _assert_close(got, want, what):
 
 def test_playground_reset_step_and_exact_context_jacobian():
     """CartpoleBalance, every feature, float64: one jitted program resets at a context
-    and runs :func:`zsgjax.cse.step_and_jacobian` (what CSE training calls) at ``c``
+    and runs :func:`zsgjax.context_gradients.step_and_jacobian` (what CSE training calls) at ``c``
     and at ``c +- h e_i``: the exact Jacobian at ``c`` against central differences of
-    the steps. (``cse.context_jacobian``, the same ``jacfwd``, is checked in the slow test.)"""
+    the steps. (``context_gradients.context_jacobian``, the same ``jacfwd``, is checked in the slow test.)"""
     with jax.enable_x64(True):
         env = make("playground:CartpoleBalance", physical=PG_FEATURES, config_overrides={"episode_length": 50})
         assert env.model.body_mass.dtype == jnp.float64
@@ -74,7 +74,7 @@ def test_playground_reset_step_and_exact_context_jacobian():
         def program(rng, context, action):
             state = env.reset(rng, context)
             s = state.pipeline_state
-            out, grads = jax.vmap(lambda c: cse.step_and_jacobian(env, s, action, c))(context + plus_minus)
+            out, grads = jax.vmap(lambda c: context_gradients.step_and_jacobian(env, s, action, c))(context + plus_minus)
             return state, out, jax.tree.map(lambda x: x[0], grads)
 
         context = jnp.asarray([12.0, 1.3, 0.8, 1.5, 1.7, 0.6])
@@ -381,8 +381,8 @@ def test_brax_sac_trains_through_the_wrapper_with_dr_contexts():
 @pytest.mark.slow
 def test_playground_matches_playground_and_trains_with_cse():
     """Float32 CartpoleBalance: at the default context the adapter's reset and step are
-    playground's own (observation, reward, physics); ``cse.context_jacobian`` equals
-    the Jacobian of ``cse.step_and_jacobian``; zsgjax's trainer runs CSE (stored
+    playground's own (observation, reward, physics); ``context_gradients.context_jacobian`` equals
+    the Jacobian of ``context_gradients.step_and_jacobian``; zsgjax's trainer runs CSE (stored
     Jacobians) on it for 256 steps."""
     from zsgjax.train import TrainConfig, make_train
 
@@ -394,8 +394,8 @@ def test_playground_matches_playground_and_trains_with_cse():
         theirs = pg.reset(rng)
         step_ours = env.env_step(ours.pipeline_state, action, c)
         step_theirs = pg.step(theirs, action)
-        jac = cse.context_jacobian(env, ours.pipeline_state, action, context)
-        _, jac2 = cse.step_and_jacobian(env, ours.pipeline_state, action, context)
+        jac = context_gradients.context_jacobian(env, ours.pipeline_state, action, context)
+        _, jac2 = context_gradients.step_and_jacobian(env, ours.pipeline_state, action, context)
         return ours, theirs, step_ours, step_theirs, jac, jac2
 
     ours, theirs, step_ours, step_theirs, jac, jac2 = jax.jit(program)(

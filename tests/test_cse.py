@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax import cse
+from zsgjax import context_gradients
+from zsgjax.methods import enhancement
 from zsgjax.envs import make
 from zsgjax.types import ContextGradients, DirectionalGradients, Transition
 
@@ -48,7 +49,7 @@ def _all_gradients(env):
     """One sample: Jacobian, finite differences, jvp and the fused variants."""
 
     def f(env_state, action, context, delta_c):
-        jac = cse.context_jacobian(env, env_state, action, context)
+        jac = context_gradients.context_jacobian(env, env_state, action, context)
         h = FD_STEP * jnp.maximum(1.0, jnp.abs(context))  # (dim,)
         basis = jnp.eye(context.shape[0]) * h[:, None]
 
@@ -60,9 +61,9 @@ def _all_gradients(env):
         d_obs, d_r = jax.vmap(diff)(basis)  # (dim, obs), (dim,)
         fd_obs = (d_obs / (2 * h[:, None])).T
         fd_r = d_r / (2 * h)
-        jvp_obs, jvp_r = cse.context_jvp(env, env_state, action, context, delta_c)
-        step_j, grads_j = cse.step_and_jacobian(env, env_state, action, context)
-        step_v, grads_v = cse.step_and_jvp(env, env_state, action, context, delta_c)
+        jvp_obs, jvp_r = context_gradients.context_jvp(env, env_state, action, context, delta_c)
+        step_j, grads_j = context_gradients.step_and_jacobian(env, env_state, action, context)
+        step_v, grads_v = context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
         primal = env.env_step(env_state, action, context)
         return dict(
             jac=jac, fd_obs=fd_obs, fd_r=fd_r, jvp_obs=jvp_obs, jvp_r=jvp_r,
@@ -155,10 +156,10 @@ def test_enhance_with_jacobian_first_order_error_is_exact():
     with jax.enable_x64(True):
         env, s, tr = _simple_direction_transitions(N, seed=11)
         keys = jax.random.split(jax.random.PRNGKey(0), N)
-        delta = jax.vmap(lambda k, c: cse.draw_context_step(k, c, env.context_space, 0.1))(keys, tr.context)
-        grads = jax.vmap(lambda st, a, c: cse.context_jacobian(env, st, a, c))(s, tr.action, tr.context)
-        enh, valid = jax.vmap(cse.enhance_with_jacobian)(tr, grads, delta)
-        exact, valid_x = jax.vmap(lambda st, t, d: cse.enhance_exact(env, st, t, d))(s, tr, delta)
+        delta = jax.vmap(lambda k, c: enhancement.draw_context_step(k, c, env.context_space, 0.1))(keys, tr.context)
+        grads = jax.vmap(lambda st, a, c: context_gradients.context_jacobian(env, st, a, c))(s, tr.action, tr.context)
+        enh, valid = jax.vmap(enhancement.enhance_with_jacobian)(tr, grads, delta)
+        exact, valid_x = jax.vmap(lambda st, t, d: enhancement.enhance_exact(env, st, t, d))(s, tr, delta)
         assert bool(jnp.all(valid)) and bool(jnp.all(valid_x))
         new_c = tr.context + delta
         # Recomputation at the new context, by hand.
@@ -178,9 +179,9 @@ def test_enhance_with_jacobian_first_order_error_is_exact():
             np.testing.assert_array_equal(t.obs, jnp.concatenate([s, new_c], -1))
         # The directional route gives the same first-order transition.
         dgrads = jax.vmap(
-            lambda st, a, c, d: DirectionalGradients(d, *cse.context_jvp(env, st, a, c, d))
+            lambda st, a, c, d: DirectionalGradients(d, *context_gradients.context_jvp(env, st, a, c, d))
         )(s, tr.action, tr.context, delta)
-        enh_d, valid_d = jax.vmap(cse.enhance_with_directional)(tr, dgrads)
+        enh_d, valid_d = jax.vmap(enhancement.enhance_with_directional)(tr, dgrads)
         assert bool(jnp.all(valid_d))
         for a, b in zip(jax.tree.leaves(enh_d), jax.tree.leaves(enh)):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
@@ -190,11 +191,11 @@ def test_enhance_with_jacobian_first_order_error_is_exact():
 def test_non_finite_gradients_leave_transition_unchanged(bad):
     env, s, tr = _simple_direction_transitions(4, seed=12)
     delta = jnp.full((4, 2), 0.05)
-    good = jax.vmap(lambda st, a, c: cse.context_jacobian(env, st, a, c))(s, tr.action, tr.context)
+    good = jax.vmap(lambda st, a, c: context_gradients.context_jacobian(env, st, a, c))(s, tr.action, tr.context)
     # Sample 1: bad d_obs; sample 2: bad d_reward; samples 0 and 3 stay finite.
     grads = ContextGradients(d_obs=good.d_obs.at[1, 0, 1].set(bad), d_reward=good.d_reward.at[2, 0].set(bad))
-    assert list(jax.vmap(cse.gradients_finite)(grads)) == [True, False, False, True]
-    enh, valid = jax.vmap(cse.enhance_with_jacobian)(tr, grads, delta)
+    assert list(jax.vmap(context_gradients.gradients_finite)(grads)) == [True, False, False, True]
+    enh, valid = jax.vmap(enhancement.enhance_with_jacobian)(tr, grads, delta)
     np.testing.assert_array_equal(valid, [True, False, False, True])
     for leaf_e, leaf_o in zip(jax.tree.leaves(enh), jax.tree.leaves(tr)):
         assert bool(jnp.all(jnp.isfinite(leaf_e)))
@@ -206,7 +207,7 @@ def test_non_finite_gradients_leave_transition_unchanged(bad):
         d_obs=jnp.einsum("noc,nc->no", good.d_obs, delta).at[1, 0].set(bad),
         d_reward=jnp.einsum("nc,nc->n", good.d_reward, delta).at[2].set(bad),
     )
-    enh_d, valid_d = jax.vmap(cse.enhance_with_directional)(tr, dgrads)
+    enh_d, valid_d = jax.vmap(enhancement.enhance_with_directional)(tr, dgrads)
     np.testing.assert_array_equal(valid_d, [True, False, False, True])
     for leaf_e, leaf_o in zip(jax.tree.leaves(enh_d), jax.tree.leaves(tr)):
         assert bool(jnp.all(jnp.isfinite(leaf_e)))
@@ -214,7 +215,7 @@ def test_non_finite_gradients_leave_transition_unchanged(bad):
 
     # Exact mode: a non-finite recomputation (corrupt env state) is rejected too.
     bad_states = s.at[3, 0].set(bad)
-    enh_x, valid_x = jax.vmap(lambda st, t, d: cse.enhance_exact(env, st, t, d))(bad_states, tr, delta)
+    enh_x, valid_x = jax.vmap(lambda st, t, d: enhancement.enhance_exact(env, st, t, d))(bad_states, tr, delta)
     np.testing.assert_array_equal(valid_x, [True, True, True, False])
     for leaf_e, leaf_o in zip(jax.tree.leaves(enh_x), jax.tree.leaves(tr)):
         assert bool(jnp.all(jnp.isfinite(leaf_e)))
@@ -228,7 +229,7 @@ def test_draw_context_step_and_sphere():
     eps = 0.1
     n = 512
     keys = jax.random.split(jax.random.PRNGKey(3), n)
-    draw = jax.jit(jax.vmap(lambda k, c: cse.draw_context_step(k, c, space, eps)))
+    draw = jax.jit(jax.vmap(lambda k, c: enhancement.draw_context_step(k, c, space, eps)))
     # Interior contexts (at least eps from every bound): never clipped, norm exactly eps.
     interior = space.sample_uniform(jax.random.PRNGKey(4), (n,))
     interior = jnp.clip(interior, space.low_array + eps, space.high_array - eps)
@@ -243,7 +244,7 @@ def test_draw_context_step_and_sphere():
     assert bool(jnp.all(space.contains(corner + dc)))
     assert bool(jnp.all(jnp.linalg.norm(dc, axis=-1) <= eps + 1e-6))
     assert float(jnp.mean(jnp.linalg.norm(dc, axis=-1))) < 0.9 * eps
-    u = cse.sample_sphere(jax.random.PRNGKey(5), 3, (100,))
+    u = enhancement.sample_sphere(jax.random.PRNGKey(5), 3, (100,))
     np.testing.assert_allclose(jnp.linalg.norm(u, axis=-1), 1.0, rtol=1e-6)
 
 
@@ -253,8 +254,8 @@ def test_directional_gradients_match_jacobian():
     state = jnp.array([0.3, -0.2, 0.05, 0.4])
     action = jnp.int32(1)
     context = jnp.array([6.0, 1.0, 1.0, 1.0, 0.0])  # at least 0.1 inside every bound
-    dg = jax.jit(lambda k: cse.directional_gradients(k, env, state, action, context, 0.1))(jax.random.PRNGKey(6))
-    jac = cse.context_jacobian(env, state, action, context)
+    dg = jax.jit(lambda k: enhancement.directional_gradients(k, env, state, action, context, 0.1))(jax.random.PRNGKey(6))
+    jac = context_gradients.context_jacobian(env, state, action, context)
     np.testing.assert_allclose(jnp.linalg.norm(dg.delta_c), 0.1, rtol=1e-5)
     np.testing.assert_allclose(dg.d_obs, jac.d_obs @ dg.delta_c, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(dg.d_reward, jac.d_reward @ dg.delta_c, rtol=1e-5, atol=1e-7)
@@ -428,10 +429,10 @@ def test_first_order_error_is_second_order_on_pendulum_goal():
     tr = Transition(obs=np.concatenate([np.zeros((n, 3)), contexts], 1), action=actions, reward=r,
                     next_obs=np.concatenate([next_obs, contexts], 1), done=np.zeros(n), context=contexts)
     with jax.enable_x64(True):
-        grads = jax.jit(jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c)))(
+        grads = jax.jit(jax.vmap(lambda s, a, c: context_gradients.context_jacobian(env, s, a, c)))(
             jnp.asarray(states), jnp.asarray(actions), jnp.asarray(contexts))
         tr64 = jax.tree.map(jnp.asarray, tr)
-        enh = jax.jit(jax.vmap(jax.vmap(cse.enhance_with_jacobian), in_axes=(None, None, 0)))(
+        enh = jax.jit(jax.vmap(jax.vmap(enhancement.enhance_with_jacobian), in_axes=(None, None, 0)))(
             tr64, grads, jnp.asarray(hs[:, None, None] * u[None]))[0]
         enh = jax.tree.map(np.asarray, enh)
     assert enh.reward.dtype == np.float64

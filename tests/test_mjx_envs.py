@@ -17,7 +17,7 @@ from mujoco import mjx
 
 from zsgjax import rollout
 from zsgjax.envs import make
-from zsgjax.cse import finite_mask
+from zsgjax.context_gradients import finite_mask
 from zsgjax.envs.mjx import load_model
 from zsgjax.methods import CSE, DR, LDR
 from zsgjax.types import ContextGradients

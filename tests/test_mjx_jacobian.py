@@ -33,9 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax import cse
+from zsgjax import context_gradients
+from zsgjax.methods import enhancement
 from zsgjax.envs import make
-from zsgjax.cse import finite_mask
+from zsgjax.context_gradients import finite_mask
 from zsgjax.types import DirectionalGradients, Transition
 
 ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
@@ -105,7 +106,7 @@ def test_context_jacobian_matches_finite_differences(name, seed, kwargs):
         dim = env.context_dim
         step_fn = jax.jit(jax.vmap(env.env_step))
         states, actions, contexts = _random_states(env, step_fn, jax.random.PRNGKey(seed), 2 * dim)
-        jac_fn = jax.jit(jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c)))
+        jac_fn = jax.jit(jax.vmap(lambda s, a, c: context_gradients.context_jacobian(env, s, a, c)))
         grads = jac_fn(states, actions, contexts)
         assert grads.d_obs.shape == (NUM_STATES, env.state_obs_size, dim)
         assert grads.d_reward.shape == (NUM_STATES, dim)
@@ -145,9 +146,9 @@ def test_context_jvp_and_forced_non_finite_derivatives():
         step_fn = jax.jit(jax.vmap(env.env_step))
         states, actions, contexts = _random_states(env, step_fn, jax.random.PRNGKey(7), 2 * dim)
         widths = jnp.asarray(np.subtract(env.context_space.high, env.context_space.low))
-        directions = cse.sample_sphere(jax.random.PRNGKey(8), dim, (NUM_STATES,)).astype(jnp.float64)
+        directions = enhancement.sample_sphere(jax.random.PRNGKey(8), dim, (NUM_STATES,)).astype(jnp.float64)
         delta = 0.05 * directions * widths  # a CSE-sized step, comparable in every dimension
-        jvp_fn = jax.jit(jax.vmap(lambda s, a, c, d: cse.context_jvp(env, s, a, c, d)))
+        jvp_fn = jax.jit(jax.vmap(lambda s, a, c, d: context_gradients.context_jvp(env, s, a, c, d)))
         d_obs, d_rew = jvp_fn(states, actions, contexts, delta)
         assert d_obs.shape == (NUM_STATES, env.state_obs_size) and d_rew.shape == (NUM_STATES,)
 
@@ -164,7 +165,7 @@ def test_context_jvp_and_forced_non_finite_derivatives():
         grads = DirectionalGradients(delta_c=delta, d_obs=d_obs_bad, d_reward=d_rew_bad)
         valid = finite_mask(grads)
         np.testing.assert_array_equal(valid, [True, False, True, True])
-        np.testing.assert_array_equal(valid, jax.vmap(cse.gradients_finite)(grads))
+        np.testing.assert_array_equal(valid, jax.vmap(context_gradients.gradients_finite)(grads))
 
         # downstream, CSE keeps the invalid sample unchanged and reports it
         transitions = Transition(
@@ -175,7 +176,7 @@ def test_context_jvp_and_forced_non_finite_derivatives():
             done=jnp.zeros((NUM_STATES,)),
             context=contexts,
         )
-        enhanced, flags = jax.vmap(cse.enhance_with_directional)(transitions, grads)
+        enhanced, flags = jax.vmap(enhancement.enhance_with_directional)(transitions, grads)
         np.testing.assert_array_equal(flags, valid)
         assert bool(jnp.all(finite_mask(enhanced)))
         np.testing.assert_array_equal(enhanced.next_obs[1], transitions.next_obs[1])
@@ -292,7 +293,7 @@ def test_first_order_enhancement_is_second_order_on_mjx():
         states, actions, contexts = _random_states(env, step_fn, jax.random.PRNGKey(11), 1)
         state = jax.tree.map(lambda x: x[0], states)
         action, context = actions[0], contexts[0]
-        grads = jax.jit(lambda s, a, c: cse.context_jacobian(env, s, a, c))(state, action, context)
+        grads = jax.jit(lambda s, a, c: context_gradients.context_jacobian(env, s, a, c))(state, action, context)
         transition = jax.jit(env.transition)
         base_obs, _ = transition(state, action, context)
         errors = []
@@ -325,14 +326,14 @@ def test_implicit_solver_tangent_matches_unrolled_and_keeps_the_primal():
         contexts = space.sample_uniform(k_ctx, (n,)).astype(jnp.float64)
         states = jax.vmap(env.init_env_state)(jax.random.split(k_init, n), contexts)
         actions = jax.random.uniform(k_act, (3, n, env.action_size), jnp.float64, -1.0, 1.0)
-        delta = 0.1 * cse.sample_sphere(k_dir, env.context_dim, (n,)).astype(jnp.float64)
+        delta = 0.1 * enhancement.sample_sphere(k_dir, env.context_dim, (n,)).astype(jnp.float64)
 
         def both(states, actions, contexts, delta):
             for t in range(2):  # move the bodies (feet in and out of contact)
                 states = jax.vmap(env.env_step)(states, actions[t], contexts)[0]
             out = {}
             for k, e in envs.items():
-                step = jax.vmap(lambda s, a, c, d, e=e: cse.step_and_jvp(e, s, a, c, d))
+                step = jax.vmap(lambda s, a, c, d, e=e: context_gradients.step_and_jvp(e, s, a, c, d))
                 out[k] = step(states, actions[2], contexts, delta)
             return out
 

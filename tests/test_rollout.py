@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax import cse, rollout
+from zsgjax import context_gradients, rollout
 from zsgjax.envs import make
 from zsgjax.methods import CSE, DR, LDR, Vanilla
 from zsgjax.types import ContextGradients, DirectionalGradients
@@ -130,7 +130,7 @@ def test_cse_collectors_store_what_enhancement_needs(storage):
     _, outs = run(state, jax.random.PRNGKey(5))
     tr, (g, pre) = outs.transition, outs.extras
     flat = lambda x: x.reshape(T * n, *x.shape[2:])  # noqa: E731
-    jac = jax.vmap(lambda s, a, c: cse.context_jacobian(env, s, a, c))(flat(pre), flat(tr.action), flat(tr.context))
+    jac = jax.vmap(lambda s, a, c: context_gradients.context_jacobian(env, s, a, c))(flat(pre), flat(tr.action), flat(tr.context))
     if storage == "jacobian":
         assert isinstance(g, ContextGradients)
         assert g.d_obs.shape == (T, n, 3, 4) and g.d_reward.shape == (T, n, 4)

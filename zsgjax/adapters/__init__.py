@@ -10,5 +10,6 @@
   at every auto-reset (LDR/DR under brax's own PPO/SAC) and brax registry entries.
 
 This package imports nothing itself (each submodule imports its own framework), so
-``zsgjax.envs`` can read :mod:`zsgjax.adapters.playground_envs` cheaply.
+the environment registry can read :mod:`zsgjax.adapters.playground_envs` (its
+``zsgjax.envs`` entry point) cheaply.
 """

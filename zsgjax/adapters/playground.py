@@ -14,7 +14,7 @@ playground env's ``mjx.Model`` with the features written in (pure
 ``reset``/``step`` on a shallow copy of the playground env holding that model.
 Nothing context-dependent is closed over, so a new context never recompiles and
 ``jax.jacfwd`` through :meth:`~zsgjax.envs.ContextualEnv.transition` (what
-:func:`zsgjax.cse.context_jacobian` does) gives exact derivatives of playground's
+:func:`zsgjax.context_gradients.context_jacobian` does) gives exact derivatives of playground's
 next observation and reward with respect to the context.
 
 Shapes: context ``(len(physical),)``; state observation
@@ -210,12 +210,3 @@ def __getattr__(name: str):
     if name in DM_CONTROL_ENVS:
         return functools.partial(PlaygroundEnv, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def register_playground_envs() -> None:
-    """Register every supported name as ``"playground:<Name>"`` in :func:`zsgjax.envs.make`."""
-    for env_name in DM_CONTROL_ENVS:
-        register(PREFIX + env_name, f"{__name__}:{env_name}")
-
-
-register_playground_envs()

@@ -9,7 +9,9 @@ playground environment can still be wrapped directly, see
 checks that this tuple equals the installed package's list.
 
 This module imports nothing, so the environment registry can read it without
-importing MuJoCo.
+importing MuJoCo: :func:`registrations` is the ``zsgjax.envs`` entry point (in
+``pyproject.toml``) through which :func:`zsgjax.envs.make` learns the
+``playground:*`` names, lazily, without the core importing an adapter.
 """
 
 PREFIX = "playground:"
@@ -42,3 +44,9 @@ DM_CONTROL_ENVS: tuple[str, ...] = (
     "WalkerStand",
     "WalkerWalk",
 )
+
+
+def registrations() -> dict[str, str]:
+    """``{"playground:<Name>": "zsgjax.adapters.playground:<Name>"}`` for every supported name
+    (read by :mod:`zsgjax.envs.registry` from the ``zsgjax.envs`` entry-point group)."""
+    return {PREFIX + name: f"zsgjax.adapters.playground:{name}" for name in DM_CONTROL_ENVS}

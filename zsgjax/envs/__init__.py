@@ -11,11 +11,4 @@ register("cheetah_velocity", "zsgjax.envs.mjx.cheetah:CheetahVelocity")
 register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
 register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
 
-# mujoco_playground's DM Control Suite with physical contexts (zsgjax.adapters.playground), built lazily
-from zsgjax.adapters.playground_envs import DM_CONTROL_ENVS as _PLAYGROUND_ENVS, PREFIX as _PLAYGROUND_PREFIX  # noqa: E402
-
-for _name in _PLAYGROUND_ENVS:
-    register(_PLAYGROUND_PREFIX + _name, f"zsgjax.adapters.playground:{_name}")
-del _name
-
 __all__ = ["ContextSpace", "ContextualEnv", "make", "register", "registered_names"]

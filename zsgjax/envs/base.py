@@ -10,7 +10,7 @@ argument. Subclasses implement three pure functions of ``(env_state, context)``:
 From these the class derives brax's ``reset``/``step`` (the context lives in
 ``state.info['context']``, the physics state in ``state.pipeline_state``) and the
 pure ``transition(env_state, action, context) -> (next_state_obs, reward)`` that
-:mod:`zsgjax.cse` differentiates with ``jax.jacfwd``/``jax.jvp``.
+:mod:`zsgjax.context_gradients` differentiates with ``jax.jacfwd``/``jax.jvp``.
 
 Agent observations are ``concat(state_obs, context)``: shape
 ``(state_obs_size + context_dim,)``. The context is never closed over, so changing

@@ -3,17 +3,49 @@
 ``make(name, **kwargs)`` builds an environment; an unknown name raises a
 ``ValueError`` listing the known ones. Constructors are registered lazily by
 import path so that importing :mod:`zsgjax.envs` does not import MuJoCo.
+
+Packages add environments without this module knowing them: a distribution declares
+an entry point in the group :data:`ENTRY_POINT_GROUP` (``"zsgjax.envs"``) whose
+object is a callable returning ``{name: constructor}`` (a constructor being a
+callable or a ``"module:attr"`` path). The registry reads the group once, on the
+first :func:`registered_names` or :func:`make`; zsgjax's own mujoco_playground
+adapter registers its ``playground:*`` names this way
+(:func:`zsgjax.adapters.playground_envs.registrations`), so the core never imports
+an adapter. A name registered explicitly with :func:`register` wins over a plugin's.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 from typing import Callable
 
 from zsgjax.envs.base import ContextualEnv
 
+ENTRY_POINT_GROUP = "zsgjax.envs"
+
 _REGISTRY: dict[str, str | Callable[..., ContextualEnv]] = {}
+_PLUGINS_READ: list[bool] = []  # non-empty once the entry points have been read
+
+
+def _read_plugins() -> None:
+    """Register every name the ``zsgjax.envs`` entry points provide (once per process)."""
+    if _PLUGINS_READ:
+        return
+    _PLUGINS_READ.append(True)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            provided = entry.load()()
+        except Exception as e:  # a broken plugin must not take the core's envs down with it
+            raise ValueError(f"environment plugin '{entry.name}' ({entry.value}) of the entry-point group "
+                             f"'{ENTRY_POINT_GROUP}' failed to load: {type(e).__name__}: {e}") from e
+        if not isinstance(provided, dict):
+            raise ValueError(f"environment plugin '{entry.name}' ({entry.value}) must return a dict "
+                             f"{{name: constructor}}, got {type(provided).__name__}")
+        for name, constructor in provided.items():
+            if name not in _REGISTRY:
+                register(name, constructor)
 
 
 def register(name: str, constructor: str | Callable[..., ContextualEnv]) -> None:
@@ -29,10 +61,14 @@ def register(name: str, constructor: str | Callable[..., ContextualEnv]) -> None
 
 
 def registered_names() -> list[str]:
+    """Every registered environment name, the entry points' included, sorted."""
+    _read_plugins()
     return sorted(_REGISTRY)
 
 
 def _resolve(name: str) -> Callable[..., ContextualEnv]:
+    if isinstance(name, str) and name not in _REGISTRY:
+        _read_plugins()
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"unknown environment '{name}'; known environments: {', '.join(registered_names())}")
     ctor = _REGISTRY[name]

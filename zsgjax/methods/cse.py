@@ -3,7 +3,7 @@
 Episodes run at the training context. Every replay batch has its first
 ``round(ratio * N)`` samples (the batch is uniform, so any subset is as good)
 replaced by their enhanced versions at ``c + delta_c`` with ``delta_c = clip(c + eps
-u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.cse`):
+u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.context_gradients`):
 
 * ``mode="first_order"`` with ``storage="jacobian"``: each step stores the context
   Jacobian (``jax.jacfwd``, ``dim`` tangents), ``delta_c`` is redrawn at every replay;
@@ -30,7 +30,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from zsgjax import cse
+from zsgjax import context_gradients
+from zsgjax.methods import enhancement
 from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
 
@@ -91,9 +92,9 @@ class CSE(Method):
         if self.mode == "exact":
             return env.env_step(env_state, action, context), env_state
         if resolve_storage(self.storage, env) == "jacobian":
-            return cse.step_and_jacobian(env, env_state, action, context)
-        delta_c = cse.draw_context_step(rng, context, env.context_space, self.epsilon)
-        return cse.step_and_jvp(env, env_state, action, context, delta_c)
+            return context_gradients.step_and_jacobian(env, env_state, action, context)
+        delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)
+        return context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
 
     # --------------------------------------------------------------- replay
     def enhance(self, env, items, rng):
@@ -103,11 +104,11 @@ class CSE(Method):
         keys = jax.random.split(rng, n)
         space = env.context_space
         if self.mode == "first_order" and resolve_storage(self.storage, env) == "jvp":
-            return jax.vmap(cse.enhance_with_directional)(transition, items.extras)
-        delta_c = jax.vmap(lambda k, c: cse.draw_context_step(k, c, space, self.epsilon))(keys, transition.context)
+            return jax.vmap(enhancement.enhance_with_directional)(transition, items.extras)
+        delta_c = jax.vmap(lambda k, c: enhancement.draw_context_step(k, c, space, self.epsilon))(keys, transition.context)
         if self.mode == "exact":
-            return jax.vmap(lambda s, t, d: cse.enhance_exact(env, s, t, d))(items.extras, transition, delta_c)
-        return jax.vmap(cse.enhance_with_jacobian)(transition, items.extras, delta_c)
+            return jax.vmap(lambda s, t, d: enhancement.enhance_exact(env, s, t, d))(items.extras, transition, delta_c)
+        return jax.vmap(enhancement.enhance_with_jacobian)(transition, items.extras, delta_c)
 
     def training_batch(self, env, items, rng):
         transition = items.transition
