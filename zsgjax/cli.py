@@ -272,8 +272,8 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     configs = {m: train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
                                         seed=args.seed, env_kwargs=env_kwargs_from_args(args)).replace(**hyper)
                for m in methods}  # each value is checked here, once, by TrainConfig
-    env = next(iter(configs.values())).validate().make_env()  # one instance shared by every method
-    trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}  # validates each config
+    env = next(iter(configs.values())).make_env()  # one instance shared by every method
+    trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")

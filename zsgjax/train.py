@@ -287,19 +287,19 @@ class TrainConfig:
         self._validate_method_options()
         if not isinstance(self.env_kwargs, Mapping):
             raise ValueError(f"TrainConfig.env_kwargs must be a mapping of environment constructor options "
-                             f"(name -> value); got {self.env_kwargs!r}")
+                             f"(name -> value), got {self.env_kwargs!r}")
         freeze(self.env_kwargs, "TrainConfig.env_kwargs")  # ValueError naming the bad entry
         if self.steps_per_iteration is not None and self.steps_per_iteration % self.num_envs:
             raise ValueError(
-                f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}; "
+                f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}, "
                 f"got {self.steps_per_iteration}"
             )
         if self.batch_size is not None and self.buffer_size is not None and self.batch_size > self.buffer_size:
             raise ValueError(
-                f"TrainConfig.batch_size must be in [1, buffer_size={self.buffer_size}]; got {self.batch_size}"
+                f"TrainConfig.batch_size must be in [1, buffer_size={self.buffer_size}], got {self.batch_size}"
             )
         if self.buffer_size is not None and self.buffer_size < self.num_envs:
-            raise ValueError(f"TrainConfig.buffer_size must be >= num_envs={self.num_envs}; got {self.buffer_size}")
+            raise ValueError(f"TrainConfig.buffer_size must be >= num_envs={self.num_envs}, got {self.buffer_size}")
         return self
 
     def _validate_method_options(self) -> None:
@@ -609,12 +609,12 @@ def make_agent(env: ContextualEnv, config: TrainConfig) -> Agent:
 
 
 def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Method | None = None) -> Trainer:
-    """Validate and resolve ``config`` and build its :class:`Trainer`.
+    """Resolve ``config`` (checked when it was built) and build its :class:`Trainer`.
 
     ``env`` overrides ``config.make_env()`` (``make(config.env, **config.env_kwargs)``;
     e.g. an environment instance shared by several trainers, built once from the
-    same config, or one a registry name cannot describe); ``method`` overrides ``make_method(config)`` (a method
-    instance with settings ``TrainConfig`` has no field for; its ``name`` must be
+    same config, or one a registry name cannot describe); ``method`` overrides
+    ``make_method(config)`` (a method instance built by hand; its ``name`` must be
     ``config.method``).
     """
     if not isinstance(config, TrainConfig):
@@ -623,9 +623,8 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
         raise ValueError(f"make_train: `env` must be a zsgjax ContextualEnv, got {type(env).__name__}")
     if method is not None and not isinstance(method, Method):
         raise ValueError(f"make_train: `method` must be a zsgjax.methods.Method, got {type(method).__name__}")
-    config = config.validate()
     env = config.make_env() if env is None else env
-    config = config.resolve(env).validate()
+    config = config.resolve(env)  # a new TrainConfig: its presets are checked as it is built
     if method is None:
         method = make_method(config)
     elif method.name != config.method:

@@ -71,7 +71,7 @@ class CSE(Method):
     def check(self, batch_size: int) -> None:
         if self.ratio > 0 and round(self.ratio * batch_size) == 0:
             raise ValueError(
-                f"TrainConfig.cse_ratio * batch_size must round to >= 1 enhanced sample; got {self.ratio} * {batch_size}"
+                f"TrainConfig.cse_ratio * batch_size must round to >= 1 enhanced sample, got {self.ratio} * {batch_size}"
             )
 
     # ------------------------------------------------------------ collection
