@@ -82,9 +82,9 @@ def option_spec() -> dict[str, Any]:
     (``TrainConfig``, ``RunSpec``, the environment and method registries).
 
     ``hyper`` holds one entry per ``TrainConfig`` hyper-parameter and per setting of a
-    method registered after ``zsgjax.train`` was imported (``"late": true``: it goes to
-    ``TrainConfig.method_options``); each entry's help states the accepted range, from
-    the one check that also judges the value.
+    method registered after ``zsgjax.train`` was imported (which ``TrainConfig.replace``
+    puts in ``method_options``); each entry's help states the accepted range, from the
+    one check that also judges the value.
     """
     from zsgjax import runner
     from zsgjax import train as train_lib
@@ -95,10 +95,9 @@ def option_spec() -> dict[str, Any]:
     config = train_lib.TrainConfig
     settings = registered_settings()
     fields = [f.name for f in dataclasses.fields(config) if f.name not in _OWN_FIELDS and f.name != "method_options"]
-    hyper = [_hyper_option(name, field_check(config, name), settings.get(name), train_lib.base_value)
-             for name in fields]
-    hyper += [_hyper_option(option, s.check, s, train_lib.base_value, late=True)
-              for option, s in settings.items() if option not in config.__dataclass_fields__]
+    hyper = [_hyper_option(name, field_check(config, name), settings.get(name)) for name in fields]
+    hyper += [_hyper_option(option, s.check, s) for option, s in settings.items()
+              if option not in config.__dataclass_fields__]
     spec = runner.RunSpec()
     return {
         "version": SPEC_VERSION,
@@ -111,23 +110,23 @@ def option_spec() -> dict[str, Any]:
     }
 
 
-def _hyper_option(name: str, check: Any, setting: Any, base_value: Any, late: bool = False) -> dict[str, Any]:
-    """One ``hyper`` entry of :func:`option_spec`: flag, value kind, choices and help (with the range)."""
+def _hyper_option(name: str, check: Any, setting: Any) -> dict[str, Any]:
+    """One ``hyper`` entry of :func:`option_spec`: flag, value kind, choices and help (with the
+    range); ``setting``: the method setting (:class:`zsgjax.methods.Setting`) ``name`` is, or ``None``."""
+    from zsgjax.train import base_value
+
     if setting is not None:
         shown = repr(setting.default)
         what = f"{setting.owner.name}: {setting.help}"
+    elif name == "steps_per_iteration":
+        shown, what = "derived from the other options", f"TrainConfig.{name}"
     else:
-        default = base_value(name)
-        if name == "steps_per_iteration":
-            shown = "derived from the other options"
-        else:
-            shown = f"{default!r} unless the environment's preset sets its own"
-        what = f"TrainConfig.{name}"
+        shown, what = f"{base_value(name)!r} unless the environment's preset sets its own", f"TrainConfig.{name}"
     if check.kind is tuple:
         kind = "floats" if check.element is float else "ints"
     else:
         kind = {bool: "bool", int: "int", float: "float", str: "str"}[check.kind]
-    return {"dest": name, "flag": "--" + name.replace("_", "-"), "kind": kind, "late": late,
+    return {"dest": name, "flag": "--" + name.replace("_", "-"), "kind": kind,
             "choices": list(check.choices_now()) if check.choices is not None else None,
             "help": f"{what}; {check.describe()} (default: {shown})".replace("%", "%%")}
 

@@ -43,7 +43,7 @@ from zsgjax.agents.common import TD_ERROR, Agent
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
-from zsgjax.configs import INT32_MAX, FrozenMap, default_of, field_meta, freeze, metadata_check, param, validate
+from zsgjax.configs import INT32_MAX, FrozenMap, default_of, field_meta, freeze, param, validate
 from zsgjax.envs import make as make_env
 from zsgjax.envs import registered_names
 from zsgjax.envs.base import ContextualEnv
@@ -97,7 +97,7 @@ def with_method_settings(after: str):
                 raise TypeError(f"{cls.__name__}.{option} is both a field and a setting of method "
                                 f"'{setting.owner.name}'; rename one of them")
             derived[option] = _annotation(setting)
-            setattr(cls, option, param(setting.default, like=(setting.owner, setting.field),
+            setattr(cls, option, param(setting.default, like=(setting.owner, setting.field), help=setting.help,
                                        meta={_SETTING: setting}))
         names = list(own)
         at = names.index(after) + 1
