@@ -194,6 +194,13 @@ def test_settings_are_declared_once_by_the_method_classes():
         ("cse_epsilon", CSE), ("cse_mode", CSE), ("cse_storage", CSE), ("cse_ratio", CSE), ("ldr_scale", LDR)]
     assert not CSEWithLDR.__dict__.get("__annotations__")
     assert [s.option for s in _TemperedLDR.settings()] == ["ldr_scale", "test_tempered_temperature"]
+
+    @dataclasses.dataclass(frozen=True)
+    class WideLDR(LDR):  # declares LDR's field again: a setting of its own, with its own default
+        name = "test_wide"
+        scale: float = param(0.5, low=0.0, low_open=True, help="wider")
+
+    assert [(s.option, s.owner, s.default) for s in WideLDR.settings()] == [("test_wide_scale", WideLDR, 0.5)]
     assert "test_tempered_temperature" not in fields  # registered after import: a method_options entry
 
 

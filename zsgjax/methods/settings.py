@@ -20,6 +20,8 @@ derived from it (:func:`settings_of`, :func:`registered_settings`):
 
 A method that inherits a field reads the *same* setting: ``cse_ldr`` (a subclass of
 ``CSE`` and ``LDR``) declares nothing and reads ``cse_epsilon`` ... and ``ldr_scale``.
+A subclass that declares an inherited field again (another default or range) owns a
+setting of its own (``<its name>_<field>``).
 An environment-dependent default (DR's box: the context space's bounds) is a field left
 at ``None`` whose ``param`` carries ``meta={ENV_DEFAULT: fn}`` with ``fn(env)`` the value.
 """
@@ -61,8 +63,10 @@ class Setting:
 
 
 def _declaring_class(cls: type, field: str) -> type:
-    """The most basic class in ``cls``'s MRO whose own body annotates ``field``."""
-    for klass in reversed(cls.__mro__):
+    """The first class in ``cls``'s MRO whose own body annotates ``field``: the one whose
+    declaration (default, range) the dataclass field is. A subclass that declares the
+    field again owns a setting of its own."""
+    for klass in cls.__mro__:
         if field in klass.__dict__.get("__annotations__", {}):
             return klass
     raise TypeError(f"{cls.__name__}.{field}: no class in {cls.__name__}'s bases declares it")
