@@ -227,6 +227,30 @@ def test_train_config_fields(field, value, match):
         TrainConfig(**{field: value}).validate()
 
 
+def test_argument_and_config_checks_are_one_engine():
+    """``zsgjax.checks`` (function arguments) and configs word a refusal alike; only the
+    conversion of what a caller may pass (NumPy / jax scalars) is the argument layer's."""
+    from zsgjax import checks
+
+    def message(call):
+        with pytest.raises(ValueError) as e:
+            call()
+        return str(e.value)
+
+    assert message(lambda: checks.real(jnp.float32(1.5), "`gamma`", low=0.0, high=1.0)) == \
+        "`gamma` must be a finite number in [0, 1], got 1.5"
+    assert message(lambda: TrainConfig(gamma=1.5)) == \
+        "TrainConfig.gamma must be a finite number in [0, 1] (or None for the preset), got 1.5"
+    assert message(lambda: checks.integer(np.int64(0), "`n`", low=1)) == "`n` must be an integer >= 1, got 0"
+    assert message(lambda: TrainConfig(total_steps=0)) == "TrainConfig.total_steps must be an integer >= 1, got 0"
+    assert message(lambda: checks.boolean("yes", "`named`")) == "`named` must be True or False, got 'yes'"
+    too_big = "must be an integer >= 1 and at most 2147483647 (the int32 limit of the jitted programs), got 2147483648"
+    assert message(lambda: checks.integer(2**31, "`n`", low=1)) == "`n` " + too_big
+    assert message(lambda: TrainConfig(total_steps=2**31)) == "TrainConfig.total_steps " + too_big
+    assert checks.integer(2**40, "`n`", low=1, high=None) == 2**40  # no upper bound at all (host-side counts)
+    assert message(lambda: checks.integer(6, "`k`", low=1, high=5)) == "`k` must be an integer in [1, 5], got 6"
+
+
 def test_train_config_accepts_numpy_scalars():
     TrainConfig(total_steps=np.int64(100), gamma=np.float32(0.9), seed=np.uint32(7)).validate()
 
