@@ -211,6 +211,7 @@ def test_a_setting_added_in_one_class_reaches_config_cli_and_checkpoint(tmp_path
     config = TrainConfig(method="test_tempered", hidden_sizes=(8, 8)).replace(test_tempered_temperature=0.25)
     assert config.method_options == {"test_tempered_temperature": 0.25}
     assert config.method_setting("test_tempered_temperature") == 0.25 and config.method_setting("ldr_scale") == 0.1
+    assert config.replace(test_tempered_temperature=1.25).method_setting("test_tempered_temperature") == 1.25
     trainer = make_train(config.replace(ldr_scale=0.3))
     assert trainer.method == _TemperedLDR(scale=0.3, temperature=0.25)
     # the resolved config records the value used, also when left at its default
@@ -271,6 +272,14 @@ def test_method_options_and_registration_refuse_what_they_cannot_place():
     with pytest.raises(TypeError, match=r"Bare.weight: a method's fields are its settings; declare it with "
                                         r"zsgjax.configs.param\(default, help="):
         register(Bare)
+
+    @dataclasses.dataclass(frozen=True)
+    class Unexplained(Method):
+        name = "test_unexplained"
+        weight: float = param(1.0, low=0.0)  # a range but no help for --help
+
+    with pytest.raises(TypeError, match="Unexplained.weight: a method's fields are its settings"):
+        register(Unexplained)
 
     @dataclasses.dataclass(frozen=True)
     class Clash(Method):
