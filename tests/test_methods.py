@@ -226,6 +226,7 @@ def test_a_setting_added_in_one_class_reaches_config_cli_and_checkpoint(tmp_path
     help_text = " ".join(parser.subcommands["train"].format_help().split())
     assert ("--test-tempered-temperature FLOAT test_tempered: how far batches are pulled back; a finite number in "
             "(0, 2] (default: 0.5)") in help_text
+    assert "--cse-mode {first_order,exact} cse: first_order: Taylor step" in help_text  # choices shown, judged once
     args = parser.parse_args(["train", "--method", "test_tempered", "--test-tempered-temperature", "1.5",
                               "--hidden-sizes", "8", "8", "--out", str(tmp_path / "run")])
     command = cli.command_from_args(args)

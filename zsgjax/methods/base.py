@@ -71,12 +71,9 @@ class Method:
     name: ClassVar[str] = ""
 
     def __post_init__(self):
-        """Check every setting (``ValueError`` naming ``Class.field`` and its range); lists become tuples."""
+        """Check every setting: ``ValueError`` naming ``Class.field`` and its accepted range."""
         for s in settings_of(type(self)):
-            value = getattr(self, s.field)
-            if isinstance(value, list):
-                object.__setattr__(self, s.field, value := tuple(value))
-            s.check.require(f"{type(self).__name__}.{s.field}", value)
+            s.check.require(f"{type(self).__name__}.{s.field}", getattr(self, s.field))
 
     @classmethod
     def settings(cls) -> tuple[Setting, ...]:
