@@ -142,8 +142,8 @@ def check_existing_checkpoints_need_resume_and_same_config(out, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--env", "mars_lander"], "--env: unknown environment 'mars_lander'"),
-        (["--method", "cse", "magic"], "--method: unknown method.*magic"),
+        (["--env", "mars_lander"], "--env must be one of ant_direction, .*simple_direction.*, got 'mars_lander'; see"),
+        (["--method", "cse", "magic"], "--method must be one of vanilla, cse, .*, got 'magic'; see"),
         (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
         (["--seeds", "-2"], "--seeds must be an integer >= 1, got -2"),
         (["--sweep-points", "1"], "--sweep-points must be an integer >= 2, got 1"),

@@ -255,15 +255,8 @@ def command_from_args(args: argparse.Namespace) -> TrainCommand:
 def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     from zsgjax import runner
     from zsgjax import train as train_lib
-    from zsgjax.envs import registered_names
-    from zsgjax.methods import method_names
 
-    if args.env not in registered_names():
-        raise ValueError(f"--env: unknown environment '{args.env}'; choose one of: {', '.join(registered_names())}")
     methods = tuple(dict.fromkeys(args.method))
-    unknown = [m for m in methods if m not in method_names()]
-    if unknown:
-        raise ValueError(f"--method: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(method_names())}")
     spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, keep=args.keep, eval_episodes=args.eval_episodes,
                           sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
                           wandb_project=wandb_project(args)).validate()
