@@ -199,14 +199,14 @@ def test_context_space_accepts_numpy_and_jax_indices():
 @pytest.mark.parametrize(
     "field, value, match",
     [
-        ("actor_lr", INF, r"TrainConfig.actor_lr must be a number > 0.*; got inf"),
-        ("critic_lr", NAN, r"TrainConfig.critic_lr must be a number > 0"),
-        ("critic_lr", np.float32(-1.0), r"TrainConfig.critic_lr must be a number > 0"),
-        ("gamma", 1.5, r"TrainConfig.gamma must be a number in \[0, 1\]"),
-        ("gamma", "0.9", r"TrainConfig.gamma must be a number in \[0, 1\]"),
+        ("actor_lr", INF, r"^TrainConfig.actor_lr must be a finite number > 0 \(or None for the preset\), got inf$"),
+        ("critic_lr", NAN, r"TrainConfig.critic_lr must be a finite number > 0"),
+        ("critic_lr", np.float32(-1.0), r"TrainConfig.critic_lr must be a finite number > 0"),
+        ("gamma", 1.5, r"TrainConfig.gamma must be a finite number in \[0, 1\] .*, got 1.5$"),
+        ("gamma", "0.9", r"TrainConfig.gamma must be a finite number in \[0, 1\] .*, got '0.9'$"),
         ("gamma", jnp.float32(0.9), r"TrainConfig.gamma .*a jax array is not accepted in a config"),
         ("total_steps", 2**31, r"TrainConfig.total_steps must be an integer >= 1 and at most 2147483647"),
-        ("total_steps", 0, r"TrainConfig.total_steps must be an integer >= 1; got 0"),
+        ("total_steps", 0, r"^TrainConfig.total_steps must be an integer >= 1, got 0$"),
         ("total_steps", 100.0, r"TrainConfig.total_steps must be an integer >= 1"),
         ("total_steps", jnp.int32(100), r"TrainConfig.total_steps .*a jax array is not accepted"),
         ("seed", 2**32, r"TrainConfig.seed must be an integer >= 0 and at most 2147483647"),
@@ -218,13 +218,37 @@ def test_context_space_accepts_numpy_and_jax_indices():
         ("env", "mars_lander", r"TrainConfig.env must be one of .*simple_direction"),
         ("method", "magic", r"TrainConfig.method must be one of .*cse"),
         ("cse_mode", "second_order", r"TrainConfig.cse_mode must be one of first_order, exact"),
-        ("prioritized_replay", "yes", r"TrainConfig.prioritized_replay must be a bool"),
-        ("importance_exponent", 2.0, r"TrainConfig.importance_exponent must be a number in \[0, 1\]"),
+        ("prioritized_replay", "yes", r"TrainConfig.prioritized_replay must be True or False .*, got 'yes'"),
+        ("importance_exponent", 2.0, r"TrainConfig.importance_exponent must be a finite number in \[0, 1\]"),
     ],
 )
 def test_train_config_fields(field, value, match):
     with raises(match):
         TrainConfig(**{field: value}).validate()
+
+
+def test_argument_and_config_checks_are_one_engine():
+    """``zsgjax.checks`` (function arguments) and configs word a refusal alike; only the
+    conversion of what a caller may pass (NumPy / jax scalars) is the argument layer's."""
+    from zsgjax import checks
+
+    def message(call):
+        with pytest.raises(ValueError) as e:
+            call()
+        return str(e.value)
+
+    assert message(lambda: checks.real(jnp.float32(1.5), "`gamma`", low=0.0, high=1.0)) == \
+        "`gamma` must be a finite number in [0, 1], got 1.5"
+    assert message(lambda: TrainConfig(gamma=1.5)) == \
+        "TrainConfig.gamma must be a finite number in [0, 1] (or None for the preset), got 1.5"
+    assert message(lambda: checks.integer(np.int64(0), "`n`", low=1)) == "`n` must be an integer >= 1, got 0"
+    assert message(lambda: TrainConfig(total_steps=0)) == "TrainConfig.total_steps must be an integer >= 1, got 0"
+    assert message(lambda: checks.boolean("yes", "`named`")) == "`named` must be True or False, got 'yes'"
+    too_big = "must be an integer >= 1 and at most 2147483647 (the int32 limit of the jitted programs), got 2147483648"
+    assert message(lambda: checks.integer(2**31, "`n`", low=1)) == "`n` " + too_big
+    assert message(lambda: TrainConfig(total_steps=2**31)) == "TrainConfig.total_steps " + too_big
+    assert checks.integer(2**40, "`n`", low=1, high=None) == 2**40  # no upper bound at all (host-side counts)
+    assert message(lambda: checks.integer(6, "`k`", low=1, high=5)) == "`k` must be an integer in [1, 5], got 6"
 
 
 def test_train_config_accepts_numpy_scalars():
@@ -234,7 +258,7 @@ def test_train_config_accepts_numpy_scalars():
 @pytest.mark.parametrize(
     "fields, match",
     [
-        (dict(env="cart_goal", dqn_lr=INF), r"TrainConfig.dqn_lr must be a number > 0"),
+        (dict(env="cart_goal", dqn_lr=INF), r"TrainConfig.dqn_lr must be a finite number > 0"),
         (dict(batch_size=256, buffer_size=128), r"TrainConfig.batch_size must be in \[1, buffer_size=128\]"),
         (dict(steps_per_iteration=10, num_envs=4), r"TrainConfig.steps_per_iteration must be a positive multiple"),
         (dict(buffer_size=2**31), r"TrainConfig.buffer_size must be an integer >= 1 and at most 2147483647"),
@@ -248,13 +272,13 @@ def test_make_train_fields(fields, match):
 @pytest.mark.parametrize(
     "field, value, match",
     [
-        ("seeds", 0, r"RunSpec.seeds must be an integer >= 1; got 0"),
+        ("seeds", 0, r"^RunSpec.seeds must be an integer >= 1, got 0$"),
         ("seeds", 2**40, r"RunSpec.seeds must be an integer >= 1 and at most 2147483647"),
         ("chunks", 1.5, r"RunSpec.chunks must be an integer >= 1"),
         ("keep", np.float64(2.0), r"RunSpec.keep must be an integer >= 1"),
         ("eval_episodes", jnp.int32(2), r"RunSpec.eval_episodes .*a jax array is not accepted"),
         ("sweep_points", 1, r"RunSpec.sweep_points must be an integer >= 2"),
-        ("tensorboard", "yes", r"RunSpec.tensorboard must be a bool"),
+        ("tensorboard", "yes", r"RunSpec.tensorboard must be True or False"),
     ],
 )
 def test_run_spec_fields(field, value, match):
@@ -637,7 +661,7 @@ def _cli_error(capsys, argv):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--seed", str(2**32)], r"--seed must be an integer >= 0 and at most 2147483647 .*; got 4294967296"),
+        (["--seed", str(2**32)], r"--seed must be an integer >= 0 and at most 2147483647 .*, got 4294967296"),
         (["--seed", str(2**64)], r"--seed must be an integer >= 0 and at most 2147483647"),
         (["--steps", str(2**31)], r"--steps must be an integer >= 1 and at most 2147483647"),
         (["--steps", str(INT32_MAX)], r"--steps=2,147,483,647 rounded up to whole iterations of 16 steps is "
@@ -646,7 +670,7 @@ def _cli_error(capsys, argv):
         (["--num-envs", str(2**33)], r"--num-envs must be an integer >= 1 and at most 2147483647"),
         (["--learning-starts", str(2**31)], r"--learning-starts must be an integer >= 0 and at most 2147483647"),
         (["--epsilon-decay-steps", str(2**35)], r"--epsilon-decay-steps must be an integer >= 1 and at most"),
-        (["--actor-lr", "inf"], r"--actor-lr must be a number > 0; got inf"),
+        (["--actor-lr", "inf"], r"--actor-lr must be a finite number > 0, got inf"),
     ],
 )
 def test_cli_rejects_numbers_too_large(capsys, tmp_path, extra, message):

@@ -73,7 +73,7 @@ def test_page_code_runs(page, include_slow, tmp_path, monkeypatch):
                                   capture_output=True, text=True, timeout=900)
             assert done.returncode == 0, f"{page.name}:{line} failed:\n{done.stdout}\n{done.stderr}"
         else:
-            exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
+            exec(compile(code, f"{page.name}:{line}", "exec", dont_inherit=True), namespace)  # not this file's __future__ flags
 
 
 def test_blocks_are_found_and_directives_parse(tmp_path):

@@ -173,9 +173,9 @@ def test_quality_presets():
         quality_preset("replay")
     with pytest.raises(ValueError, match="level 'expert' follows a policy: give `policy_fn`"):
         quality_preset("expert")
-    with pytest.raises(ValueError, match=r"Behaviour.policy_prob must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"Behaviour.policy_prob must be a finite number in \[0, 1\]"):
         Behaviour(policy_fn=_context_policy, policy_prob=1.5).validate()
-    with pytest.raises(ValueError, match="Behaviour.noise_std must be a number >= 0"):
+    with pytest.raises(ValueError, match="Behaviour.noise_std must be a finite number >= 0"):
         Behaviour(noise_std=-0.1).validate()
 
 

@@ -2,25 +2,26 @@
 
 Every check takes what a user may pass, a Python, NumPy or (concrete) jax scalar or
 array alike, and raises a ``ValueError`` whose message names the argument and what
-is accepted. Checks of *values* run only on concrete inputs: a traced argument (a
+is accepted. The scalar checks judge with :class:`zsgjax.configs.Check`, the one
+validation engine, so they word a refusal as configs do: ``<name> must be <range>,
+got <value>``. Checks of *values* run only on concrete inputs: a traced argument (a
 ``jax.core.Tracer`` under ``jit``, ``vmap`` or ``grad``) passes with only its
 static shape and dtype checked, so the checked functions stay jittable.
 
-This module imports nothing else of zsgjax, so every layer may use it.
+This module imports only :mod:`zsgjax.configs` of zsgjax (which imports none), so every layer may use it.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
-INT32_MAX = 2**31 - 1
-"""Step counters, seeds and sizes are int32 inside the jitted programs."""
+from zsgjax.configs import INT32_MAX, Check
+
 
 _NUMERIC_KINDS = "iuf"
 
@@ -73,77 +74,54 @@ def _scalar_array(value: Any, name: str, noun: str) -> np.ndarray:
     return arr
 
 
-def _num(v) -> str:
-    return str(v) if isinstance(v, int) else f"{v:g}"
-
-
-def _range_text(low, high, low_open: bool, high_open: bool) -> str:
-    if low is None and high is None:
-        return ""
-    if high is None:
-        return f" {'>' if low_open else '>='} {_num(low)}"
-    if low is None:
-        return f" {'<' if high_open else '<='} {_num(high)}"
-    return f" in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
-
-
-def _in_range(v: float, low, high, low_open: bool, high_open: bool) -> bool:
-    if low is not None and not (v > low if low_open else v >= low):
-        return False
-    if high is not None and not (v < high if high_open else v <= high):
-        return False
-    return True
-
-
 def real(value: Any, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
          high_open: bool = False, allow_inf: bool = False) -> float | Any:
     """A finite real scalar in the given range, as a Python ``float``.
 
     Accepts Python and NumPy numbers and 0-d arrays (NumPy or jax); booleans,
     strings, complex numbers and arrays of other shapes are rejected. A traced
-    value is returned unchanged after checking that it is a real scalar.
+    value is returned unchanged after checking that it is a real scalar. The range
+    and the message are :class:`zsgjax.configs.Check`'s.
     """
-    noun = "a finite number" + _range_text(low, high, low_open, high_open)
+    check = Check(float, low=low, high=high, low_open=low_open, high_open=high_open, allow_inf=allow_inf)
     if is_traced(value):
         if np.ndim(value) != 0 or np.dtype(value.dtype).kind not in _NUMERIC_KINDS:
-            raise ValueError(f"{name} must be {noun} (a real scalar), got a traced {value.dtype} of shape {np.shape(value)}")
+            raise ValueError(check.message(name, value, f"a traced {value.dtype} of shape {np.shape(value)}",
+                                           " (a real scalar)"))
         return value
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be {noun}, got {value!r}")
-    arr = _scalar_array(value, name, noun)
+        raise ValueError(check.message(name, value))
+    arr = _scalar_array(value, name, check.describe())
     if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise ValueError(f"{name} must be {noun}, got {_show(value)} of dtype {arr.dtype}")
+        raise ValueError(check.message(name, value, f"{_show(value)} of dtype {arr.dtype}"))
     v = float(arr)
-    if math.isnan(v) or (math.isinf(v) and not allow_inf) or not _in_range(v, low, high, low_open, high_open):
-        raise ValueError(f"{name} must be {noun}, got {_show(value)}")
+    if not check.ok(v):
+        raise ValueError(check.message(name, value, _show(value)))
     return v
 
 
 def integer(value: Any, name: str, *, low: int | None = None, high: int | None = INT32_MAX) -> int:
-    """An integer scalar in ``[low, high]`` (``high`` defaults to the int32 limit), as a Python ``int``.
+    """An integer scalar in ``[low, high]``, as a Python ``int``.
 
-    Accepts Python and NumPy integers and 0-d integer arrays (NumPy or concrete jax);
-    rejects booleans, floats (also integral ones such as ``3.0``) and traced values
-    (integers given here are static: shapes, counts, steps).
+    ``high`` defaults to the int32 limit (named only to a value beyond it); ``None``:
+    no upper bound at all. Accepts Python and NumPy integers and 0-d integer arrays
+    (NumPy or concrete jax); rejects booleans, floats (also integral ones such as
+    ``3.0``) and traced values (integers given here are static: shapes, counts, steps).
     """
-    capped = high == INT32_MAX  # the int32 limit is named only to a value beyond it
-    noun = "an integer" + _range_text(low, None if capped else high, False, False)
+    capped = high == INT32_MAX
+    check = Check(int, low=low, high=None if capped else high, int32=capped)
     if is_traced(value):
         raise ValueError(f"{name} must be a concrete (static) integer, got a traced value of shape {np.shape(value)}")
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be {noun}, got {value!r}")
+        raise ValueError(check.message(name, value))
     if isinstance(value, numbers.Integral):
         v = int(value)
     else:
-        arr = _scalar_array(value, name, noun)
+        arr = _scalar_array(value, name, check.describe())
         if arr.dtype.kind not in "iu":
-            raise ValueError(f"{name} must be {noun}, got {_show(value)}")
+            raise ValueError(check.message(name, value, _show(value)))
         v = int(arr)
-    if not _in_range(v, low, None if capped else high, False, False):
-        raise ValueError(f"{name} must be {noun}, got {v}")
-    if capped and v > INT32_MAX:
-        raise ValueError(f"{name} must be {noun} and at most {INT32_MAX} (the int32 limit), got {v}")
-    return v
+    return check.require(name, v)
 
 
 def boolean(value: Any, name: str) -> bool:
@@ -154,7 +132,7 @@ def boolean(value: Any, name: str) -> bool:
         return bool(value)
     if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0 and np.dtype(value.dtype) == np.bool_:
         return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r}")
+    raise ValueError(Check(bool).message(name, value))
 
 
 @functools.lru_cache(maxsize=None)

@@ -57,7 +57,7 @@ from zsgjax.options import (DEFAULT_ENV, DEFAULT_METHODS, OWN_FIELDS as _OWN_FIE
                             add_env_options, add_run_logging_options, cache_dir, compile_cache_dir,
                             configure_compile_cache, env_kwargs_from_args, flag_message as _flag_message,
                             parse_dataclass, wandb_project)
-SPEC_VERSION = 1  # of the cached option table's layout
+SPEC_VERSION = 2  # of the cached option table's layout
 
 
 # ---------------------------------------------------------------- caches
@@ -79,41 +79,25 @@ def _sources_fingerprint() -> str:
 # ---------------------------------------------------------- option table
 def option_spec() -> dict[str, Any]:
     """The ``zsgjax train`` option table, as JSON-able data, from the live classes
-    (``TrainConfig``, ``RunSpec``, the environment and method registries)."""
-    import typing
-    import types as pytypes
+    (``TrainConfig``, ``RunSpec``, the environment and method registries).
 
+    ``hyper`` holds one entry per ``TrainConfig`` hyper-parameter and per setting of a
+    method registered after ``zsgjax.train`` was imported (which ``TrainConfig.replace``
+    puts in ``method_options``); each entry's help states the accepted range, from the
+    one check that also judges the value.
+    """
     from zsgjax import runner
     from zsgjax import train as train_lib
     from zsgjax.configs import field_check
     from zsgjax.envs import registered_names
-    from zsgjax.methods import method_names
+    from zsgjax.methods import method_names, registered_settings
 
-    hints = typing.get_type_hints(train_lib.TrainConfig)
-    hyper = []
-    for field in dataclasses.fields(train_lib.TrainConfig):
-        if field.name in _OWN_FIELDS:
-            continue
-        tp = hints[field.name]
-        if typing.get_origin(tp) in (typing.Union, pytypes.UnionType):
-            (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        if field.default is not None:
-            shown = repr(field.default)
-        elif field.name == "steps_per_iteration":
-            shown = "derived from the other options"
-        elif field.name in ("dr_low", "dr_high"):
-            shown = "the context space's bounds, one value per context dimension"
-        else:
-            shown = f"{train_lib.base_value(field.name)!r} unless the environment's preset sets its own"
-        check = field_check(train_lib.TrainConfig, field.name)
-        kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(tp)
-        if kind is None and typing.get_origin(tp) is tuple:
-            kind = "floats" if typing.get_args(tp)[0] is float else "ints"
-        if kind is None:
-            raise TypeError(f"zsgjax.cli: no option type for TrainConfig.{field.name}: {tp}")
-        hyper.append({"dest": field.name, "flag": "--" + field.name.replace("_", "-"), "kind": kind,
-                      "choices": list(check._choices()) if check is not None and check.choices is not None else None,
-                      "help": f"TrainConfig.{field.name} (default: {shown})"})
+    config = train_lib.TrainConfig
+    settings = registered_settings()
+    fields = [f.name for f in dataclasses.fields(config) if f.name not in _OWN_FIELDS and f.name != "method_options"]
+    hyper = [_hyper_option(name, field_check(config, name), settings.get(name)) for name in fields]
+    hyper += [_hyper_option(option, s.check, s) for option, s in settings.items()
+              if option not in config.__dataclass_fields__]
     spec = runner.RunSpec()
     return {
         "version": SPEC_VERSION,
@@ -121,10 +105,30 @@ def option_spec() -> dict[str, Any]:
         "methods": list(method_names()),
         "run": {f.name: getattr(spec, f.name) for f in dataclasses.fields(runner.RunSpec)},
         "run_flags": {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(runner.RunSpec)},
-        "train": {"seed": train_lib.TrainConfig.seed, "total_steps": train_lib.TrainConfig.total_steps,
-                  "num_envs": train_lib.TrainConfig.num_envs},
+        "train": {"seed": config.seed, "total_steps": config.total_steps, "num_envs": config.num_envs},
         "hyper": hyper,
     }
+
+
+def _hyper_option(name: str, check: Any, setting: Any) -> dict[str, Any]:
+    """One ``hyper`` entry of :func:`option_spec`: flag, value kind, choices and help (with the
+    range); ``setting``: the method setting (:class:`zsgjax.methods.Setting`) ``name`` is, or ``None``."""
+    from zsgjax.train import base_value
+
+    if setting is not None:
+        shown = repr(setting.default)
+        what = f"{setting.owner.name}: {setting.help}"
+    elif name == "steps_per_iteration":
+        shown, what = "derived from the other options", f"TrainConfig.{name}"
+    else:
+        shown, what = f"{base_value(name)!r} unless the environment's preset sets its own", f"TrainConfig.{name}"
+    if check.kind is tuple:
+        kind = "floats" if check.element is float else "ints"
+    else:
+        kind = {bool: "bool", int: "int", float: "float", str: "str"}[check.kind]
+    return {"dest": name, "flag": "--" + name.replace("_", "-"), "kind": kind,
+            "choices": list(check.choices_now()) if check.choices is not None else None,
+            "help": f"{what}; {check.describe()} (default: {shown})".replace("%", "%%")}
 
 
 def cached_option_spec() -> dict[str, Any]:
@@ -161,7 +165,12 @@ def cached_option_spec() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- parser
 def _add_hyper_options(group: argparse._ArgumentGroup, hyper: Sequence[Mapping[str, Any]]) -> None:
-    """One option per TrainConfig hyper-parameter, from the option table."""
+    """One option per TrainConfig hyper-parameter and method setting, from the option table.
+
+    Only the value's type is parsed here (``--x abc`` for a number is argparse's error);
+    its range and choices are judged once, when the ``TrainConfig`` is built, whose
+    message :func:`zsgjax.options.flag_message` words with the flag.
+    """
     types_ = {"int": int, "float": float, "str": str}
     for o in hyper:
         kwargs: dict[str, Any] = dict(dest=o["dest"], default=None, help=o["help"])
@@ -173,10 +182,8 @@ def _add_hyper_options(group: argparse._ArgumentGroup, hyper: Sequence[Mapping[s
             kwargs.update(nargs="+", type=float, metavar="X")
         else:
             kwargs["type"] = types_[o["kind"]]
-            if o["choices"] is not None:
-                kwargs["choices"] = o["choices"]
-            else:
-                kwargs["metavar"] = o["kind"].upper()
+            choices = o["choices"]
+            kwargs["metavar"] = "{" + ",".join(map(str, choices)) + "}" if choices is not None else o["kind"].upper()
         group.add_argument(o["flag"], **kwargs)
 
 
@@ -220,7 +227,8 @@ def build_parser(spec: Mapping[str, Any] | None = None) -> argparse.ArgumentPars
     evg.add_argument("--sweep-points", type=int, default=run_defaults["sweep_points"],
                      help="points per swept context dimension, >= 2 (default: %(default)s)")
     _add_hyper_options(p.add_argument_group("hyper-parameters (TrainConfig)"), spec["hyper"])
-    p.set_defaults(handler=_train_command, subparser=p, run_flags=spec["run_flags"])
+    p.set_defaults(handler=_train_command, subparser=p, run_flags=spec["run_flags"],
+                   hyper_options=[o["dest"] for o in spec["hyper"]])
     parser.subcommands = {"train": p}  # the subcommands' parsers, for scripts that extend one
     return parser
 
@@ -247,26 +255,17 @@ def command_from_args(args: argparse.Namespace) -> TrainCommand:
 def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     from zsgjax import runner
     from zsgjax import train as train_lib
-    from zsgjax.envs import registered_names
-    from zsgjax.methods import method_names
 
-    if args.env not in registered_names():
-        raise ValueError(f"--env: unknown environment '{args.env}'; choose one of: {', '.join(registered_names())}")
     methods = tuple(dict.fromkeys(args.method))
-    unknown = [m for m in methods if m not in method_names()]
-    if unknown:
-        raise ValueError(f"--method: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(method_names())}")
     spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, keep=args.keep, eval_episodes=args.eval_episodes,
                           sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
                           wandb_project=wandb_project(args)).validate()
-    hyper = {f.name: tuple(v) if isinstance(v := getattr(args, f.name), list) else v
-             for f in dataclasses.fields(train_lib.TrainConfig)
-             if f.name not in _OWN_FIELDS and getattr(args, f.name) is not None}
+    hyper = {name: getattr(args, name) for name in args.hyper_options if getattr(args, name) is not None}
     configs = {m: train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
-                                        seed=args.seed, env_kwargs=env_kwargs_from_args(args), **hyper)
-               for m in methods}
-    env = next(iter(configs.values())).validate().make_env()  # one instance shared by every method
-    trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}  # validates each config
+                                        seed=args.seed, env_kwargs=env_kwargs_from_args(args)).replace(**hyper)
+               for m in methods}  # each value is checked here, once, by TrainConfig
+    env = next(iter(configs.values())).make_env()  # one instance shared by every method
+    trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")

@@ -215,7 +215,10 @@ def wandb_project(args: argparse.Namespace) -> str | None:
 
 
 def flag_message(message: str, run_flags: Mapping[str, str] | None = None) -> str:
-    """``TrainConfig.total_steps must ...`` -> ``--steps must ...`` (the option the user typed)."""
+    """``TrainConfig.total_steps must ...`` -> ``--steps must ...`` (the option the user typed).
+
+    A setting of a method registered after import, ``TrainConfig.method_options['mine_x']``,
+    is its flag ``--mine-x`` too."""
 
     def flag(m: re.Match) -> str:
         owner, name = m.group(1), m.group(2)
@@ -227,6 +230,7 @@ def flag_message(message: str, run_flags: Mapping[str, str] | None = None) -> st
         return f"environment option {m.group(1)} ({ENV_FLAGS.get(m.group(1), '--env-option ' + m.group(1))})"
 
     message = message.replace(" (or None for the preset)", "")
+    message = re.sub(r"\bTrainConfig\.method_options\['(\w+)'\]", lambda m: "--" + m.group(1).replace("_", "-"), message)
     message = re.sub(r"\benvironment option (\w+)", env_flag, message)
     message = message.replace("TrainConfig.env_kwargs", "environment options (--physical/--physical-range/--env-option)")
     return re.sub(r"\b(TrainConfig|RunSpec)\.(\w+)", flag, message)

@@ -195,7 +195,7 @@ def format_seconds(seconds: float) -> str:
 # ------------------------------------------------------------------ checkpoints
 def checkpoint_config(trainer: Trainer, seeds: int) -> dict[str, Any]:
     """The record stored with (and compared against) every checkpoint of a label."""
-    return {"format": CHECKPOINT_FORMAT, **dataclasses.asdict(trainer.config), "num_seeds": seeds}
+    return {"format": CHECKPOINT_FORMAT, **trainer.config.record(), "num_seeds": seeds}
 
 
 def open_checkpointer(trainer: Trainer, directory: str, spec: RunSpec) -> Checkpointer:

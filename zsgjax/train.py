@@ -43,14 +43,11 @@ from zsgjax.agents.common import TD_ERROR, Agent
 from zsgjax.agents.dqn import DQN, DQNConfig
 from zsgjax.agents.normalization import ObsNormalizer
 from zsgjax.agents.sac import SAC, SACConfig
-from zsgjax.checks import INT32_MAX
-from zsgjax.configs import FrozenMap, default_of, field_meta, freeze, param, validate
+from zsgjax.configs import INT32_MAX, FrozenMap, default_of, field_meta, freeze, param, validate
 from zsgjax.envs import make as make_env
 from zsgjax.envs import registered_names
 from zsgjax.envs.base import ContextualEnv
-from zsgjax.methods import Method, make_method, method_names
-from zsgjax.methods.cse import MODES as CSE_MODES
-from zsgjax.methods.cse import STORAGES as CSE_STORAGES
+from zsgjax.methods import Method, Setting, make_method, method_class, method_names, registered_settings
 from zsgjax.presets import env_preset
 from zsgjax.replay import Replay, ReplayItem
 from zsgjax.types import Transition
@@ -75,7 +72,43 @@ def _loop_field(base: Any, kind: type = int, **check):
     return param(None, kind=kind, meta={"base": base}, **check)
 
 
+_SETTING = "method_setting"  # field metadata: the Setting a TrainConfig field was derived from
+_TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
+
+
+def _annotation(setting: Setting) -> str:
+    check = setting.check
+    tp = f"tuple[{_TYPE_NAMES[check.element]}, ...]" if check.kind is tuple else _TYPE_NAMES[check.kind]
+    return f"{tp} | None" if check.optional else tp
+
+
+def with_method_settings(after: str):
+    """Class decorator, applied before ``dataclasses.dataclass``: one field per setting of
+    every method registered now (:func:`zsgjax.methods.registered_settings`), placed after
+    field ``after``. Each field borrows its default, range and help from the method's
+    own field (``param(default, like=(CSE, "epsilon"))``): a setting is declared once,
+    in its method's class."""
+
+    def add(cls):
+        own = dict(cls.__dict__["__annotations__"])
+        derived = {}
+        for option, setting in registered_settings().items():
+            if option in own:
+                raise TypeError(f"{cls.__name__}.{option} is both a field and a setting of method "
+                                f"'{setting.owner.name}'; rename one of them")
+            derived[option] = _annotation(setting)
+            setattr(cls, option, param(setting.default, like=(setting.owner, setting.field), help=setting.help,
+                                       meta={_SETTING: setting}))
+        names = list(own)
+        at = names.index(after) + 1
+        cls.__annotations__ = {**{k: own[k] for k in names[:at]}, **derived, **{k: own[k] for k in names[at:]}}
+        return cls
+
+    return add
+
+
 @dataclasses.dataclass(frozen=True)
+@with_method_settings(after="env_kwargs")
 class TrainConfig:
     """Everything a training run needs; ``None`` means "the preset": the environment's
     row in :data:`zsgjax.presets.ENV_PRESETS`, else the field's base value (an agent
@@ -97,6 +130,17 @@ class TrainConfig:
     whose lists are tuples), so the config stays hashable and is written as JSON in
     ``run.json`` and every checkpoint; an option the constructor does not take is an
     error naming the ones it does.
+
+    **Method settings** are not declared here: each is a field of its method's class
+    (:mod:`zsgjax.methods.settings`), and every method registered when this module is
+    imported contributes its settings as fields named ``<method>_<field>``
+    (``cse_epsilon``, ``cse_mode``, ``cse_storage``, ``cse_ratio``, ``ldr_scale``,
+    ``dr_low``, ``dr_high``) with the method's default, range and help. A method
+    registered *later* (a user's, after ``import zsgjax.train``) has its settings in
+    ``method_options``, a mapping with the same names (``{"mine_temperature": 0.5}``),
+    checked by the same rules; :meth:`replace` and :meth:`method_setting` take either
+    kind by name. The config is checked when it is built: a bad value raises
+    ``ValueError`` naming ``TrainConfig.<field>`` and its accepted range.
     """
 
     env: str = param("simple_direction", kind=str, choices=registered_names)
@@ -106,15 +150,9 @@ class TrainConfig:
     seed: int = param(0, kind=int, low=0)
     # constructor options of the environment: make(env, **env_kwargs) (e.g. physical=("gravity",))
     env_kwargs: Mapping[str, Any] = dataclasses.field(default=FrozenMap(), metadata={"base": FrozenMap()})
-    # method hyper-parameters (read by the method's ``from_config``)
-    cse_epsilon: float = param(0.1, low=0.0, low_open=True)
-    cse_mode: str = param("first_order", kind=str, choices=CSE_MODES)
-    cse_storage: str = param("auto", kind=str, choices=CSE_STORAGES)
-    cse_ratio: float = param(1.0, low=0.0, high=1.0)
-    ldr_scale: float = param(0.1, low=0.0, low_open=True)
-    # DR's sampling box, one value per context dimension (None: the context space's own bound)
-    dr_low: tuple[float, ...] | None = param(None, kind=tuple, element=float)
-    dr_high: tuple[float, ...] | None = param(None, kind=tuple, element=float)
+    # here: one field per setting of the methods registered at import (with_method_settings)
+    # settings of methods registered after import: {"<method>_<field>": value}
+    method_options: Mapping[str, Any] = dataclasses.field(default=FrozenMap(), metadata={"base": FrozenMap()})
     # loop
     steps_per_iteration: int | None = param(None, kind=int, low=1)
     learning_starts: int | None = _loop_field(1_000, low=0)
@@ -148,13 +186,47 @@ class TrainConfig:
     double: bool | None = _agent_field(dqn="double")
 
     def __post_init__(self):
-        if isinstance(self.hidden_sizes, list):  # lists from JSON or argparse; the config must stay hashable
-            object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
-        if isinstance(self.env_kwargs, Mapping) and not isinstance(self.env_kwargs, FrozenMap):
-            try:  # a plain dict (from code or JSON): frozen; anything unfreezable is reported by validate()
-                object.__setattr__(self, "env_kwargs", freeze(self.env_kwargs))
-            except ValueError:
-                pass
+        for f in dataclasses.fields(self):  # lists (from JSON or argparse) become tuples: the config stays hashable
+            if isinstance(value := getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(value))
+        for name in ("env_kwargs", "method_options"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping) and not isinstance(value, FrozenMap):
+                try:  # a plain dict (from code or JSON): frozen; anything unfreezable is reported by validate()
+                    object.__setattr__(self, name, freeze(value))
+                except ValueError:
+                    pass
+        self.validate()
+
+    # ------------------------------------------------------------ method settings
+    def method_setting(self, option: str) -> Any:
+        """The value of method setting ``option`` (``"cse_epsilon"``): its field, else its
+        ``method_options`` entry, else its default. ``ValueError`` for an unknown name."""
+        if option in _METHOD_FIELDS:
+            return getattr(self, option)
+        setting = _late_setting(option, "TrainConfig.method_setting")
+        return self.method_options.get(option, setting.default)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes``: fields, or settings of methods registered after import
+        (stored in ``method_options``), by name. ``ValueError`` naming an unknown one."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        late = {k: v for k, v in changes.items() if k not in fields}
+        for name in late:
+            _late_setting(name, "TrainConfig.replace")
+        if late:
+            changes = {k: v for k, v in changes.items() if k in fields}
+            changes["method_options"] = {**changes.get("method_options", self.method_options), **late}
+        return dataclasses.replace(self, **changes)
+
+    def record(self) -> dict[str, Any]:
+        """The config as plain data (``dataclasses.asdict``) for ``run.json`` and checkpoints;
+        ``method_options`` only when it holds something, so a config without settings
+        of late-registered methods records what zsgjax recorded before they existed."""
+        data = dataclasses.asdict(self)
+        if not data["method_options"]:
+            del data["method_options"]
+        return data
 
     def make_env(self) -> ContextualEnv:
         """The environment of this config: ``make(env, **env_kwargs)``.
@@ -178,14 +250,14 @@ class TrainConfig:
         env = self.make_env() if env is None else env
         kind = agent_kind(env)
         preset = env_preset(self.env)
-        space_bounds = {"dr_low": env.context_space.low, "dr_high": env.context_space.high}
         updates: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if getattr(self, f.name) is not None or f.name == "steps_per_iteration":
                 continue
             meta = field_meta(TrainConfig, f.name)
-            if f.name in space_bounds:  # DR's box defaults to the whole context space
-                updates[f.name] = tuple(float(x) for x in space_bounds[f.name])
+            setting = meta.get(_SETTING)
+            if setting is not None and setting.env_default is not None:  # e.g. DR's box: the context space
+                updates[f.name] = setting.env_default(env)
             elif f.name in preset:
                 updates[f.name] = preset[f.name]
             elif "agent" in meta:
@@ -197,31 +269,67 @@ class TrainConfig:
         if self.steps_per_iteration is None:
             n = self.num_envs
             updates["steps_per_iteration"] = max(n, (min(self.total_steps, 1000) // n) * n)
+        late = {}  # the chosen method's settings that are not fields: recorded at the value used
+        for s in method_class(self.method).settings():
+            if s.option not in _METHOD_FIELDS:
+                value = self.method_options.get(s.option, s.default)
+                late[s.option] = s.env_default(env) if value is None and s.env_default is not None else value
+        if late:
+            updates["method_options"] = {**self.method_options, **late}
         return dataclasses.replace(self, **updates)
 
     def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` naming the first bad field and its accepted range; returns ``self``."""
+        """Raise ``ValueError`` naming the first bad field and its accepted range; returns ``self``.
+
+        Runs when the config is built; call it again only after bypassing the
+        constructor."""
         validate(self)
+        self._validate_method_options()
         if not isinstance(self.env_kwargs, Mapping):
             raise ValueError(f"TrainConfig.env_kwargs must be a mapping of environment constructor options "
-                             f"(name -> value); got {self.env_kwargs!r}")
+                             f"(name -> value), got {self.env_kwargs!r}")
         freeze(self.env_kwargs, "TrainConfig.env_kwargs")  # ValueError naming the bad entry
         if self.steps_per_iteration is not None and self.steps_per_iteration % self.num_envs:
             raise ValueError(
-                f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}; "
+                f"TrainConfig.steps_per_iteration must be a positive multiple of num_envs={self.num_envs}, "
                 f"got {self.steps_per_iteration}"
             )
         if self.batch_size is not None and self.buffer_size is not None and self.batch_size > self.buffer_size:
             raise ValueError(
-                f"TrainConfig.batch_size must be in [1, buffer_size={self.buffer_size}]; got {self.batch_size}"
+                f"TrainConfig.batch_size must be in [1, buffer_size={self.buffer_size}], got {self.batch_size}"
             )
         if self.buffer_size is not None and self.buffer_size < self.num_envs:
-            raise ValueError(f"TrainConfig.buffer_size must be >= num_envs={self.num_envs}; got {self.buffer_size}")
+            raise ValueError(f"TrainConfig.buffer_size must be >= num_envs={self.num_envs}, got {self.buffer_size}")
         return self
+
+    def _validate_method_options(self) -> None:
+        if not isinstance(self.method_options, Mapping):
+            raise ValueError(f"TrainConfig.method_options must be a mapping of settings of methods registered after "
+                             f"zsgjax.train was imported (name -> value), got {self.method_options!r}")
+        for option, value in self.method_options.items():
+            setting = _late_setting(option, "TrainConfig.method_options")
+            setting.check.require(f"TrainConfig.method_options[{option!r}]", value)
 
     @property
     def is_resolved(self) -> bool:
         return all(getattr(self, f.name) is not None for f in dataclasses.fields(self))
+
+
+_METHOD_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig) if _SETTING in f.metadata)
+"""The method settings that are ``TrainConfig`` fields (the methods registered at import)."""
+
+
+def _late_setting(option: str, where: str) -> Setting:
+    """The setting ``option`` of a method registered after import; ``ValueError`` otherwise."""
+    settings = registered_settings()
+    if option in TrainConfig.__dataclass_fields__:
+        raise ValueError(f"{where}: '{option}' is a TrainConfig field; give it as TrainConfig({option}=...)")
+    if option not in settings:
+        late = [o for o in settings if o not in _METHOD_FIELDS]
+        known = ", ".join(late) if late else "none (no method was registered after zsgjax.train was imported)"
+        raise ValueError(f"{where}: '{option}' is neither a TrainConfig field nor a setting of a registered method; "
+                         f"settings of methods registered after import: {known}")
+    return settings[option]
 
 
 def base_value(name: str, kind: str = "sac") -> Any:
@@ -501,12 +609,12 @@ def make_agent(env: ContextualEnv, config: TrainConfig) -> Agent:
 
 
 def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Method | None = None) -> Trainer:
-    """Validate and resolve ``config`` and build its :class:`Trainer`.
+    """Resolve ``config`` (checked when it was built) and build its :class:`Trainer`.
 
     ``env`` overrides ``config.make_env()`` (``make(config.env, **config.env_kwargs)``;
     e.g. an environment instance shared by several trainers, built once from the
-    same config, or one a registry name cannot describe); ``method`` overrides ``make_method(config)`` (a method
-    instance with settings ``TrainConfig`` has no field for; its ``name`` must be
+    same config, or one a registry name cannot describe); ``method`` overrides
+    ``make_method(config)`` (a method instance built by hand; its ``name`` must be
     ``config.method``).
     """
     if not isinstance(config, TrainConfig):
@@ -515,9 +623,8 @@ def make_train(config: TrainConfig, env: ContextualEnv | None = None, method: Me
         raise ValueError(f"make_train: `env` must be a zsgjax ContextualEnv, got {type(env).__name__}")
     if method is not None and not isinstance(method, Method):
         raise ValueError(f"make_train: `method` must be a zsgjax.methods.Method, got {type(method).__name__}")
-    config = config.validate()
     env = config.make_env() if env is None else env
-    config = config.resolve(env).validate()
+    config = config.resolve(env)  # a new TrainConfig: its presets are checked as it is built
     if method is None:
         method = make_method(config)
     elif method.name != config.method:

@@ -10,11 +10,17 @@ one file::
         def context_sampler(self, space): ...
 
 after which ``TrainConfig(method="mine")`` trains it (the CLI lists it too once
-the file is imported).
+the file is imported). Its settings are its dataclass fields, each declared once::
+
+        temperature: float = param(1.0, low=0.0, low_open=True, help="...")
+
+which makes ``TrainConfig.mine_temperature`` and ``--mine-temperature`` (see
+:mod:`zsgjax.methods.settings`).
 """
 
 from zsgjax.methods.base import ContextSampler, EnvStep, Method, default_sampler, plain_collect
-from zsgjax.methods.registry import make_method, method_class, method_names, register
+from zsgjax.methods.registry import make_method, method_class, method_names, register, registered_settings
+from zsgjax.methods.settings import Setting, settings_of
 from zsgjax.methods.vanilla import Vanilla
 from zsgjax.methods.cse import CSE
 from zsgjax.methods.ldr import LDR
@@ -36,4 +42,7 @@ __all__ = [
     "method_names",
     "plain_collect",
     "register",
+    "registered_settings",
+    "Setting",
+    "settings_of",
 ]

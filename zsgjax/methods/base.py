@@ -19,8 +19,11 @@ training program:
 
 The defaults are vanilla training: the environment's default context, a plain
 step, the replay batch as sampled. A method overrides only what differs and is
-registered by name with :func:`zsgjax.methods.register`; :meth:`Method.from_config`
-reads its hyper-parameters from a :class:`~zsgjax.train.TrainConfig`.
+registered by name with :func:`zsgjax.methods.register`. Its dataclass fields are
+its settings, each declared once with :func:`zsgjax.configs.param` (default, range,
+help; see :mod:`zsgjax.methods.settings`): they are checked when the method is built
+and become ``TrainConfig`` fields and ``zsgjax train`` options named
+``<method>_<field>``, which :meth:`Method.from_config` reads back.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import jax.numpy as jnp
 
 from zsgjax.envs.base import ContextualEnv, EnvState
 from zsgjax.envs.context import ContextSpace
+from zsgjax.methods.settings import Setting, settings_of
 from zsgjax.types import Transition
 
 ContextSampler = Callable[[jax.Array], jax.Array]
@@ -66,11 +70,21 @@ class Method:
 
     name: ClassVar[str] = ""
 
+    def __post_init__(self):
+        """Check every setting: ``ValueError`` naming ``Class.field`` and its accepted range."""
+        for s in settings_of(type(self)):
+            s.check.require(f"{type(self).__name__}.{s.field}", getattr(self, s.field))
+
+    @classmethod
+    def settings(cls) -> tuple[Setting, ...]:
+        """This method's settings (its fields), inherited ones included."""
+        return settings_of(cls)
+
     @classmethod
     def from_config(cls, config: Any) -> "Method":
-        """The method with its hyper-parameters read from a resolved ``TrainConfig``."""
-        del config
-        return cls()
+        """The method with its settings read from a resolved ``TrainConfig``
+        (``config.method_setting(option)`` for each of :meth:`settings`)."""
+        return cls(**{s.field: config.method_setting(s.option) for s in settings_of(cls)})
 
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         return default_sampler(space)

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from zsgjax import context_gradients
+from zsgjax.configs import field_check, param
 from zsgjax.methods import enhancement
 from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
@@ -46,8 +47,7 @@ def resolve_storage(storage: str, env) -> str:
     attribute is missing) is positive and the context has more than one dimension,
     else ``"jacobian"``.
     """
-    if storage not in STORAGES:
-        raise ValueError(f"CSE: `storage` must be one of {', '.join(STORAGES)}; got {storage!r}")
+    field_check(CSE, "storage").require("resolve_storage: `storage`", storage)
     if storage != "auto":
         return storage
     physical = int(getattr(env, "physical_context_dim", 0))
@@ -57,34 +57,21 @@ def resolve_storage(storage: str, env) -> str:
 @register
 @dataclasses.dataclass(frozen=True)
 class CSE(Method):
-    """epsilon: step size (``> 0``); mode: ``first_order`` / ``exact``; storage:
-    ``auto`` / ``jacobian`` / ``jvp`` (first order only; ``auto`` is resolved per
-    environment by :func:`resolve_storage`); ratio: enhanced share of each batch in ``[0, 1]``."""
+    """Context sample enhancement; ``storage="auto"`` is resolved per environment by
+    :func:`resolve_storage`."""
 
     name = "cse"
-    epsilon: float
-    mode: str
-    storage: str
-    ratio: float
-
-    @classmethod
-    def from_config(cls, config) -> "CSE":
-        return cls(epsilon=config.cse_epsilon, mode=config.cse_mode, storage=config.cse_storage, ratio=config.cse_ratio)
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"CSE: `mode` must be one of {', '.join(MODES)}; got {self.mode!r}")
-        if self.storage not in STORAGES:
-            raise ValueError(f"CSE: `storage` must be one of {', '.join(STORAGES)}; got {self.storage!r}")
-        if not 0.0 < self.epsilon < float("inf"):
-            raise ValueError(f"CSE: `epsilon` must be a finite number > 0; got {self.epsilon!r}")
-        if not 0.0 <= self.ratio <= 1.0:
-            raise ValueError(f"CSE: `ratio` must be in [0, 1]; got {self.ratio!r}")
+    epsilon: float = param(0.1, low=0.0, low_open=True, help="step size of the context perturbation (its norm)")
+    mode: str = param("first_order", kind=str, choices=MODES,
+                      help="first_order: Taylor step from stored derivatives; exact: recompute the step")
+    storage: str = param("auto", kind=str, choices=STORAGES,
+                         help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
+    ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
 
     def check(self, batch_size: int) -> None:
         if self.ratio > 0 and round(self.ratio * batch_size) == 0:
             raise ValueError(
-                f"TrainConfig.cse_ratio * batch_size must round to >= 1 enhanced sample; got {self.ratio} * {batch_size}"
+                f"TrainConfig.cse_ratio * batch_size must round to >= 1 enhanced sample, got {self.ratio} * {batch_size}"
             )
 
     # ------------------------------------------------------------ collection

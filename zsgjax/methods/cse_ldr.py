@@ -2,7 +2,9 @@
 
 The two ways of reaching unseen contexts together: LDR spreads the collected
 contexts around the training context, CSE moves every replayed sample a further
-``epsilon`` step. Reads ``cse_*`` and ``ldr_scale`` from the config.
+``epsilon`` step. It declares no setting of its own: it inherits CSE's fields and
+LDR's, so it reads ``cse_epsilon`` ... and ``ldr_scale`` (one setting each, shared with
+those methods), episodes come from LDR's sampler and batches from CSE's hooks.
 """
 
 from __future__ import annotations
@@ -16,14 +18,7 @@ from zsgjax.methods.registry import register
 
 @register
 @dataclasses.dataclass(frozen=True)
-class CSEWithLDR(CSE):
+class CSEWithLDR(LDR, CSE):
+    """Fields ``epsilon, mode, storage, ratio`` (CSE's) and ``scale`` (LDR's)."""
+
     name = "cse_ldr"
-    scale: float = 0.1
-
-    @classmethod
-    def from_config(cls, config) -> "CSEWithLDR":
-        return cls(epsilon=config.cse_epsilon, mode=config.cse_mode, storage=config.cse_storage,
-                   ratio=config.cse_ratio, scale=config.ldr_scale)
-
-    def context_sampler(self, space):
-        return LDR(scale=self.scale).context_sampler(space)

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 
+from zsgjax.configs import param
 from zsgjax.envs.context import ContextSpace
 from zsgjax.methods.base import ContextSampler, Method
 from zsgjax.methods.registry import register
+from zsgjax.methods.settings import ENV_DEFAULT
+
+
+def _space_bound(which: str):
+    """``env -> tuple``: the ``low`` or ``high`` bound of the environment's context space, as floats."""
+    return lambda env: tuple(float(x) for x in getattr(env.context_space, which))
 
 
 @register
 @dataclasses.dataclass(frozen=True)
 class DR(Method):
     """``low`` / ``high``: corners of the sampling box (``(dim,)`` tuples inside the
-    space, ``low <= high``); ``None`` takes the space's own bound."""
+    space, ``low <= high``, checked against the space by :meth:`context_sampler`);
+    ``None`` takes the space's own bound (a resolved ``TrainConfig`` records it)."""
 
     name = "dr"
-    low: tuple[float, ...] | None = None
-    high: tuple[float, ...] | None = None
-
-    @classmethod
-    def from_config(cls, config) -> "DR":
-        """``TrainConfig.dr_low`` / ``dr_high`` (``None``: the space's bound)."""
-        as_tuple = lambda v: None if v is None else tuple(float(x) for x in v)  # noqa: E731
-        return cls(low=as_tuple(config.dr_low), high=as_tuple(config.dr_high))
+    low: tuple[float, ...] | None = param(None, kind=tuple, element=float, meta={ENV_DEFAULT: _space_bound("low")},
+                                          help="lower corner of the sampling box, one value per context dimension "
+                                          "(None: the context space's lower bound)")
+    high: tuple[float, ...] | None = param(None, kind=tuple, element=float, meta={ENV_DEFAULT: _space_bound("high")},
+                                           help="upper corner of the sampling box, one value per context dimension "
+                                           "(None: the context space's upper bound)")
 
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         low = space.validate(space.low if self.low is None else self.low, "dr_low")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from zsgjax.configs import param
 from zsgjax.envs.context import ContextSpace
 from zsgjax.methods.base import ContextSampler, Method
 from zsgjax.methods.registry import register
@@ -12,18 +13,11 @@ from zsgjax.methods.registry import register
 @register
 @dataclasses.dataclass(frozen=True)
 class LDR(Method):
-    """``scale``: standard deviation of the Gaussian around the default context (``> 0``)."""
+    """Local domain randomization around the environment's default context."""
 
     name = "ldr"
-    scale: float
-
-    @classmethod
-    def from_config(cls, config) -> "LDR":
-        return cls(scale=config.ldr_scale)
-
-    def __post_init__(self):
-        if not self.scale > 0:
-            raise ValueError(f"LDR: `scale` must be > 0, got {self.scale!r}")
+    scale: float = param(0.1, low=0.0, low_open=True,
+                         help="standard deviation of the Gaussian around the default context")
 
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         scale = self.scale
