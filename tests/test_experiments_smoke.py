@@ -19,7 +19,7 @@ from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # no
 _CONFIG = {k: v for k, v in TINY_TRAIN.items() if k not in ("env", "total_steps")}
 TINY = common.Scale(steps=TINY_TRAIN["total_steps"], seeds=TINY_SEEDS, config=_CONFIG,
                     chunks=TINY_TRAIN["total_steps"] // TINY_TRAIN["steps_per_iteration"] // TINY_CHUNK_ITERATIONS,
-                    **TINY_EVAL)
+                    eval_actions="sample_unscaled", **TINY_EVAL)
 
 
 @pytest.mark.xdist_group("tiny_train")
@@ -59,8 +59,19 @@ def test_protocol_end_to_end(tmp_path):
     returns = out["results"]["cse"].returns
     assert returns.shape == (2, 2 * 3 + 5, 2)  # seeds x (2 sweeps x 3 points + 5 named) x episodes
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "## Claims" in md and "generalization.png" in md and "learning_curves.png" in md
-    assert record["env_kwargs"] == {}
+    assert "## Verdicts on the paper's claims" in md and "## Far-context aggregates (not the paper's protocol)" in md
+    assert "generalization.png" in md and "learning_curves.png" in md
+    assert record["env_kwargs"] == {} and record["eval_actions"] == "sample_unscaled"
+    assert "sampled actions (sample_unscaled), 2 episodes" in md
+    # the paper's verdict: the pre-registered rows only (the four named contexts off the training one)
+    (verdict,) = record["verdicts"]
+    assert verdict["id"] == "simple_direction/cse>vanilla"
+    assert verdict["rows"] == ["(0.8,0.8)", "(0.8,-0.8)", "(-0.8,0.8)", "(-0.8,-0.8)"]
+    named = [grid.labels.index(r) for r in verdict["rows"]]
+    d = (np.asarray(results["cse"].returns, np.float64)[:, named].mean(axis=(1, 2))
+         - np.asarray(results["vanilla"].returns, np.float64)[:, named].mean(axis=(1, 2)))
+    assert verdict["diff"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-9)
+    assert verdict["half_width"] == pytest.approx(12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2), rel=1e-9)
 
 
 def test_scripts_take_the_environment_options_of_zsgjax_train():
