@@ -10,10 +10,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "experiments"))
 
+import cart_goal  # noqa: E402
 import common  # noqa: E402
+import pendulum_goal  # noqa: E402
 import simple_direction  # noqa: E402
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
+from zsgjax.train import TrainConfig  # noqa: E402
 
 # The CLI test's setup (same programs, compiled once per session)
 _CONFIG = {k: v for k, v in TINY_TRAIN.items() if k not in ("env", "total_steps")}
@@ -175,3 +178,40 @@ def test_check_claims_rows_and_verdicts_by_hand():
     assert len(common.check_claims(exp, {m: results[m] for m in ("vanilla", "cse")}, (-1, -1), (1, 1))) == 1
     _, _, _, one = _claims_setup(num_seeds=1)
     assert {c["verdict"] for c in common.check_claims(exp, one, (-1, -1), (1, 1))} == {"n/a (one seed: no interval)"}
+
+
+@pytest.mark.parametrize("script, steps", [(simple_direction, 52_000), (pendulum_goal, 104_000),
+                                           (cart_goal, 2_000_000)], ids=lambda x: getattr(x, "__name__", str(x)))
+def test_classic_paper_scales_are_the_papers_protocol(script, steps):
+    """The paper's lengths and evaluate_policies.py (64 episodes, 50 points, sampled actions);
+    cart_goal trains the paper's Q-network (the preset) and its cpu scale the earlier one."""
+    sc = script.EXPERIMENT.scale("paper")
+    assert (sc.steps, sc.seeds, sc.config) == (steps, 10, common.PAPER_LOOP)
+    assert (sc.eval_episodes, sc.sweep_points, sc.eval_actions) == (64, 50, "sample_unscaled")
+    if script is cart_goal:
+        paper = TrainConfig(env="cart_goal").resolve()
+        assert (paper.hidden_sizes, paper.dqn_activation, paper.dqn_head_hidden_size) == ((256,), "tanh", 256)
+        cpu = cart_goal.EXPERIMENT.cpu.config
+        assert (cpu["dqn_activation"], cpu["dqn_head_hidden_size"]) == ("relu", 0)
+
+
+@pytest.mark.slow
+def test_cart_paper_command_pairs_seeds_across_seed_counts_and_resumes(tmp_path):
+    """``cart_goal.py --scale paper`` at 1600 steps (600 after learning starts): seed k of a 3-seed run is seed k of a
+    2-seed run (same training keys, same evaluation keys), and ``--resume`` on finished
+    checkpoints gives the same returns."""
+    def run(seeds, name, *extra):
+        out = str(tmp_path / name)
+        argv = ["--scale", "paper", "--steps", "1600", "--seeds", str(seeds), "--methods", "vanilla", "cse",
+                "--out", out, "--work", str(tmp_path / f"{name}-work"), "--eval-episodes", "2", "--sweep-points", "2",
+                *extra]
+        assert common.main(cart_goal.EXPERIMENT, argv) == 0
+        return json.load(open(os.path.join(out, "results.json")))
+
+    two, three = run(2, "two"), run(3, "three")
+    assert three["info"]["eval_actions"] == "sample_unscaled" and three["info"]["seeds"] == 3
+    for m in ("vanilla", "cse"):
+        np.testing.assert_allclose(np.asarray(three["methods"][m]["returns"])[:2], two["methods"][m]["returns"],
+                                   rtol=1e-5, atol=1e-4)
+    again = run(2, "two", "--resume")
+    assert again["methods"] == two["methods"]

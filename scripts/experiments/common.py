@@ -301,16 +301,17 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
 def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = None, steps: int | None = None,
                    methods: Sequence[str] | None = None, out: str | None = None, work: str | None = None,
                    resume: bool = False, seed: int = 0, command: str = "", env_kwargs: Mapping[str, Any] | None = None,
-                   wandb_project: str | None = None, eval_actions: str | None = None, log=print) -> dict[str, Any]:
+                   wandb_project: str | None = None, eval_actions: str | None = None,
+                   eval_episodes: int | None = None, sweep_points: int | None = None, log=print) -> dict[str, Any]:
     """Run the whole protocol for ``exp``; returns ``{"results", "verdicts", "claims", "timings", "out"}``.
 
     ``env_kwargs``: the environment's constructor options (``TrainConfig.env_kwargs``);
-    ``wandb_project``: also log to this W&B project; ``eval_actions``: overrides the
-    scale's action mode of the evaluation (``zsgjax.evaluate.ACTION_MODES``).
+    ``wandb_project``: also log to this W&B project; ``eval_actions``, ``eval_episodes``,
+    ``sweep_points``: override the scale's evaluation (``None``: the scale's).
     """
     sc = exp.scale(scale)
-    if eval_actions is not None:
-        sc = dataclasses.replace(sc, eval_actions=eval_actions)
+    overrides = {"eval_actions": eval_actions, "eval_episodes": eval_episodes, "sweep_points": sweep_points}
+    sc = dataclasses.replace(sc, **{k: v for k, v in overrides.items() if v is not None})
     if methods:
         unknown = [m for m in methods if m not in exp.methods]
         if unknown:
@@ -365,6 +366,10 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help=f"episodes per context and seed (default: the scale's; paper {PAPER_EVAL['eval_episodes']})")
+    p.add_argument("--sweep-points", type=int, default=None,
+                   help=f"points per swept dimension (default: the scale's; paper {PAPER_EVAL['sweep_points']})")
     p.add_argument("--eval-actions", choices=ACTION_MODES, default=None,
                    help="how evaluated policies act (default: the scale's; paper: sample_unscaled, the paper's "
                    "evaluate_policies.py; cpu: mean, the deterministic policy)")
@@ -385,7 +390,8 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
         run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
                        out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command,
                        env_kwargs=options.env_kwargs_from_args(args), wandb_project=options.wandb_project(args),
-                       eval_actions=args.eval_actions)
+                       eval_actions=args.eval_actions, eval_episodes=args.eval_episodes,
+                       sweep_points=args.sweep_points)
     except ValueError as e:
         p.error(options.flag_message(str(e)))
     return 0
