@@ -16,6 +16,7 @@ import pendulum_goal  # noqa: E402
 import simple_direction  # noqa: E402
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
+from zsgjax import evaluate, runner  # noqa: E402
 from zsgjax.train import TrainConfig  # noqa: E402
 
 # The CLI test's setup (same programs, compiled once per session)
@@ -26,13 +27,21 @@ TINY = common.Scale(steps=TINY_TRAIN["total_steps"], seeds=TINY_SEEDS, config=_C
 
 
 @pytest.mark.xdist_group("tiny_train")
-def test_protocol_end_to_end(tmp_path):
+def test_protocol_end_to_end(tmp_path, monkeypatch):
     """Two methods x 2 seeds x 64 steps: train, evaluate, claims, plot and files."""
     exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))
+    modes = []  # the action mode each method was evaluated with
+
+    def recording_policy_action(agent, actions="mean"):
+        modes.append(actions)
+        return evaluate.policy_action(agent, actions)
+
+    monkeypatch.setattr(runner, "policy_action", recording_policy_action)
     lines = []
     out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "out"), work=str(tmp_path / "work"),
                                 log=lines.append)
     assert any(line.startswith("[cse] iteration 4/4") for line in lines)  # the runner's progress lines
+    assert modes == ["sample_unscaled", "sample_unscaled"]  # the scale's evaluation reached the runner
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == ["generalization.png", "learning_curves.png", "results.csv", "results.json", "results.md"], files
     record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]

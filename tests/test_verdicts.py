@@ -109,3 +109,32 @@ def test_the_committed_claims_file_names_every_paper_claim():
                                           "ant_direction", "ant_goal"}
     tau = next(c for c in cl.claims if c.id == "pendulum_goal/cse>ldr:tau>0.6")
     assert tau.rows == ({"sweep": "tau", "above": 0.6},)  # the tau sweep only, not pooled with g, m, l
+
+
+def test_committed_pendulum_verdicts_recompute_from_the_raw_returns():
+    """The docs' table (scripts/experiments/paper_verdicts.py) against the raw returns of the
+    committed run, recomputed here in NumPy: tau sweep above 0.6 and the paper's named contexts."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
+    import paper_verdicts
+
+    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
+    (label, got), = [(lab, vs) for lab, vs in paper_verdicts.main_verdicts(paper_verdicts.PAPER, cl)
+                     if vs[0]["id"].startswith("pendulum_goal")]
+    assert label.startswith("committed runs, deterministic evaluation, 16 episodes") and label.endswith("10 seeds")
+    doc = json.loads(open(os.path.join(paper_verdicts.PAPER, "pendulum_goal", "results.json")).read())
+    labels = doc["grid"]["labels"]
+
+    def paired(a, b, rows):
+        idx = [labels.index(r) for r in rows]
+        d = (np.asarray(doc["methods"][a]["returns"])[:, idx].mean(axis=(1, 2))
+             - np.asarray(doc["methods"][b]["returns"])[:, idx].mean(axis=(1, 2)))
+        return d.mean(), 2.2621571627409915 * d.std(ddof=1) / math.sqrt(10)  # t_{0.975, 9}
+
+    for v, (a, b, rows) in zip(got, [("cse", "vanilla", ["(2,1,1,0.75)", "(2,1.2,1,-0.75)"]),
+                                      ("cse", "ldr", ["tau=0.75", "tau=1"])]):
+        assert v["rows"] == rows
+        mean, half = paired(a, b, rows)
+        assert (v["diff"], v["half_width"]) == (pytest.approx(mean), pytest.approx(half))
+    assert [v["verdict"] for v in got] == ["not shown", "contradicted"]

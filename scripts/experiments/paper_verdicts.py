@@ -54,22 +54,32 @@ def main_verdicts(paper_dir: str, claims: verdicts.Claims) -> list[tuple[str, li
     """``[(label, verdicts)]`` of every committed main run."""
     out = []
     for env, sub in MAIN_RUNS.items():
-        results, info = load_run(os.path.join(paper_dir, sub))
-        out.append((run_label(info, results), verdicts.judge_env(env, results, claims)))
+        if has_run(paper_dir, sub):
+            results, info = load_run(os.path.join(paper_dir, sub))
+            out.append((run_label(info, results), verdicts.judge_env(env, results, claims)))
     return out
+
+
+def has_run(paper_dir: str, sub: str) -> bool:
+    """Whether ``paper_dir/sub`` holds a ``results.json`` (runs that have not landed are left out)."""
+    return os.path.isfile(os.path.join(paper_dir, sub, "results.json"))
 
 
 def ablation_verdicts(paper_dir: str, claims: verdicts.Claims) -> list[tuple[str, list[dict]]]:
     """``[(what differs, verdicts)]``: the claims applied to runs that are not the paper's protocol."""
     out = []
     for env, sub, replaced, text in ABLATIONS:
-        results, info = load_run(os.path.join(paper_dir, sub))
+        if not (has_run(paper_dir, sub) and has_run(paper_dir, MAIN_RUNS[env])):
+            continue
+        results, _ = load_run(os.path.join(paper_dir, sub))
         if replaced is not None:  # a one-method variant, paired with the committed run
             committed, _ = load_run(os.path.join(paper_dir, MAIN_RUNS[env]))
             (variant,) = results.values()
             results = {**committed, replaced: variant}
         out.append((text, verdicts.judge_env(env, results, claims)))
     for env, sub in MAIN_RUNS.items():
+        if not has_run(paper_dir, sub):
+            continue
         results, _ = load_run(os.path.join(paper_dir, sub))
         space = make(env).context_space
         for c in common.check_claims(importlib.import_module(env).EXPERIMENT, results, space.low, space.high):
