@@ -23,8 +23,9 @@ def grid():
     """tau swept over 0, 0.6, 0.8, 1 (others default) plus named contexts "A", "B"."""
     taus = [0.0, 0.6, 0.8, 1.0]
     contexts = [[2.0, t] for t in taus] + [[2.0, 0.75], [3.0, 0.0]]
-    return ContextGrid(contexts=np.asarray(contexts, np.float32), labels=tuple(f"tau={t:g}" for t in taus) + ("A", "B"),
-                       swept=("tau",) * 4 + (None, None), names=("g", "tau"), default=np.asarray([2.0, 0.0], np.float32))
+    return ContextGrid(contexts=np.asarray(contexts, np.float32),
+                       labels=tuple(f"tau={t:g}" for t in taus) + ("A", "B"), swept=("tau",) * 4 + (None, None),
+                       names=("g", "tau"), default=np.asarray([2.0, 0.0], np.float32))
 
 
 def result(per_seed_at_rows, rows, base=0.0):

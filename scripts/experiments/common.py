@@ -330,7 +330,8 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     t0 = time.perf_counter()
     results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
                                     eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
-                                    eval_actions=sc.eval_actions, chunks=sc.chunks, wandb_project=wandb_project, log=log)
+                                    eval_actions=sc.eval_actions, chunks=sc.chunks, wandb_project=wandb_project,
+                                    log=log)
     first = make_train(next(iter(configs.values())))
     env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
     claims = check_claims(exp, results, env.context_space.low, env.context_space.high)

@@ -19,7 +19,6 @@ import json
 import os
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 
 import common
 from zsgjax.envs import make
