@@ -314,3 +314,45 @@ def test_sac_flat_optimizer_equals_per_leaf_adam(sac):
     moved = jax.tree.leaves(jax.tree.map(lambda a, b0: jnp.max(jnp.abs(a - b0)), flat.actor_params,
                                          sac.init(jax.random.PRNGKey(4)).actor_params))
     assert max(float(m) for m in moved) > 1e-4  # the updates did change the parameters
+
+
+def test_sac_sample_draws_its_squashed_gaussian_scaled_or_not(sac):
+    """``sample``: ``action_scale * tanh(z)``, ``z ~ N(mean, exp(log_std))`` (the actor's outputs);
+    ``rescale=False`` the same draw in [-1, 1]; a fixed key gives a fixed draw."""
+    params = sac.policy_params(sac.init(jax.random.PRNGKey(40)))
+    obs = jnp.tile(jax.random.normal(jax.random.PRNGKey(41), (1, OBS)), (20_000, 1))
+    mean, log_std = sac.actor.apply(params[1], NORM.normalize(params[0], obs[:1]))  # the distribution's parameters
+    mean, std = np.asarray(mean[0], np.float64), np.exp(np.asarray(log_std[0], np.float64))
+    key = jax.random.PRNGKey(42)
+    scaled = np.asarray(jax.jit(sac.sample)(params, obs, key), np.float64)
+    unit = np.asarray(jax.jit(lambda p, o, k: sac.sample(p, o, k, rescale=False))(params, obs, key), np.float64)
+    scale = sac.config.action_scale
+    assert scale != 1.0 and np.abs(unit).max() <= 1.0 and np.abs(scaled).max() > 1.0
+    np.testing.assert_allclose(scaled, scale * unit, rtol=1e-6)
+    z = np.arctanh(np.clip(unit, -1 + 1e-7, 1 - 1e-7))
+    np.testing.assert_allclose(z.mean(0), mean, atol=4 * std.max() / np.sqrt(len(z)))
+    np.testing.assert_allclose(z.std(0), std, rtol=0.03)
+    first, again = sac.sample(params, obs[:3], key), sac.sample(params, obs[:3], key)
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
+    assert not np.allclose(sac.sample(params, obs[:3], key), sac.sample(params, obs[:3], jax.random.PRNGKey(43)))
+
+
+def test_dqn_paper_network_by_hand_and_greedy_sample():
+    """The CSE paper's cart_goal Q-network (RLlib: tanh trunk, dueling heads of one ReLU layer
+    each) recomputed in NumPy; ``sample`` is the greedy action for any key (RLlib's inference)."""
+    dqn = DQN(OBS, 3, NORM, DQNConfig(hidden_sizes=(8,), activation="tanh", head_hidden_size=6))
+    params = dqn.init(jax.random.PRNGKey(50)).params
+    obs = jax.random.normal(jax.random.PRNGKey(51), (7, OBS))
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)["params"]
+
+    def dense(layer, x):
+        return x @ layer["kernel"] + layer["bias"]
+
+    h = np.tanh(dense(p["MLP_0"]["Dense_0"], np.asarray(obs, np.float64)))
+    value = dense(p["MLP_1"]["Dense_1"], np.maximum(dense(p["MLP_1"]["Dense_0"], h), 0))
+    adv = dense(p["MLP_2"]["Dense_1"], np.maximum(dense(p["MLP_2"]["Dense_0"], h), 0))
+    q = value + adv - adv.mean(-1, keepdims=True)
+    assert p["MLP_1"]["Dense_0"]["kernel"].shape == (8, 6) and adv.shape == (7, 3)
+    np.testing.assert_allclose(np.asarray(dqn.network.apply(params, obs)), q, rtol=1e-5, atol=1e-6)
+    for k in range(3):
+        np.testing.assert_array_equal(np.asarray(dqn.sample((None, params), obs, jax.random.PRNGKey(k))), q.argmax(-1))

@@ -142,7 +142,7 @@ def test_checkpoints_of_format_2_are_refused(tmp_path):
     old = {k: v for k, v in runner.checkpoint_config(trainer, 2).items() if k != "env_kwargs"}
     with Checkpointer(tmp_path / "v" / "checkpoints", {**old, "format": 2}) as ck:
         ck.save(1, {"x": np.zeros(2)})
-    with pytest.raises(ValueError, match=r"older zsgjax \(config format 2; this version reads format 4\)"):
+    with pytest.raises(ValueError, match=rf"older zsgjax \(config format 2; this version reads format {runner.CHECKPOINT_FORMAT}\)"):
         runner.open_checkpointer(trainer, str(tmp_path / "v"), runner.RunSpec(seeds=2, resume=True))
 
 

@@ -91,6 +91,52 @@ def test_matches_numpy_reference(env, params, grid, result):
     assert np.all(result.returns[0, far] > result.returns[2, far] + 10)
 
 
+def noisy_sign(params, obs, rng):
+    """A stochastic policy: ``w * sign(c)`` plus N(0, 0.5^2) noise per action dimension."""
+    return params["w"] * jnp.sign(obs[2:]) + 0.5 * jax.random.normal(rng, (2,))
+
+
+def test_sampled_actions_follow_the_documented_keys(env, params):
+    """Step ``t`` of the episode with start key ``k`` acts with ``split(fold_in(k, 1), horizon)[t]``;
+    starts are those of the deterministic evaluation; a fixed ``rng`` gives fixed returns."""
+    contexts = np.asarray([[0.5, -0.5], [-0.8, 0.3]], np.float32)
+    rng = jax.random.PRNGKey(5)
+    returns = ev.evaluate(env, noisy_sign, params, contexts, num_episodes=2, rng=rng, sampled=True)
+    keys = episode_keys(rng, 3, 2)
+    for s, w in enumerate([1.0, 0.5, 0.0]):
+        for i, c in enumerate(contexts.astype(np.float64)):
+            for e in range(2):
+                st = np.asarray(env.reset(keys[s, e], jnp.asarray(c, jnp.float32)).obs[:2], np.float64)
+                steps = jax.random.split(jax.random.fold_in(keys[s, e], 1), env.horizon)
+                total = 0.0
+                for t in range(env.horizon):
+                    noise = np.asarray(jax.random.normal(steps[t], (2,)), np.float64)
+                    st = st + np.clip(w * np.sign(c) + 0.5 * noise, -1, 1) + c
+                    total += st @ c
+                assert returns[s, i, e] == pytest.approx(total, rel=1e-4, abs=1e-3)
+    again = ev.evaluate(env, noisy_sign, params, contexts, num_episodes=2, rng=rng, sampled=True)
+    np.testing.assert_array_equal(returns, again)
+    other = ev.evaluate(env, noisy_sign, params, contexts, num_episodes=2, rng=jax.random.PRNGKey(6), sampled=True)
+    assert not np.allclose(returns, other)
+
+
+def test_policy_action_modes():
+    class Agent:  # records how it was asked to act
+        def act(self, params, obs):
+            return ("act", params, obs)
+
+        def sample(self, params, obs, rng, *, rescale=True):
+            return ("sample", rescale, rng)
+
+    mean, sampled = ev.policy_action(Agent(), "mean")
+    assert not sampled and mean("p", "o") == ("act", "p", "o")
+    for mode, rescale in (("sample", True), ("sample_unscaled", False)):
+        fn, sampled = ev.policy_action(Agent(), mode)
+        assert sampled and fn("p", "o", "k") == ("sample", rescale, "k")
+    with pytest.raises(ValueError, match="`actions` must be one of mean, sample, sample_unscaled"):
+        ev.policy_action(Agent(), "greedy")
+
+
 def test_summary_formula(result):
     mean, ci = result.summary()
     per_seed = result.returns.mean(axis=2)

@@ -10,26 +10,38 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "experiments"))
 
+import cart_goal  # noqa: E402
 import common  # noqa: E402
+import pendulum_goal  # noqa: E402
 import simple_direction  # noqa: E402
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
+from zsgjax import evaluate, runner  # noqa: E402
+from zsgjax.train import TrainConfig  # noqa: E402
 
 # The CLI test's setup (same programs, compiled once per session)
 _CONFIG = {k: v for k, v in TINY_TRAIN.items() if k not in ("env", "total_steps")}
 TINY = common.Scale(steps=TINY_TRAIN["total_steps"], seeds=TINY_SEEDS, config=_CONFIG,
                     chunks=TINY_TRAIN["total_steps"] // TINY_TRAIN["steps_per_iteration"] // TINY_CHUNK_ITERATIONS,
-                    **TINY_EVAL)
+                    eval_actions="sample_unscaled", **TINY_EVAL)
 
 
 @pytest.mark.xdist_group("tiny_train")
-def test_protocol_end_to_end(tmp_path):
+def test_protocol_end_to_end(tmp_path, monkeypatch):
     """Two methods x 2 seeds x 64 steps: train, evaluate, claims, plot and files."""
     exp = dataclasses.replace(simple_direction.EXPERIMENT, cpu=TINY, methods=("vanilla", "cse"))
+    modes = []  # the action mode each method was evaluated with
+
+    def recording_policy_action(agent, actions="mean"):
+        modes.append(actions)
+        return evaluate.policy_action(agent, actions)
+
+    monkeypatch.setattr(runner, "policy_action", recording_policy_action)
     lines = []
     out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "out"), work=str(tmp_path / "work"),
                                 log=lines.append)
     assert any(line.startswith("[cse] iteration 4/4") for line in lines)  # the runner's progress lines
+    assert modes == ["sample_unscaled", "sample_unscaled"]  # the scale's evaluation reached the runner
     files = sorted(os.listdir(tmp_path / "out"))
     assert files == ["generalization.png", "learning_curves.png", "results.csv", "results.json", "results.md"], files
     record = json.loads((tmp_path / "out" / "results.json").read_text())["info"]
@@ -59,8 +71,19 @@ def test_protocol_end_to_end(tmp_path):
     returns = out["results"]["cse"].returns
     assert returns.shape == (2, 2 * 3 + 5, 2)  # seeds x (2 sweeps x 3 points + 5 named) x episodes
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "## Claims" in md and "generalization.png" in md and "learning_curves.png" in md
-    assert record["env_kwargs"] == {}
+    assert "## Verdicts on the paper's claims" in md and "## Far-context aggregates (not the paper's protocol)" in md
+    assert "generalization.png" in md and "learning_curves.png" in md
+    assert record["env_kwargs"] == {} and record["eval_actions"] == "sample_unscaled"
+    assert "sampled actions (sample_unscaled), 2 episodes" in md
+    # the paper's verdict: the pre-registered rows only (the four named contexts off the training one)
+    (verdict,) = record["verdicts"]
+    assert verdict["id"] == "simple_direction/cse>vanilla"
+    assert verdict["rows"] == ["(0.8,0.8)", "(0.8,-0.8)", "(-0.8,0.8)", "(-0.8,-0.8)"]
+    named = [grid.labels.index(r) for r in verdict["rows"]]
+    d = (np.asarray(results["cse"].returns, np.float64)[:, named].mean(axis=(1, 2))
+         - np.asarray(results["vanilla"].returns, np.float64)[:, named].mean(axis=(1, 2)))
+    assert verdict["diff"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-9)
+    assert verdict["half_width"] == pytest.approx(12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2), rel=1e-9)
 
 
 def test_scripts_take_the_environment_options_of_zsgjax_train():
@@ -164,3 +187,40 @@ def test_check_claims_rows_and_verdicts_by_hand():
     assert len(common.check_claims(exp, {m: results[m] for m in ("vanilla", "cse")}, (-1, -1), (1, 1))) == 1
     _, _, _, one = _claims_setup(num_seeds=1)
     assert {c["verdict"] for c in common.check_claims(exp, one, (-1, -1), (1, 1))} == {"n/a (one seed: no interval)"}
+
+
+@pytest.mark.parametrize("script, steps", [(simple_direction, 52_000), (pendulum_goal, 104_000),
+                                           (cart_goal, 2_000_000)], ids=lambda x: getattr(x, "__name__", str(x)))
+def test_classic_paper_scales_are_the_papers_protocol(script, steps):
+    """The paper's lengths and evaluate_policies.py (64 episodes, 50 points, sampled actions);
+    cart_goal trains the paper's Q-network (the preset) and its cpu scale the earlier one."""
+    sc = script.EXPERIMENT.scale("paper")
+    assert (sc.steps, sc.seeds, sc.config) == (steps, 10, common.PAPER_LOOP)
+    assert (sc.eval_episodes, sc.sweep_points, sc.eval_actions) == (64, 50, "sample_unscaled")
+    if script is cart_goal:
+        paper = TrainConfig(env="cart_goal").resolve()
+        assert (paper.hidden_sizes, paper.dqn_activation, paper.dqn_head_hidden_size) == ((256,), "tanh", 256)
+        cpu = cart_goal.EXPERIMENT.cpu.config
+        assert (cpu["dqn_activation"], cpu["dqn_head_hidden_size"]) == ("relu", 0)
+
+
+@pytest.mark.slow
+def test_cart_paper_command_pairs_seeds_across_seed_counts_and_resumes(tmp_path):
+    """``cart_goal.py --scale paper`` at 1600 steps (600 after learning starts): seed k of a 3-seed run is seed k of a
+    2-seed run (same training keys, same evaluation keys), and ``--resume`` on finished
+    checkpoints gives the same returns."""
+    def run(seeds, name, *extra):
+        out = str(tmp_path / name)
+        argv = ["--scale", "paper", "--steps", "1600", "--seeds", str(seeds), "--methods", "vanilla", "cse",
+                "--out", out, "--work", str(tmp_path / f"{name}-work"), "--eval-episodes", "2", "--sweep-points", "2",
+                *extra]
+        assert common.main(cart_goal.EXPERIMENT, argv) == 0
+        return json.load(open(os.path.join(out, "results.json")))
+
+    two, three = run(2, "two"), run(3, "three")
+    assert three["info"]["eval_actions"] == "sample_unscaled" and three["info"]["seeds"] == 3
+    for m in ("vanilla", "cse"):
+        np.testing.assert_allclose(np.asarray(three["methods"][m]["returns"])[:2], two["methods"][m]["returns"],
+                                   rtol=1e-5, atol=1e-4)
+    again = run(2, "two", "--resume")
+    assert again["methods"] == two["methods"]

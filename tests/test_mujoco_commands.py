@@ -31,6 +31,8 @@ def test_paper_scale_is_the_papers_protocol(script):
     scale = exp.scale("paper")
     assert (scale.steps, scale.seeds) == (steps, 10) and exp.methods == methods
     assert scale.chunks >= 10  # checkpointed often enough to resume a long GPU run
+    # the paper's evaluate_policies.py: 64 episodes, 50 points per dimension, sampled actions
+    assert (scale.eval_episodes, scale.sweep_points, scale.eval_actions) == (64, 50, "sample_unscaled")
     configs = common.configs_for(exp, scale, scale.steps, seed=0)
     assert list(configs) == list(methods)
     for label, config in configs.items():
@@ -45,7 +47,7 @@ def test_cheetah_paper_command_runs_and_resumes(tmp_path):
     """``cheetah_velocity.py --scale paper`` at 2 seeds x a few hundred steps, then ``--resume``."""
     out, work = str(tmp_path / "out"), str(tmp_path / "work")
     argv = ["--scale", "paper", "--steps", "160", "--seeds", "2", "--methods", "vanilla", "cse", "--out", out,
-            "--work", work]
+            "--work", work, "--eval-episodes", "2", "--sweep-points", "3"]
     assert common.main(cheetah_velocity.EXPERIMENT, argv) == 0
     first = json.load(open(os.path.join(out, "results.json")))
     assert first["info"]["scale"] == "paper" and first["info"]["seeds"] == 2

@@ -11,6 +11,18 @@ All episodes of all seeds and contexts run in **one** jitted program:
 environment's horizon. After an episode terminates its state is frozen and it
 stops accumulating reward.
 
+Actions (``actions``, :data:`ACTION_MODES`): ``"mean"`` (the default) runs each
+policy's deterministic action (SAC: ``action_scale * tanh(mean)``; DQN: argmax);
+``"sample"`` draws every action from the policy's distribution (SAC: ``action_scale
+* tanh(z)``, ``z ~ N(mean, std)``; DQN: argmax, the greedy policy RLlib's DQN
+evaluates); ``"sample_unscaled"`` is the CSE paper's ``evaluate_policies.py``: RLlib's
+``TorchSquashedGaussian.from_logits`` with its default bounds gives ``tanh(z)`` in
+``[-1, 1]``, sent to the environment without the rescaling to the action box that
+RLlib applies during training (``normalize_actions``); it differs from ``"sample"``
+only where ``action_scale != 1`` (pendulum_goal: torques in ``[-1, 1]`` instead of
+``[-2, 2]``). Sampled actions of an episode use keys derived from its start key, so
+methods evaluated with the same ``rng`` share them as they share the starts.
+
 Shapes: ``S`` seeds (leading axis of every leaf of ``params``), ``C`` contexts,
 ``E`` episodes per context, ``dim`` the context dimension.
 """
@@ -28,33 +40,53 @@ from zsgjax.envs.base import ContextualEnv
 from zsgjax.reporting.results import ContextGrid, EvalResult
 
 Params = Any
-ActFn = Callable[[Params, jax.Array], jax.Array]
-"""A deterministic policy: ``act(params, obs (observation_size,)) -> action``."""
+ActFn = Callable[..., jax.Array]
+"""A policy: ``act(params, obs (observation_size,)) -> action`` (deterministic), or with
+``sampled=True`` ``act(params, obs, rng) -> action`` (one draw per call)."""
+
+ACTION_MODES = ("mean", "sample", "sample_unscaled")
+
+
+def policy_action(agent, actions: str = "mean") -> tuple[ActFn, bool]:
+    """``(act_fn, sampled)`` of ``agent`` (:class:`~zsgjax.agents.sac.SAC` or
+    :class:`~zsgjax.agents.dqn.DQN`) for an action mode of :data:`ACTION_MODES`."""
+    if actions not in ACTION_MODES:
+        raise ValueError(f"`actions` must be one of {', '.join(ACTION_MODES)}; got {actions!r}")
+    if actions == "mean":
+        return (lambda params, obs: agent.act(params, obs)), False
+    rescale = actions == "sample"
+    return (lambda params, obs, rng: agent.sample(params, obs, rng, rescale=rescale)), True
 
 
 # ------------------------------------------------------------------- rollouts
-def episode_return(env: ContextualEnv, act_fn: ActFn, params: Params, context: jax.Array, rng: jax.Array) -> jax.Array:
+def episode_return(env: ContextualEnv, act_fn: ActFn, params: Params, context: jax.Array, rng: jax.Array,
+                   sampled: bool = False) -> jax.Array:
     """Undiscounted return ``()`` of one episode of ``env.horizon`` steps at ``context`` ``(dim,)``.
 
-    Pure and jittable. Once the episode terminates the state is frozen and later
-    rewards are not counted.
+    Pure and jittable. The episode starts from ``env.reset(rng, context)``; with
+    ``sampled`` the action of step ``t`` is ``act_fn(params, obs, split(fold_in(rng, 1),
+    horizon)[t])``. Once the episode terminates the state is frozen and later rewards
+    are not counted.
     """
     state = env.reset(rng, context)
+    step_keys = jax.random.split(jax.random.fold_in(rng, 1), env.horizon) if sampled else None
 
-    def body(carry, _):
+    def body(carry, key):
         st, alive, total = carry
-        nxt = env.step(st, act_fn(params, st.obs))
+        action = act_fn(params, st.obs, key) if sampled else act_fn(params, st.obs)
+        nxt = env.step(st, action)
         total = total + jnp.where(alive, nxt.reward, 0.0)
         new_alive = alive & (nxt.done == 0)
         st = jax.tree.map(lambda n, o: jnp.where(alive, n, o), nxt, st)
         return (st, new_alive, total), None
 
     init = (state, jnp.ones((), bool), jnp.zeros((), jnp.float32))
-    (_, _, total), _ = jax.lax.scan(body, init, None, length=env.horizon)
+    (_, _, total), _ = jax.lax.scan(body, init, step_keys, length=env.horizon)
     return total
 
 
-def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
+def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int,
+                   sampled: bool = False) -> Callable[[Params, jax.Array, jax.Array], jax.Array]:
     """A jitted ``(params (S, ...), contexts (C, dim), rng) -> returns (S, C, E)``.
 
     Keep the returned function to evaluate repeatedly without recompiling (it
@@ -63,15 +95,17 @@ def make_evaluator(env: ContextualEnv, act_fn: ActFn, num_episodes: int) -> Call
     starts (so the spread across seeds, hence the CI, includes the start-state
     noise), while contexts and methods evaluated with the same ``rng`` share them
     (two equal contexts give equal returns; curves over a sweep are not jagged by
-    start-state noise).
+    start-state noise). ``sampled``: ``act_fn`` takes a key and draws actions
+    (:func:`episode_return`), from keys derived from the same episode keys.
     """
     _check_env(env)
     if not callable(act_fn):
         raise ValueError(f"`act_fn` must be a callable act(params, obs) -> action, got {act_fn!r}")
     num_episodes = _positive_int(num_episodes, "num_episodes")
+    sampled = checks.boolean(sampled, "`sampled`")
 
     def one_episode(p, c, k):
-        return episode_return(env, act_fn, p, c, k)
+        return episode_return(env, act_fn, p, c, k, sampled)
 
     over_episodes = jax.vmap(one_episode, in_axes=(None, None, 0))
     over_contexts = jax.vmap(over_episodes, in_axes=(None, 0, None))
@@ -119,14 +153,16 @@ def evaluate(
     num_episodes: int,
     rng: jax.Array,
     evaluator: Callable | None = None,
+    sampled: bool = False,
 ) -> np.ndarray:
     """Returns ``(S, C, E)`` of a batch of policies (leading seed axis ``S`` in ``params``).
 
     contexts: ``(C, dim)``, each inside ``env.context_space`` (else ``ValueError``
       naming the dimension and its range); a single ``(dim,)`` context is accepted
       and gives ``C = 1``.
-    evaluator: one from :func:`make_evaluator` (same ``env``, ``act_fn`` and
-      ``num_episodes``) to reuse its compilation.
+    evaluator: one from :func:`make_evaluator` (same ``env``, ``act_fn``,
+      ``num_episodes`` and ``sampled``) to reuse its compilation.
+    sampled: ``act_fn(params, obs, rng)`` draws actions (see :func:`make_evaluator`).
     """
     _check_env(env)
     if not callable(act_fn):
@@ -139,10 +175,11 @@ def evaluate(
     contexts = env.context_space.validate(contexts, "contexts")
     num_seeds_of(params)
     num_episodes = _positive_int(num_episodes, "num_episodes")
+    sampled = checks.boolean(sampled, "`sampled`")
     checks.prng_key(rng, "`rng`")
     if evaluator is not None and not callable(evaluator):
         raise ValueError(f"`evaluator` must be a function from make_evaluator, got {evaluator!r}")
-    fn = evaluator if evaluator is not None else make_evaluator(env, act_fn, num_episodes)
+    fn = evaluator if evaluator is not None else make_evaluator(env, act_fn, num_episodes, sampled)
     returns = np.asarray(fn(params, jnp.asarray(contexts), rng))
     if returns.shape[2] != num_episodes:
         raise ValueError(f"`evaluator` runs {returns.shape[2]} episodes per context, but num_episodes={num_episodes}")
@@ -206,6 +243,7 @@ def evaluate_grid(
     num_episodes: int,
     rng: jax.Array,
     evaluator: Callable | None = None,
+    sampled: bool = False,
 ) -> EvalResult:
     """:func:`evaluate` over every context of ``grid``."""
     _check_env(env)
@@ -213,7 +251,8 @@ def evaluate_grid(
         raise ValueError(f"`grid` must be a ContextGrid (from make_grid), got {type(grid).__name__}")
     if tuple(grid.names) != tuple(env.context_space.names):
         raise ValueError(f"`grid` is over contexts {list(grid.names)}, the env's are {list(env.context_space.names)}")
-    returns = evaluate(env, act_fn, params, grid.contexts, num_episodes=num_episodes, rng=rng, evaluator=evaluator)
+    returns = evaluate(env, act_fn, params, grid.contexts, num_episodes=num_episodes, rng=rng, evaluator=evaluator,
+                       sampled=sampled)
     return EvalResult(grid=grid, returns=returns)
 
 

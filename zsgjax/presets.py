@@ -43,8 +43,10 @@ ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
                                            learning_starts=256, buffer_size=1_000_000, **_PER)),
     "ant_goal": MappingProxyType(dict(actor_lr=3e-5, critic_lr=3e-4, alpha_lr=1e-4, init_alpha=0.01,
                                       learning_starts=256, buffer_size=1_000_000, **_PER)),
-    # get_cartpole_config + RLlib DQN defaults (learning starts 1000, grad clip 40, target every 500 env steps)
-    "cart_goal": MappingProxyType(dict(batch_size=32, gamma=0.99, dqn_lr=5e-4, buffer_size=50_000,
+    # get_cartpole_config + RLlib DQN defaults (learning starts 1000, grad clip 40, target every 500 env steps);
+    # get_model_config's network: a shared 256-unit tanh layer, dueling heads of one 256-unit ReLU layer each
+    "cart_goal": MappingProxyType(dict(hidden_sizes=(256,), dqn_activation="tanh", dqn_head_hidden_size=256,
+                                       batch_size=32, gamma=0.99, dqn_lr=5e-4, buffer_size=50_000,
                                        learning_starts=1_000, target_update_period=62, epsilon_start=1.0,
                                        epsilon_end=0.02, epsilon_decay_steps=10_000, dqn_max_grad_norm=40.0,
                                        dueling=True, double=True, **_PER)),

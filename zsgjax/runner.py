@@ -31,7 +31,7 @@ import numpy as np
 
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
-from zsgjax.evaluate import evaluate_grid, make_grid
+from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_grid, policy_action
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.reporting.results import ContextGrid, EvalResult
 from zsgjax.train import Trainer
@@ -40,7 +40,8 @@ from zsgjax.train import Trainer
 # shape of TrainConfig changes, so that older checkpoints fail with a clear message.
 # 3: TrainConfig.env_kwargs (the environment's constructor options).
 # 4: TrainConfig.flat_optimizer; SAC optimiser states per leaf by default.
-CHECKPOINT_FORMAT = 4
+# 5: TrainConfig.dqn_activation / dqn_head_hidden_size (the paper's cart_goal Q-network).
+CHECKPOINT_FORMAT = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +51,9 @@ class RunSpec:
     seeds: seeds per label, vmapped in one program; chunks: training runs in this
     many jitted pieces (a checkpoint and a report after each); keep: checkpoints
     kept per label; eval_episodes: episodes per context and seed; sweep_points:
-    points per swept context dimension; tensorboard: also write TensorBoard events
+    points per swept context dimension; eval_actions: how the evaluated policies act
+    (:data:`zsgjax.evaluate.ACTION_MODES`: ``"mean"`` deterministic, ``"sample"``,
+    ``"sample_unscaled"`` the CSE paper's sampling); tensorboard: also write TensorBoard events
     (when ``tensorboardX`` is installed); resume: continue existing checkpoints
     (without it, existing checkpoints are an error); wandb_project: also log the
     metrics to this Weights & Biases project (one W&B run per label; ``None``: off;
@@ -63,6 +66,7 @@ class RunSpec:
     keep: int = param(2, kind=int, low=1)
     eval_episodes: int = param(10, kind=int, low=1)
     sweep_points: int = param(9, kind=int, low=2)
+    eval_actions: str = param("mean", kind=str, choices=ACTION_MODES)
     tensorboard: bool = param(True, kind=bool)
     resume: bool = param(False, kind=bool)
     wandb_project: str | None = param(None, kind=str)
@@ -399,16 +403,17 @@ def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any
             "config": {**dataclasses.asdict(c), "label": label, "num_seeds": spec.seeds}}
 
 
-def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int) -> EvalResult:
-    """Zero-shot returns ``(S, C, E)`` of every seed's deterministic policy over ``grid``.
+def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean") -> EvalResult:
+    """Zero-shot returns ``(S, C, E)`` of every seed's policy over ``grid``, acting by
+    ``actions`` (:func:`zsgjax.evaluate.policy_action`; default the deterministic policy).
 
-    Episode starts come from ``fold_in(PRNGKey(config.seed), 1)``: the same for every
-    label with the same base seed, so the seeds of two labels are paired.
+    Episode starts (and sampled actions) come from ``fold_in(PRNGKey(config.seed), 1)``:
+    the same for every label with the same base seed, so the seeds of two labels are paired.
     """
     params = jax.vmap(trainer.policy_params)(state)
     rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
-    return evaluate_grid(trainer.env, lambda p, obs: trainer.act(p, obs), params, grid,
-                         num_episodes=num_episodes, rng=rng)
+    act_fn, sampled = policy_action(trainer.agent, actions)
+    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled)
 
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
@@ -429,7 +434,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     for label, trainer in trainers.items():
         state, report = train(trainer, os.path.join(root, label), spec, label, on_event)
         t0 = time.perf_counter()
-        result = evaluate(trainer, state, grid, spec.eval_episodes)
+        result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions)
         out[label] = MethodRun(label, trainer, report, result, time.perf_counter() - t0)
         del state
     return out

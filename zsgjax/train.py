@@ -183,6 +183,8 @@ class TrainConfig:
     epsilon_end: float | None = _agent_field(dqn="epsilon_end")
     epsilon_decay_steps: int | None = _agent_field(dqn="epsilon_decay_steps")
     dueling: bool | None = _agent_field(dqn="dueling")
+    dqn_activation: str | None = _agent_field(dqn="activation")
+    dqn_head_hidden_size: int | None = _agent_field(dqn="head_hidden_size")
     double: bool | None = _agent_field(dqn="double")
 
     def __post_init__(self):

@@ -61,7 +61,10 @@ def run(env: str, scale: str, method: str, settings: dict, against: str, out: st
     log(f"{env} ({scale} scale) ablation {label!r}: {seeds} seeds x {steps:,} steps; against {against}")
     t0, launched_on = time.perf_counter(), machine.machine_description()  # the commit at launch
     results, timings = common.run_variants({label: config}, num_seeds=seeds, work=work, resume=resume,
-                                           eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
+                                           # the committed run's evaluation (runs before eval_actions: deterministic)
+                                           eval_episodes=committed_info.get("eval_episodes", sc.eval_episodes),
+                                           sweep_points=committed_info.get("sweep_points", sc.sweep_points),
+                                           eval_actions=committed_info.get("eval_actions", "mean"),
                                            chunks=sc.chunks, log=log)
     variant = results[label]
     reference_grid = next(iter(committed.values())).grid

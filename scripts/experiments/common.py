@@ -8,10 +8,12 @@ handed to :func:`main`. The protocol, for every method (or variant):
    checkpointed by the run driver (:func:`zsgjax.runner.run`; checkpoints go to
    ``--work``, by default under the git-ignored ``runs/``, so ``--resume`` continues a
    long paper-scale run);
-2. evaluate every seed's deterministic policy zero-shot over the grid of
-   ``zsgjax.evaluate.make_grid`` (each context dimension swept over its range with
-   the others at default, plus the environment's named evaluation contexts), with the
-   same episode starts for every method (:func:`zsgjax.runner.evaluate`);
+2. evaluate every seed's policy zero-shot over the grid of ``zsgjax.evaluate.make_grid``
+   (each context dimension swept over its range with the others at default, plus the
+   environment's named evaluation contexts), with the same episode keys for every
+   method (:func:`zsgjax.runner.evaluate`): at the ``paper`` scale the paper's
+   ``evaluate_policies.py`` (:data:`PAPER_EVAL`: 64 episodes, 50 points per dimension,
+   actions sampled as it samples them), elsewhere the deterministic policy;
 3. write to ``--out`` (default: the git-ignored ``runs/experiments/<env>-<scale>``; the
    committed results under ``docs/experiments`` change only with ``--out docs/...``):
    ``generalization.png`` (``plot_sweeps``), ``learning_curves.png`` (training return
@@ -25,12 +27,14 @@ flags as ``zsgjax train``'s: ``--physical``, ``--physical-range``, ``--env-optio
 ``--wandb`` logs to Weights & Biases; JAX's persistent compilation cache is on
 unless ``--no-compile-cache``.
 
-The claims checked are the paper's: CSE beats vanilla away from the training
-context; CSE is comparable to LDR; and, where an experiment names a ``focus`` (the
-pendulum's large ``|tau|``), CSE against LDR there. A difference counts only when the
-95% Student-t interval of the per-seed difference excludes 0 (seed ``k`` of every
-method starts its training and its evaluation episodes from the same keys, so the
-seeds are paired; :func:`zsgjax.reporting.stats.difference_ci`).
+Verdicts on the paper's claims come only from the pre-registered claims file
+``docs/experiments/claims.json`` (:mod:`zsgjax.reporting.verdicts`: the paper's named
+contexts and the sweep ranges its text names, a paired Student-t test). The
+"far contexts" aggregates (:func:`check_claims`: some dimension at least
+``far_fraction`` of its range from default; CSE against LDR on a ``focus``) are
+zsgjax's own summaries, written apart and labelled "not the paper's protocol". Seed
+``k`` of every method starts its training and its evaluation episodes from the same
+keys, so the seeds are paired.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from zsgjax import options, runner
-from zsgjax.reporting import machine, plots, tables
+from zsgjax.evaluate import ACTION_MODES
+from zsgjax.reporting import machine, plots, tables, verdicts
 from zsgjax.reporting.files import atomic_write
 from zsgjax.reporting.results import ContextGrid, EvalResult
 from zsgjax.train import TrainConfig, make_train
@@ -64,6 +69,7 @@ class Scale:
     config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     eval_episodes: int = 10
     sweep_points: int = 9
+    eval_actions: str = "mean"  # zsgjax.evaluate.ACTION_MODES
     chunks: int = 1
     note: str = ""
 
@@ -106,6 +112,13 @@ MJX_CPU = Scale(steps=8_000, seeds=2, eval_episodes=2, sweep_points=7,
 # the environment's preset (zsgjax.presets: the paper's per-environment settings).
 PAPER_LOOP = dict(num_envs=8, grad_updates_per_step=1)
 
+# The paper's evaluation (evaluate_policies.py): 64 episodes per context and seed, each
+# dimension swept with 50 points over its range (README: --nmesh 50), actions sampled as
+# its RLlib module samples them: SAC tanh(z) in [-1, 1] without rescaling to the action
+# box, DQN greedy (zsgjax.evaluate.policy_action).
+PAPER_EVAL = dict(eval_episodes=64, sweep_points=50, eval_actions="sample_unscaled")
+CLAIMS = os.path.join(REPO, "docs", "experiments", "claims.json")
+
 
 # ----------------------------------------------------------------- training
 def configs_for(exp: Experiment, scale: Scale, steps: int, seed: int,
@@ -129,6 +142,7 @@ def run_variants(
     resume: bool = False,
     eval_episodes: int = 10,
     sweep_points: int = 9,
+    eval_actions: str = "mean",
     chunks: int = 1,
     wandb_project: str | None = None,
     log: Callable[[str], None] = print,
@@ -149,7 +163,7 @@ def run_variants(
             envs[key] = cfg.validate().make_env()
         trainers[label] = make_train(cfg, env=envs[key])
     spec = runner.RunSpec(seeds=num_seeds, chunks=chunks, keep=1, eval_episodes=eval_episodes,
-                          sweep_points=sweep_points, tensorboard=False, resume=resume,
+                          sweep_points=sweep_points, eval_actions=eval_actions, tensorboard=False, resume=resume,
                           wandb_project=wandb_project)
 
     def on_event(event: runner.Event) -> None:
@@ -196,7 +210,8 @@ def compare(results: Mapping[str, EvalResult], a: str, b: str, rows: np.ndarray)
 
 
 def check_claims(exp: Experiment, results: Mapping[str, EvalResult], low, high) -> list[dict[str, Any]]:
-    """The paper's qualitative claims that the trained methods allow to check."""
+    """zsgjax's "far contexts" aggregates (not the paper's protocol; the verdicts are
+    :func:`paper_verdicts`'): CSE against vanilla and LDR away from the training context."""
     grid = next(iter(results.values())).grid
     far = far_rows(grid, low, high, exp.far_fraction)
     where = f"contexts >= {exp.far_fraction:g} of a range from the training context ({len(far)} grid points)"
@@ -212,6 +227,19 @@ def check_claims(exp: Experiment, results: Mapping[str, EvalResult], low, high) 
         claims.append({"claim": f"CSE ahead of LDR {text}", "where": f"{dim} sweep, |{dim} - default| >= {dist:g}",
                        **compare(results, "cse", "ldr", rows)})
     return claims
+
+
+def paper_verdicts(env: str, results: Mapping[str, EvalResult], claims_path: str = CLAIMS) -> list[dict[str, Any]]:
+    """Verdicts on the paper's claims about ``env``, from the pre-registered claims file only."""
+    return verdicts.judge_env(env, results, verdicts.load_claims(claims_path))
+
+
+def protocol_label(info: Mapping[str, Any]) -> str:
+    """What a run's verdicts stand on, e.g. "paper evaluation (sample_unscaled, 64 episodes, 50 points), 20 seeds"."""
+    actions = info.get("eval_actions", "mean")
+    kind = "deterministic evaluation" if actions == "mean" else f"sampled actions ({actions})"
+    return (f"{kind}, {info.get('eval_episodes', '?')} episodes, {info.get('sweep_points', '?')} points per "
+            f"dimension, {info.get('seeds', '?')} seeds")
 
 
 # ------------------------------------------------------------------ outputs
@@ -234,7 +262,7 @@ def _timings_markdown(timings: Mapping[str, Mapping[str, float]]) -> str:
 
 def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, info: Mapping[str, Any],
                   claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]],
-                  work: str | None = None) -> str:
+                  work: str | None = None, judged: Sequence[Mapping[str, Any]] = ()) -> str:
     """Write ``generalization.png``, ``learning_curves.png`` (from ``<work>/<label>/metrics.csv``,
     when ``work`` is given) and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
@@ -243,7 +271,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
                                                             f"{info.get('env', '')}: training return")
     tables.write_csv(results, os.path.join(out, "results.csv"))
     tables.write_json(results, os.path.join(out, "results.json"),
-                  extra={**info, "timings": timings, "claims": claims})
+                  extra={**info, "timings": timings, "verdicts": list(judged), "claims": claims})
     settings = ", ".join(f"{k}={v}" for k, v in info.items() if k not in ("configs", "command", "machine"))
     m = info.get("machine", {})
     machine_line = (f"Machine: {m.get('cpu_model', '?')}, {m.get('cpu_usable', '?')} usable cores, "
@@ -255,7 +283,10 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
         f"Settings: {settings}. Cells are mean ± 95% Student-t interval over seeds of each seed's mean return; "
         "differences are paired by seed.",
         machine_line,
-        "## Claims\n\n" + (_claims_markdown(claims) if claims else "(no claim applies to these methods)"),
+        "## Verdicts on the paper's claims (pre-registered rows, docs/experiments/claims.json)\n\n"
+        + (verdicts.markdown_table(judged, protocol_label(info)) if judged else "(no claim applies to these methods)"),
+        "## Far-context aggregates (not the paper's protocol)\n\n"
+        + (_claims_markdown(claims) if claims else "(no aggregate applies to these methods)"),
         "## Summary (named contexts and sweep means)\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
         "## Wall time\n\n" + _timings_markdown(timings),
         "## Every grid point\n\n```\n" + tables.format_table(results, detail=True) + "\n```",
@@ -270,13 +301,17 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
 def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = None, steps: int | None = None,
                    methods: Sequence[str] | None = None, out: str | None = None, work: str | None = None,
                    resume: bool = False, seed: int = 0, command: str = "", env_kwargs: Mapping[str, Any] | None = None,
-                   wandb_project: str | None = None, log=print) -> dict[str, Any]:
-    """Run the whole protocol for ``exp``; returns ``{"results", "claims", "timings", "out"}``.
+                   wandb_project: str | None = None, eval_actions: str | None = None,
+                   eval_episodes: int | None = None, sweep_points: int | None = None, log=print) -> dict[str, Any]:
+    """Run the whole protocol for ``exp``; returns ``{"results", "verdicts", "claims", "timings", "out"}``.
 
     ``env_kwargs``: the environment's constructor options (``TrainConfig.env_kwargs``);
-    ``wandb_project``: also log to this W&B project.
+    ``wandb_project``: also log to this W&B project; ``eval_actions``, ``eval_episodes``,
+    ``sweep_points``: override the scale's evaluation (``None``: the scale's).
     """
     sc = exp.scale(scale)
+    overrides = {"eval_actions": eval_actions, "eval_episodes": eval_episodes, "sweep_points": sweep_points}
+    sc = dataclasses.replace(sc, **{k: v for k, v in overrides.items() if v is not None})
     if methods:
         unknown = [m for m in methods if m not in exp.methods]
         if unknown:
@@ -295,7 +330,8 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     t0 = time.perf_counter()
     results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
                                     eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
-                                    chunks=sc.chunks, wandb_project=wandb_project, log=log)
+                                    eval_actions=sc.eval_actions, chunks=sc.chunks, wandb_project=wandb_project,
+                                    log=log)
     first = make_train(next(iter(configs.values())))
     env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
     claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
@@ -303,16 +339,18 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     info = {
         "env": exp.env, "env_kwargs": json.loads(json.dumps(first.config.env_kwargs)), "scale": scale,
         "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
-        "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "training_context": f"({default})",
+        "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "eval_actions": sc.eval_actions,
+        "training_context": f"({default})",
         "wall_s": round(time.perf_counter() - t0, 1), "machine": launched_on,
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
     title = f"{exp.env}: zero-shot return, {scale} scale ({total:,} steps x {num_seeds} seeds)"
-    md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work)
+    judged = paper_verdicts(exp.env, results)
+    md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work, judged=judged)
     log(md.split("## Wall time")[0])
     log(f"wrote {out}/generalization.png, learning_curves.png, results.md/.csv/.json in {info['wall_s']:.0f} s")
-    return {"results": results, "claims": claims, "timings": timings, "out": out}
+    return {"results": results, "verdicts": judged, "claims": claims, "timings": timings, "out": out}
 
 
 def parser(exp: Experiment, description: str | None = None) -> argparse.ArgumentParser:
@@ -329,6 +367,13 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help=f"episodes per context and seed (default: the scale's; paper {PAPER_EVAL['eval_episodes']})")
+    p.add_argument("--sweep-points", type=int, default=None,
+                   help=f"points per swept dimension (default: the scale's; paper {PAPER_EVAL['sweep_points']})")
+    p.add_argument("--eval-actions", choices=ACTION_MODES, default=None,
+                   help="how evaluated policies act (default: the scale's; paper: sample_unscaled, the paper's "
+                   "evaluate_policies.py; cpu: mean, the deterministic policy)")
     options.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs), as in zsgjax train"))
     options.add_run_logging_options(p.add_argument_group("logging and compilation"), tensorboard_default=None)
     return p
@@ -345,7 +390,9 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
     try:
         run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
                        out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command,
-                       env_kwargs=options.env_kwargs_from_args(args), wandb_project=options.wandb_project(args))
+                       env_kwargs=options.env_kwargs_from_args(args), wandb_project=options.wandb_project(args),
+                       eval_actions=args.eval_actions, eval_episodes=args.eval_episodes,
+                       sweep_points=args.sweep_points)
     except ValueError as e:
         p.error(options.flag_message(str(e)))
     return 0

@@ -48,7 +48,8 @@ def run(env: str = "simple_direction", scale: str = "cpu", seeds: int | None = N
     configs = common.configs_for(exp, sc, total, seed=0)
     log(f"CSE variants on {env} ({scale} scale): {num_seeds} seeds, {total:,} steps per seed; out {out}")
     results, timings = common.run_variants(configs, num_seeds=num_seeds, work=work, eval_episodes=sc.eval_episodes,
-                                           sweep_points=sc.sweep_points, chunks=sc.chunks, log=log)
+                                           sweep_points=sc.sweep_points, eval_actions=sc.eval_actions, chunks=sc.chunks,
+                                           log=log)
     space = make_train(configs[REFERENCE]).env.context_space
     grid = results[REFERENCE].grid
     far = common.far_rows(grid, space.low, space.high, exp.far_fraction)

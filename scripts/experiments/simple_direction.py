@@ -4,7 +4,7 @@
     python scripts/experiments/simple_direction.py --scale paper   # paper scale (GPU)
 """
 
-from common import PAPER_LOOP, Experiment, Scale, main
+from common import PAPER_EVAL, PAPER_LOOP, Experiment, Scale, main
 
 SMALL = dict(num_envs=8, hidden_sizes=(64, 64), batch_size=128, learning_starts=400, grad_updates_per_step=2,
              buffer_size=20_000)
@@ -14,7 +14,7 @@ EXPERIMENT = Experiment(
     methods=("vanilla", "cse", "ldr", "dr"),
     cpu=Scale(steps=10_000, seeds=8, config=SMALL, eval_episodes=16),
     # The paper: 500 RLlib iterations of >= 104 env steps (8 envs x 13 rounds), 10 seeds, the preset SAC.
-    paper=Scale(steps=52_000, seeds=10, config=PAPER_LOOP, eval_episodes=32, sweep_points=11, chunks=10),
+    paper=Scale(steps=52_000, seeds=10, config=PAPER_LOOP, chunks=10, **PAPER_EVAL),
 )
 
 if __name__ == "__main__":

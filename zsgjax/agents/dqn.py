@@ -17,7 +17,7 @@ import optax
 from flax import struct
 
 from zsgjax.agents.common import TD_ERROR, update_obs_stats, weighted_mean, zero_masked
-from zsgjax.agents.networks import DiscreteQ
+from zsgjax.agents.networks import ACTIVATIONS, DiscreteQ
 from zsgjax.agents.normalization import ObsNormalizer, RunningStats
 from zsgjax.configs import param, validate
 from zsgjax.types import Transition
@@ -27,7 +27,9 @@ from zsgjax.types import Transition
 class DQNConfig:
     """Hyper-parameters; each field states its accepted range, checked by :meth:`validate`."""
 
-    hidden_sizes: tuple[int, ...] = param((256, 256), kind=tuple, low=1)
+    hidden_sizes: tuple[int, ...] = param((256, 256), kind=tuple, low=1)  # the shared trunk
+    activation: str = param("relu", kind=str, choices=tuple(ACTIVATIONS))  # of the trunk
+    head_hidden_size: int = param(0, kind=int, low=0)  # one ReLU layer of this width in each head; 0: linear heads
     gamma: float = param(0.99, low=0.0, high=1.0)
     lr: float = param(1e-3, low=0.0, low_open=True)
     max_grad_norm: float = param(10.0, low=0.0, low_open=True)
@@ -64,7 +66,9 @@ class DQN:
 
     @property
     def network(self) -> DiscreteQ:
-        return DiscreteQ(tuple(self.config.hidden_sizes), self.num_actions, self.config.dueling)
+        c = self.config
+        heads = (c.head_hidden_size,) if c.head_hidden_size else ()
+        return DiscreteQ(tuple(c.hidden_sizes), self.num_actions, c.dueling, c.activation, heads)
 
     def _optimizer(self):
         return optax.chain(optax.clip_by_global_norm(self.config.max_grad_norm), optax.adam(self.config.lr))
@@ -102,6 +106,12 @@ class DQN:
     def act(self, params, obs: jax.Array, rng: jax.Array | None = None) -> jax.Array:
         """Greedy action ``(...)`` int32 when ``rng`` is None, else epsilon-greedy at ``epsilon_end``."""
         return self._greedy_or_random(params, obs, rng, self.config.epsilon_end)
+
+    def sample(self, params, obs: jax.Array, rng: jax.Array, *, rescale: bool = True) -> jax.Array:
+        """The evaluation action of a sampled evaluation: greedy ``(...)`` int32, as RLlib's DQN
+        module acts at inference (``forward_inference``: argmax, no epsilon) in the CSE paper's
+        ``evaluate_policies.py``. ``rng`` and ``rescale`` (discrete actions) are unused."""
+        return self.act(params, obs)
 
     def explore(self, state: DQNState, obs: jax.Array, rng: jax.Array, env_step: jax.Array) -> jax.Array:
         return self._greedy_or_random(self.policy_params(state), obs, rng, self.epsilon(env_step))

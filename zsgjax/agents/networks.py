@@ -18,16 +18,22 @@ LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
 
 
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh}
+
+
 class MLP(nn.Module):
-    """ReLU MLP; ``(..., in) -> (..., hidden[-1])`` or ``(..., out_size)`` when set."""
+    """MLP (``activation`` after every hidden layer, a key of :data:`ACTIVATIONS`);
+    ``(..., in) -> (..., hidden[-1])`` or ``(..., out_size)`` when set."""
 
     hidden_sizes: Sequence[int]
     out_size: int | None = None
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        act = ACTIVATIONS[self.activation]
         for width in self.hidden_sizes:
-            x = nn.relu(nn.Dense(width)(x))
+            x = act(nn.Dense(width)(x))
         if self.out_size is not None:
             x = nn.Dense(self.out_size)(x)
         return x
@@ -99,18 +105,30 @@ class EnsembleCritic(nn.Module):
 class DiscreteQ(nn.Module):
     """Q-values of a finite action set, ``(..., obs) -> (..., num_actions)``.
 
-    With ``dueling`` the head is ``V(s) + A(s, a) - mean_a A(s, a)``.
+    A shared trunk (``hidden_sizes``, ``activation``), then with ``dueling`` a value
+    and an advantage head, each a ReLU MLP of ``head_hidden_sizes`` and a linear
+    output, combined as ``V(s) + A(s, a) - mean_a A(s, a)`` (RLlib's dueling module:
+    with trunk ``(256,)`` tanh and heads ``(256,)`` the CSE paper's cart_goal
+    network); without it one linear head (``head_hidden_sizes`` then ReLU layers
+    before it).
     """
 
     hidden_sizes: Sequence[int]
     num_actions: int
     dueling: bool = True
+    activation: str = "relu"
+    head_hidden_sizes: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        h = MLP(self.hidden_sizes)(obs)
+        h = MLP(self.hidden_sizes, activation=self.activation)(obs)
+        heads = tuple(self.head_hidden_sizes)
+
+        def head(out_size: int) -> jax.Array:  # a bare Dense without hidden layers keeps the old parameter names
+            return MLP(heads, out_size=out_size)(h) if heads else nn.Dense(out_size)(h)
+
         if not self.dueling:
-            return nn.Dense(self.num_actions)(h)
-        value = nn.Dense(1)(h)
-        advantage = nn.Dense(self.num_actions)(h)
+            return head(self.num_actions)
+        value = head(1)
+        advantage = head(self.num_actions)
         return value + advantage - advantage.mean(axis=-1, keepdims=True)

@@ -142,6 +142,16 @@ class SAC:
             return self.config.action_scale * jnp.tanh(mean)
         return self.config.action_scale * tanh_gaussian(mean, log_std).sample(seed=rng)
 
+    def sample(self, params, obs: jax.Array, rng: jax.Array, *, rescale: bool = True) -> jax.Array:
+        """One draw ``(..., action_size)`` of the policy: ``tanh(z)``, ``z ~ N(mean, exp(log_std))``,
+        times ``action_scale`` when ``rescale``; without it in ``[-1, 1]``, as the CSE paper's
+        ``evaluate_policies.py`` samples RLlib's ``TorchSquashedGaussian`` (default bounds,
+        no rescaling to the action box)."""
+        obs_stats, actor_params = params
+        mean, log_std = self._dist(actor_params, obs_stats, obs)
+        unit = tanh_gaussian(mean, log_std).sample(seed=rng)
+        return self.config.action_scale * unit if rescale else unit
+
     def explore(self, state: SACState, obs: jax.Array, rng: jax.Array, env_step: jax.Array) -> jax.Array:
         return self.act(self.policy_params(state), obs, rng)
 
