@@ -171,15 +171,16 @@ def test_flipped_bytes_are_detected_and_the_previous_checkpoint_used(tmp_path):
         Checkpointer(tmp_path / "ck", CONFIG).restore_latest_good(big)
 
 
-# the checkpoint config that zsgjax wrote before method settings were derived from the method
-# classes (format 4, a cse_ldr run on cart_goal): resuming such a run compares it with today's
-FORMAT_4_RECORD = {
+# the checkpoint config of a cse_ldr run on cart_goal as format 5 writes it (format 4 plus the
+# paper's Q-network fields; method settings derived from the method classes, which must not change
+# the record): resuming such a run compares it with today's
+FORMAT_5_RECORD = {
     "action_scale": 1.0, "actor_lr": 0.0003, "alpha_lr": 0.0003, "batch_size": 32, "buffer_size": 50000,
     "critic_lr": 0.0003, "cse_epsilon": 0.1, "cse_mode": "first_order", "cse_ratio": 1.0, "cse_storage": "auto",
-    "double": True, "dqn_lr": 0.0005, "dqn_max_grad_norm": 40.0, "dr_high": [12.0, 2.0, 2.0, 2.0, 4.0],
+    "double": True, "dqn_activation": "tanh", "dqn_head_hidden_size": 256, "dqn_lr": 0.0005, "dqn_max_grad_norm": 40.0, "dr_high": [12.0, 2.0, 2.0, 2.0, 4.0],
     "dr_low": [1.0, 0.01, 0.25, 0.1, -4.0], "dueling": True, "env": "cart_goal", "env_kwargs": {},
-    "epsilon_decay_steps": 10000, "epsilon_end": 0.02, "epsilon_start": 1.0, "flat_optimizer": False, "format": 4,
-    "gamma": 0.99, "grad_updates_per_step": 1, "hidden_sizes": [256, 256], "importance_exponent": 0.4,
+    "epsilon_decay_steps": 10000, "epsilon_end": 0.02, "epsilon_start": 1.0, "flat_optimizer": False, "format": 5,
+    "gamma": 0.99, "grad_updates_per_step": 1, "hidden_sizes": [256], "importance_exponent": 0.4,
     "init_alpha": 1.0, "ldr_scale": 0.3, "learning_starts": 1000, "method": "cse_ldr", "normalize_obs": False,
     "num_envs": 8, "num_seeds": 2, "prioritized_replay": True, "priority_exponent": 0.6, "seed": 0,
     "steps_per_iteration": 1000, "target_update_period": 62, "tau": 0.005, "total_steps": 20000,
@@ -193,8 +194,8 @@ def test_checkpoint_config_of_earlier_runs_still_matches(tmp_path):
     from zsgjax.train import TrainConfig, make_train
 
     trainer = make_train(TrainConfig(env="cart_goal", method="cse_ldr", ldr_scale=0.3))
-    assert config_to_dict(runner.checkpoint_config(trainer, 2)) == FORMAT_4_RECORD
-    stored = {k: v for k, v in FORMAT_4_RECORD.items() if k not in ("format", "num_seeds")}
+    assert config_to_dict(runner.checkpoint_config(trainer, 2)) == FORMAT_5_RECORD
+    stored = {k: v for k, v in FORMAT_5_RECORD.items() if k not in ("format", "num_seeds")}
     assert TrainConfig(**stored) == trainer.config
-    Checkpointer(tmp_path / "ck", FORMAT_4_RECORD).save(0, toy_state())
+    Checkpointer(tmp_path / "ck", FORMAT_5_RECORD).save(0, toy_state())
     assert Checkpointer(tmp_path / "ck", runner.checkpoint_config(trainer, 2)).verify_config() == 0
