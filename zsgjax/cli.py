@@ -646,6 +646,18 @@ def _train_command(args: argparse.Namespace) -> int:
         print(f"zsgjax train: error: {e}", file=sys.stderr, flush=True)
         return 2
     try:
+        return _train(args, options)
+    finally:
+        if options.num_processes > 1:  # every process at the shutdown barrier before process 0's service stops
+            import jax
+
+            jax.distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, options: MeshOptions) -> int:
+    from zsgjax import runner
+
+    try:
         command = command_from_args(args)
         mesh = make_mesh(options)
     except ValueError as e:

@@ -41,7 +41,9 @@ checkpoints must match (:func:`preflight`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import time
 import contextlib
 from typing import Any, Callable, Iterator, Mapping, TypeVar
@@ -444,19 +446,52 @@ def save(checkpointer: Checkpointer | None, step: int, state: Any, placement: Pl
     on_process_0(lambda: write_checkpoint(checkpointer, step, host), placement)
 
 
+class _HeldOrbaxErrors(logging.Filter):
+    """Holds back the error records (with their tracebacks) that orbax's writer threads log
+    while a save fails, so that a failed save ends in one line instead of pages."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "orbax" in record.pathname:
+            self.records.append(record)
+            return False
+        return True
+
+
 def write_checkpoint(checkpointer: Checkpointer, step: int, state: Any) -> None:
     """:meth:`Checkpointer.save`, with a failure to write (a full disk, a lost mount) as one
-    ``OSError`` naming the checkpoint directory and the cause."""
+    ``OSError`` naming the checkpoint directory and the cause (orbax's own error logs of
+    the failed write are held back; they are logged as usual when the save succeeds)."""
+    held = _HeldOrbaxErrors()
+    loggers = [logging.getLogger("absl"), logging.getLogger()]
+    for logger in loggers:
+        logger.addFilter(held)
     try:
         checkpointer.save(step, state)
-    except ValueError:
-        raise
-    except Exception as e:  # orbax wraps the OSError in its own types, several levels deep
-        cause = e
-        while cause is not None and not isinstance(cause, OSError):
-            cause = cause.__cause__ or cause.__context__
-        reason = f"{cause.strerror or cause}" if isinstance(cause, OSError) else f"{type(e).__name__}: {e}"
-        raise OSError(f"cannot write checkpoint {step} in '{checkpointer.directory}': {reason}") from None
+    except Exception as e:  # orbax wraps the OSError in its own types, or in a ValueError with the errno
+        raise OSError(f"cannot write checkpoint {step} in '{checkpointer.directory}': {write_error(e)}") from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(held)
+    for record in held.records:
+        logging.getLogger(record.name).handle(record)
+
+
+def write_error(error: BaseException) -> str:
+    """The reason of a failed write: the first ``OSError``'s text in the exception chain,
+    else the errno of a ``[os_error_code='N']`` note (TensorStore's), else the error itself."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return f"{cause.strerror or cause}"
+        match = re.search(r"os_error_code='(\d+)'", str(cause))
+        if match:
+            return f"{os.strerror(int(match.group(1)))} (errno {match.group(1)})"
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(error).__name__}: {error}"
 
 
 def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = None,
