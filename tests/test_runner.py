@@ -203,3 +203,22 @@ def test_a_checkpoint_that_cannot_be_written_ends_in_one_line(tmp_path):
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert proc.stderr == (f"cannot write checkpoint 1 in '{tmp_path / 'ck'}': File too large (errno 27)\n"), \
         proc.stderr[-3000:]
+
+
+def test_run_locks_each_label_before_training(tmp_path):
+    """A label whose directory another run holds is refused before anything is compiled;
+    the other labels' locks are let go again."""
+    from zsgjax.reporting.files import DirectoryLock
+
+    trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
+    spec = runner.RunSpec(seeds=2, tensorboard=False)
+    with DirectoryLock(tmp_path / "b") as held:
+        with pytest.raises(ValueError, match=rf"the directory of 'b' '{tmp_path / 'b'}' is in use by another run "
+                                             rf"\(pid {os.getpid()} on host "):
+            runner.run({"a": trainer, "b": trainer}, str(tmp_path), spec)
+        assert held.held
+    with DirectoryLock(tmp_path / "a"):  # released after the failure
+        pass
+    assert not os.path.exists(tmp_path / "a" / "checkpoints")
+    with pytest.raises(ValueError, match="the output directory '.*' is a file"):
+        runner.run({"a": trainer}, str(tmp_path / "a" / ".zsgjax.lock"), spec)

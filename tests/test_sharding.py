@@ -42,15 +42,16 @@ SCRIPT = textwrap.dedent(
                       hidden_sizes=(32, 32))
     trainer = make_train(cfg)
     rngs = runner.seed_keys(trainer, 4)
-    spec = runner.RunSpec(seeds=4, chunks=1, tensorboard=False)
+    spec = runner.RunSpec(seeds=4, chunks=3, keep=3, tensorboard=False)  # 3 chunks of 1 iteration: one program
 
     ref_state, ref_metrics = jax.jit(jax.vmap(trainer.train))(rngs)
     out = {}
     for seeds, envs in ((4, 1), (2, 2)):
         mesh = sharding.make_mesh(seeds=seeds, envs=envs)
         del records[:]
-        state, report = runner.train(trainer, tempfile.mkdtemp(), spec, mesh=mesh)
-        metrics = report.chunks[-1].metrics
+        directory = tempfile.mkdtemp()
+        state, report = runner.train(trainer, directory, spec, mesh=mesh)
+        metrics = {k: np.concatenate([c.metrics[k] for c in report.chunks], axis=1) for k in report.chunks[0].metrics}
         # per leaf: its per-seed shape, whether it carries the seed axis (leaves that do not
         # depend on the seed, e.g. step counters, stay unbatched inside the vmap) and the
         # per-device shape of the (seed-batched) array
@@ -73,6 +74,15 @@ SCRIPT = textwrap.dedent(
             ref_critic_loss=np.asarray(ref_metrics["critic_loss"][:, -1]).tolist(),
             inner=inner, env_obs_shape=list(state.env.obs.shape), env_obs_shards=[list(x) for x in env_obs_shards],
         )
+        # resume on the mesh: drop the last checkpoint, continue, compare every state leaf
+        import shutil
+        shutil.rmtree(f"{directory}/checkpoints/3")
+        resumed, again = runner.train(trainer, directory, runner.RunSpec(**{**spec.__dict__, "resume": True}),
+                                      mesh=mesh)
+        out[f"{seeds}x{envs}"].update(
+            resumed_from=again.resumed_from,
+            resume_identical=all(bool(np.array_equal(np.asarray(a), np.asarray(b)))
+                                 for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(resumed))))
     # bad meshes are rejected with clear errors
     errors = []
     for kwargs in (dict(seeds=3), dict(seeds=1, envs=8)):
@@ -115,6 +125,12 @@ def test_seed_sharding_matches_single_device(sharded_results):
     assert r["env_steps"] == r["ref_env_steps"]
     # independent seeds on separate devices: the same computation, no reductions across devices
     assert r["max_param_err"] <= 1e-5 * max(1.0, r["param_scale"])
+
+
+def test_resume_on_a_mesh_is_bit_identical(sharded_results):
+    for mesh in ("4x1", "2x2"):
+        r = sharded_results[mesh]
+        assert r["resumed_from"] == 2 and r["resume_identical"], mesh
 
 
 def test_data_parallel_matches_single_device(sharded_results):

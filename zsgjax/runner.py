@@ -288,7 +288,7 @@ def on_process_0(fn: Callable[[], T], placement: Placement) -> T | None:
     return result
 
 
-def check_processes(placement: Placement) -> None:
+def check_mesh_spans_processes(placement: Placement) -> None:
     """``ValueError`` when this is one process of several but the mesh does not span them all."""
     n = jax.process_count()
     if n == 1:
@@ -308,7 +308,7 @@ def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: A
     process 0 in a multi-process run, raised on every process)."""
     spec.validate()
     placement = Placement(mesh)
-    check_processes(placement)
+    check_mesh_spans_processes(placement)
 
     def check() -> None:
         check_writable_directory(root, "the output directory")
@@ -440,9 +440,10 @@ def restore(checkpointer: Checkpointer | None, state: Any, placement: Placement,
 
 
 def save(checkpointer: Checkpointer | None, step: int, state: Any, placement: Placement) -> None:
-    """Checkpoint ``step``: written at once by the one process; in a multi-process run the
-    state is gathered to every process and written by process 0."""
-    host = state if not placement.multiprocess else placement.to_host(state)
+    """Checkpoint ``step``: on one device the state as it is; on a mesh the state gathered to
+    NumPy (the format of a one-device checkpoint, with no device layout recorded), in a
+    multi-process run gathered to every process and written by process 0."""
+    host = state if placement.mesh is None else placement.to_host(state)
     on_process_0(lambda: write_checkpoint(checkpointer, step, host), placement)
 
 
@@ -505,7 +506,7 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     """
     spec.validate()
     placement = Placement(mesh)
-    check_processes(placement)
+    check_mesh_spans_processes(placement)
     trainer = placement.prepare(trainer, spec.seeds)
     label = label or trainer.config.method
     emit = on_event or (lambda event: None)
@@ -646,7 +647,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     if len(envs) != 1:
         raise ValueError(f"all trainers must share one environment, got {sorted(envs)}")
     placement = Placement(mesh)
-    check_processes(placement)
+    check_mesh_spans_processes(placement)
     on_process_0(lambda: check_writable_directory(root, "the output directory"), placement)
     with label_locks(root, list(trainers) if lock_labels else [], placement):
         preflight(trainers, root, spec, mesh)
