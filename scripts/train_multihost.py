@@ -1,7 +1,9 @@
 """Train over a ``(seeds, envs)`` mesh spanning several processes (machines): ``zsgjax train``.
 
-A thin call of the one run driver (:mod:`zsgjax.runner` through ``zsgjax train``):
-every option is ``zsgjax train``'s, and so are the chunks, checkpoints, ``--resume``,
+A thin call of the one run driver: this process becomes ``python -m zsgjax train``
+with the same arguments (``os.execv``: the same process id, so signals and exit
+status are ``zsgjax train``'s), which runs :mod:`zsgjax.runner`. Every option is
+``zsgjax train``'s, and so are the chunks, checkpoints, ``--resume``,
 divergence checks, evaluation and results. Start one process per machine, all with
 the same options except ``--process-id``; process 0 also runs the coordinator on
 ``--coordinator``'s port and alone writes ``--out`` (checkpoints, metrics, results).
@@ -23,16 +25,17 @@ machine, for testing, give each process its CPU devices with ``--local-device-co
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
-from zsgjax import cli
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``zsgjax train`` with ``argv`` (default: this command's arguments); the exit status."""
-    return cli.main(["train", *(sys.argv[1:] if argv is None else argv)])
+def main(argv: Sequence[str] | None = None) -> None:
+    """Replace this process with ``python -m zsgjax train`` and ``argv`` (default: this
+    command's arguments); does not return."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    os.execv(sys.executable, [sys.executable, "-m", "zsgjax", "train", *args])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -165,6 +165,18 @@ def test_process_options_defaults(monkeypatch):
     assert (o.num_processes, o.process_id, o.coordinator) == (2, 1, "10.0.0.1:29400")
 
 
+def test_the_script_is_zsgjax_train(monkeypatch):
+    """scripts/train_multihost.py becomes ``python -m zsgjax train`` with its arguments."""
+    env = child_env()
+    for var in (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
+        env.pop(var, None)
+    proc = subprocess.run([sys.executable, SCRIPT, "--mesh-seeds", "2", "--seeds", "3"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr == ("zsgjax train: error: --seeds must be a multiple of --mesh-seeds=2, got 3; see 'zsgjax "
+                           "train --help'\n"), proc.stderr
+
+
 # ------------------------------------------------------------------ rendezvous (threads, no JAX)
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
