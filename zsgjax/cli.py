@@ -47,7 +47,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
