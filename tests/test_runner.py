@@ -220,5 +220,5 @@ def test_run_locks_each_label_before_training(tmp_path):
     with DirectoryLock(tmp_path / "a"):  # released after the failure
         pass
     assert not os.path.exists(tmp_path / "a" / "checkpoints")
-    with pytest.raises(ValueError, match="the output directory '.*' is a file"):
+    with pytest.raises(ValueError, match="the output directory '.*' is a file, not a directory; give a directory"):
         runner.run({"a": trainer}, str(tmp_path / "a" / ".zsgjax.lock"), spec)
