@@ -264,3 +264,92 @@ def test_scripts_do_not_import_the_cli():
                  if _re.search(r"^\s*(from zsgjax(\.cli)? import .*\bcli\b|from zsgjax\.cli import|import zsgjax\.cli)",
                                p.read_text(), _re.M)]
     assert not offenders, offenders
+
+
+# ------------------------------------------------------------------ runs that share one --out
+HOLD_LOCK = """
+import sys, time
+from zsgjax.reporting.files import DirectoryLock
+DirectoryLock(sys.argv[1], what="held").acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def child_env():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+                JAX_COMPILATION_CACHE_DIR=os.environ.get("ZSGJAX_TEST_COMPILE_CACHE", ""))
+
+
+def test_a_method_trained_elsewhere_into_the_same_out_is_refused_before_training(tmp_path, capsys):
+    """Another process holds the lock of --out/cse: ``zsgjax train --method cse`` exits 2 at
+    once with one line naming the holder; once the holder is killed (SIGKILL, no clean-up)
+    the kernel has released the lock."""
+    from zsgjax.reporting.files import DirectoryLock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out / "cse"), "--marker"], env=child_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as e:
+            cli.main([a for a in TINY if a != "vanilla"] + ["--out", str(out)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert (f"the directory of 'cse' '{out / 'cse'}' is in use by another run (pid {holder.pid} on host "
+                in err and "--marker" in err), err
+        assert not (out / "cse" / "checkpoints").exists() and not (out / "run.json").exists()
+        with pytest.raises(ValueError, match=f"is in use by another run \\(pid {holder.pid} "):
+            DirectoryLock(out / "cse").acquire(timeout_s=0.2)
+    finally:
+        holder.kill()
+        holder.wait()
+    with DirectoryLock(out / "cse") as lock:  # released by the kernel with its holder
+        assert lock.held
+
+
+def test_results_with_nan_returns_are_written_as_null(tmp_path):
+    """A NaN return (a diverged seed) no longer stops the results file: strict JSON with
+    ``null``, read back as NaN."""
+    from zsgjax.reporting.results import ContextGrid, EvalResult
+
+    grid = ContextGrid(contexts=np.zeros((2, 1), np.float32), labels=("a", "b"), swept=(None, None), names=("c",),
+                       default=np.zeros(1, np.float32))
+    returns = np.array([[[1.0, np.nan], [2.0, 3.0]]])
+    path = tmp_path / "g.json"
+    tables.write_json({"cse": EvalResult(grid, returns)}, path, extra={"x": float("inf")})
+    doc = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert doc["methods"]["cse"]["returns"] == [[[1.0, None], [2.0, 3.0]]] and doc["info"] == {"x": None}
+    np.testing.assert_array_equal(tables.load_json(path)["cse"].returns, returns)
+
+
+def train_process(out, method):
+    argv = [a for a in TINY if a not in ("vanilla", "cse")]
+    argv[argv.index("--method") + 1:argv.index("--method") + 1] = [method]
+    return subprocess.Popen([sys.executable, "-m", "zsgjax", *argv, "--out", str(out), "--no-tensorboard"],
+                            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_concurrent_runs_into_one_out_keep_every_result(tmp_path):
+    """Two methods trained at the same time into one --out both keep their results
+    (merged under the lock of --out); the same method twice at the same time: one trains,
+    the other exits 2 at once naming the holder."""
+    out = tmp_path / "run"
+    procs = [train_process(out, "vanilla"), train_process(out, "cse")]
+    done = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-3000:] for _, e in done]
+    assert sorted(tables.load_json(out / "generalization.json")) == ["cse", "vanilla"]
+    info = json.loads((out / "run.json").read_text())
+    assert sorted(info["methods"]) == ["cse", "vanilla"] and sorted(info["configs"]) == ["cse", "vanilla"]
+    assert sorted(json.loads((out / "generalization.json").read_text())["info"]["configs"]) == ["cse", "vanilla"]
+
+    again = tmp_path / "again"
+    procs = [train_process(again, "cse"), train_process(again, "cse")]
+    done = [p.communicate(timeout=600) for p in procs]
+    assert sorted(p.returncode for p in procs) == [0, 2], [e[-3000:] for _, e in done]
+    (err,) = [e for p, (_, e) in zip(procs, done) if p.returncode == 2]
+    assert "the directory of 'cse'" in err and "is in use by another run (pid " in err and err.count("\n") == 1, err
+    assert list(tables.load_json(again / "generalization.json")) == ["cse"]

@@ -145,3 +145,80 @@ def test_wandb_offline_run_logs_the_means_over_seeds(tmp_path, monkeypatch):
     log.close()
     files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "wandb") for f in fs if f.endswith(".wandb")]
     assert len(files) == 1 and b"episode_return" in open(files[0], "rb").read()
+
+
+# ------------------------------------------------------------------ divergence check on metrics
+def test_check_finite_metrics_fires_on_any_seed_and_names_the_first_iteration():
+    """One non-finite value of one seed is enough; the iteration is counted from 1 after
+    ``done``, at the earliest non-finite index over every metric."""
+    m = {"critic_loss": np.ones((3, 4), np.float32), "actor_loss": np.ones((3, 4), np.float32),
+         "episodes": np.full((3, 4), 2**31 - 1, np.int64)}  # integer metrics are not checked
+    runner.check_finite_metrics(m, "cse", done=8)
+    assert runner.first_nonfinite(m) is None
+    m["critic_loss"][1, 2] = np.inf  # seed 1, third iteration of the chunk
+    m["actor_loss"][2, 3] = np.nan  # later: not the first
+    assert runner.first_nonfinite(m) == (2, ["critic_loss"], [1])
+    with pytest.raises(runner.Diverged, match=r"^\[cse\] training diverged: metric 'critic_loss' is not finite from "
+                                              r"iteration 11 \(seeds \[1\]\); the last finite checkpoint is "
+                                              r"iteration 8$"):
+        runner.check_finite_metrics(m, "cse", done=8)
+    m["actor_loss"][0, 2] = np.nan  # the same first iteration, another metric and seed
+    assert runner.first_nonfinite(m) == (2, ["actor_loss", "critic_loss"], [0, 1])
+    m["actor_loss"][2, 0] = np.nan  # now the very first iteration
+    with pytest.raises(runner.Diverged, match=r"^training diverged: metric 'actor_loss' is not finite from iteration "
+                                              r"1 \(seeds \[2\]\)"):
+        runner.check_finite_metrics(m)
+    # one seed's metrics (n,), as trainer.train returns them, and trailing axes
+    assert runner.first_nonfinite({"q": np.array([0.0, 1.0, np.nan])}) == (2, ["q"], [0])
+    assert runner.first_nonfinite({"q": np.array([[[0.0, 1.0], [np.nan, 1.0]]])}) == (1, ["q"], [0])
+
+
+# ------------------------------------------------------------------ faults at the end of a chunk
+CHECKPOINT_ON_A_FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from zsgjax import runner
+from zsgjax.checkpoint import Checkpointer
+checkpointer = Checkpointer(sys.argv[1], {"a": 1})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    runner.write_checkpoint(checkpointer, 1, {"x": np.arange(1 << 18, dtype=np.float32)})
+except OSError as e:
+    sys.stderr.write(f"{e}\\n")
+    sys.exit(3)
+"""
+
+
+def test_a_checkpoint_that_cannot_be_written_ends_in_one_line(tmp_path):
+    """A write that fails in orbax's writer threads (a file-size limit standing in for a
+    full disk: the same failed write(2)) gives one ``OSError`` line naming the checkpoint
+    and the cause, without orbax's logged tracebacks."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.path.dirname(os.path.dirname(runner.__file__)))
+    proc = subprocess.run([sys.executable, "-c", CHECKPOINT_ON_A_FULL_DISK, str(tmp_path / "ck")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert proc.stderr == (f"cannot write checkpoint 1 in '{tmp_path / 'ck'}': File too large (errno 27)\n"), \
+        proc.stderr[-3000:]
+
+
+def test_run_locks_each_label_before_training(tmp_path):
+    """A label whose directory another run holds is refused before anything is compiled;
+    the other labels' locks are let go again."""
+    from zsgjax.reporting.files import DirectoryLock
+
+    trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
+    spec = runner.RunSpec(seeds=2, tensorboard=False)
+    with DirectoryLock(tmp_path / "b") as held:
+        with pytest.raises(ValueError, match=rf"the directory of 'b' '{tmp_path / 'b'}' is in use by another run "
+                                             rf"\(pid {os.getpid()} on host "):
+            runner.run({"a": trainer, "b": trainer}, str(tmp_path), spec)
+        assert held.held
+    with DirectoryLock(tmp_path / "a"):  # released after the failure
+        pass
+    assert not os.path.exists(tmp_path / "a" / "checkpoints")
+    with pytest.raises(ValueError, match="the output directory '.*' is a file, not a directory; give a directory"):
+        runner.run({"a": trainer}, str(tmp_path / "a" / ".zsgjax.lock"), spec)

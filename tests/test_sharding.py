@@ -1,5 +1,5 @@
-"""Multi-device training: a (seeds, envs) mesh over 4 forced CPU devices gives the
-single-device results.
+"""Multi-device training: the run driver (``runner.train(..., mesh=...)``) on a (seeds,
+envs) mesh over 4 forced CPU devices gives the single-device results.
 
 The device count is fixed when jax initialises, so the check runs in a
 subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
@@ -15,9 +15,9 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import json, jax, jax.numpy as jnp, numpy as np
+    import json, tempfile, jax, jax.numpy as jnp, numpy as np
     from zsgjax.train import TrainConfig, make_train
-    from zsgjax import sharding
+    from zsgjax import runner, sharding
 
     assert jax.device_count() == 4, jax.devices()
 
@@ -41,14 +41,17 @@ SCRIPT = textwrap.dedent(
                       steps_per_iteration=64, learning_starts=64, batch_size=32, buffer_size=256,
                       hidden_sizes=(32, 32))
     trainer = make_train(cfg)
-    rngs = jax.random.split(jax.random.PRNGKey(3), 4)
+    rngs = runner.seed_keys(trainer, 4)
+    spec = runner.RunSpec(seeds=4, chunks=3, keep=3, tensorboard=False)  # 3 chunks of 1 iteration: one program
 
     ref_state, ref_metrics = jax.jit(jax.vmap(trainer.train))(rngs)
     out = {}
     for seeds, envs in ((4, 1), (2, 2)):
         mesh = sharding.make_mesh(seeds=seeds, envs=envs)
         del records[:]
-        state, metrics = sharding.sharded_train(trainer, mesh)(rngs)
+        directory = tempfile.mkdtemp()
+        state, report = runner.train(trainer, directory, spec, mesh=mesh)
+        metrics = {k: np.concatenate([c.metrics[k] for c in report.chunks], axis=1) for k in report.chunks[0].metrics}
         # per leaf: its per-seed shape, whether it carries the seed axis (leaves that do not
         # depend on the seed, e.g. step counters, stay unbatched inside the vmap) and the
         # per-device shape of the (seed-batched) array
@@ -71,6 +74,15 @@ SCRIPT = textwrap.dedent(
             ref_critic_loss=np.asarray(ref_metrics["critic_loss"][:, -1]).tolist(),
             inner=inner, env_obs_shape=list(state.env.obs.shape), env_obs_shards=[list(x) for x in env_obs_shards],
         )
+        # resume on the mesh: drop the last checkpoint, continue, compare every state leaf
+        import shutil
+        shutil.rmtree(f"{directory}/checkpoints/3")
+        resumed, again = runner.train(trainer, directory, runner.RunSpec(**{**spec.__dict__, "resume": True}),
+                                      mesh=mesh)
+        out[f"{seeds}x{envs}"].update(
+            resumed_from=again.resumed_from,
+            resume_identical=all(bool(np.array_equal(np.asarray(a), np.asarray(b)))
+                                 for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(resumed))))
     # bad meshes are rejected with clear errors
     errors = []
     for kwargs in (dict(seeds=3), dict(seeds=1, envs=8)):
@@ -79,9 +91,13 @@ SCRIPT = textwrap.dedent(
         except ValueError as e:
             errors.append(str(e))
     try:
-        sharding.sharded_train(make_train(TrainConfig(num_envs=6, batch_size=32, buffer_size=64,
-                                                       total_steps=60, steps_per_iteration=60)),
-                               sharding.make_mesh(seeds=1, envs=4))
+        runner.train(make_train(TrainConfig(num_envs=6, batch_size=32, buffer_size=64, total_steps=60,
+                                            steps_per_iteration=60)),
+                     tempfile.mkdtemp(), spec, mesh=sharding.make_mesh(seeds=1, envs=4))
+    except ValueError as e:
+        errors.append(str(e))
+    try:
+        runner.train(trainer, tempfile.mkdtemp(), runner.RunSpec(seeds=3), mesh=sharding.make_mesh(seeds=2, envs=2))
     except ValueError as e:
         errors.append(str(e))
     out["errors"] = errors
@@ -111,6 +127,12 @@ def test_seed_sharding_matches_single_device(sharded_results):
     assert r["max_param_err"] <= 1e-5 * max(1.0, r["param_scale"])
 
 
+def test_resume_on_a_mesh_is_bit_identical(sharded_results):
+    for mesh in ("4x1", "2x2"):
+        r = sharded_results[mesh]
+        assert r["resumed_from"] == 2 and r["resume_identical"], mesh
+
+
 def test_data_parallel_matches_single_device(sharded_results):
     r = sharded_results["2x2"]
     assert r["devices"] == [0, 1, 2, 3]
@@ -123,8 +145,8 @@ def test_data_parallel_matches_single_device(sharded_results):
 
 def test_data_parallel_run_splits_env_state_and_replay_batch(sharded_results):
     """On the 2x2 mesh the replay batch (batch_size 32) and the env state (num_envs 4) of
-    each seed are split in halves over the envs axis inside the program; the final env
-    state comes out split the same way. On 4x1 nothing is split over envs."""
+    each seed are split in halves over the envs axis inside the program; between chunks
+    the state is split over seeds only. On 4x1 nothing is split over envs."""
     r = sharded_results["2x2"]
     batch = [x for x in r["inner"] if x["shape"] and x["shape"][0] == 32]
     env = [x for x in r["inner"] if x["shape"] and x["shape"][0] == 4]
@@ -134,14 +156,15 @@ def test_data_parallel_run_splits_env_state_and_replay_batch(sharded_results):
         seed_axis = [2] if x["batched"] else []  # 4 seeds -> 2 per device
         assert x["shard"] == seed_axis + [x["shape"][0] // 2] + x["shape"][1:], x  # batch halved over envs
     assert r["env_obs_shape"] == [4, 4, 4]  # (seeds, num_envs, obs)
-    assert r["env_obs_shards"] == [[2, 2, 4]]
+    assert r["env_obs_shards"] == [[2, 4, 4]]
     assert sharded_results["4x1"]["inner"] == []
     assert sharded_results["4x1"]["env_obs_shards"] == [[1, 4, 4]]
 
 
 def test_invalid_meshes_rejected(sharded_results):
     errors = sharded_results["errors"]
-    assert len(errors) == 3
+    assert len(errors) == 4
     assert "positive divisor of the device count 4" in errors[0]
     assert "at most the device count 4" in errors[1]
     assert "num_envs=6 must be a multiple of the mesh's envs axis size 4" in errors[2]
+    assert "the number of seeds (3) must be a multiple of the mesh's seeds axis size 2" in errors[3]

@@ -129,11 +129,19 @@ class Checkpointer:
         if not os.path.isdir(probe):
             raise ValueError(f"`directory` '{self.directory}' cannot be a checkpoint directory: '{probe}' is a file")
         self.config = config_to_dict(config)
+        # In a multi-process JAX run a Checkpointer belongs to the one process that opens it
+        # (zsgjax.runner: process 0, with the state gathered to NumPy): no barriers with the others.
+        me = jax.process_index()
+        single = jax.process_count() == 1
+        if not single:
+            os.makedirs(self.directory, exist_ok=True)  # orbax's `create` needs every process
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
-            create=True,
+            create=single,
             enable_async_checkpointing=False,
             cleanup_tmp_directories=True,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=0 if single else me, active_processes=None if single else {me}),
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 

@@ -47,7 +47,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -227,10 +226,113 @@ def build_parser(spec: Mapping[str, Any] | None = None) -> argparse.ArgumentPars
     evg.add_argument("--sweep-points", type=int, default=run_defaults["sweep_points"],
                      help="points per swept context dimension, >= 2 (default: %(default)s)")
     _add_hyper_options(p.add_argument_group("hyper-parameters (TrainConfig)"), spec["hyper"])
+    add_mesh_options(p.add_argument_group("devices and processes (zsgjax.sharding, zsgjax.distributed)"))
     p.set_defaults(handler=_train_command, subparser=p, run_flags=spec["run_flags"],
                    hyper_options=[o["dest"] for o in spec["hyper"]])
     parser.subcommands = {"train": p}  # the subcommands' parsers, for scripts that extend one
     return parser
+
+
+# ------------------------------------------------------------ devices and processes
+def add_mesh_options(group: argparse._ArgumentGroup) -> None:
+    """The options of where ``zsgjax train`` runs: a ``(seeds, envs)`` device mesh and the
+    processes of a multi-host run (checked by :func:`mesh_options`)."""
+    group.add_argument("--mesh-seeds", type=int, default=None, metavar="S",
+                       help="train on a (seeds, envs) device mesh with S devices along seeds (--seeds a multiple of "
+                       "S; default: one device, or 1 with several processes)")
+    group.add_argument("--mesh-envs", type=int, default=None, metavar="E",
+                       help="devices along the mesh's envs axis, splitting each seed's environments and replay "
+                       "batches (default: the devices left after --mesh-seeds)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                       help="multi-host: address of process 0's coordinator, the same for every process "
+                       "(default: $JAX_COORDINATOR_ADDRESS)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="multi-host: number of processes (default: $JAX_NUM_PROCESSES, else 1)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="multi-host: this process's index in [0, N) (default: $JAX_PROCESS_ID, else 0)")
+    group.add_argument("--local-device-count", type=int, default=None, metavar="K",
+                       help="CPU devices of this process (CPU backend only; default: JAX's)")
+    group.add_argument("--init-timeout", type=int, default=300, metavar="SECONDS",
+                       help="multi-host: how long to wait for every process to join (default: %(default)s)")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshOptions:
+    """The checked :func:`add_mesh_options`: ``mesh_seeds`` is ``None`` for one device."""
+
+    mesh_seeds: int | None
+    mesh_envs: int | None
+    coordinator: str | None
+    num_processes: int
+    process_id: int
+    local_device_count: int | None
+    init_timeout: int
+
+
+def mesh_options(args: argparse.Namespace) -> MeshOptions:
+    """The checked device and process options (``ValueError`` naming the option); imports no
+    JAX. Several processes need ``--coordinator``, ``--process-id`` and ``--out``."""
+    from zsgjax import distributed
+
+    n = distributed.env_value(args.num_processes, distributed.ENV_NUM_PROCESSES)
+    coordinator = distributed.env_value(args.coordinator, distributed.ENV_COORDINATOR, str)
+    if (1 if n is None else n) == 1 and coordinator is None:  # one process: no runtime to join
+        pid = distributed.env_value(args.process_id, distributed.ENV_PROCESS_ID)
+        n, pid = distributed.check_processes(1, 0 if pid is None else pid)
+    else:
+        coordinator, n, pid = distributed.resolve(coordinator, n, args.process_id)
+    distributed.check_local_device_count(args.local_device_count)
+    if args.init_timeout < 1:
+        raise ValueError(f"--init-timeout must be >= 1 second, got {args.init_timeout}")
+    for flag, value in (("--mesh-seeds", args.mesh_seeds), ("--mesh-envs", args.mesh_envs)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    mesh_seeds = args.mesh_seeds
+    if mesh_seeds is None and (n > 1 or args.mesh_envs is not None):
+        mesh_seeds = 1
+    if mesh_seeds is not None and args.seeds % mesh_seeds:
+        raise ValueError(f"--seeds must be a multiple of --mesh-seeds={mesh_seeds}, got {args.seeds}")
+    if mesh_seeds is not None and args.local_device_count is not None:
+        total = n * args.local_device_count
+        envs = total // mesh_seeds if args.mesh_envs is None else args.mesh_envs
+        if mesh_seeds * envs != total if n > 1 else mesh_seeds * envs > total:
+            raise ValueError(f"--mesh-seeds {mesh_seeds} x --mesh-envs {envs} must {'equal' if n > 1 else 'be at most'}"
+                             f" the device count {total} (--num-processes {n} x --local-device-count "
+                             f"{args.local_device_count})")
+    if n > 1 and not args.out:
+        raise ValueError("--out must name the run directory when several processes run (their default names would "
+                         "differ)")
+    return MeshOptions(mesh_seeds, args.mesh_envs, coordinator, n, pid, args.local_device_count, args.init_timeout)
+
+
+PROCESS_OPTIONS = ("process_id", "local_device_count", "handler", "subparser", "run_flags")
+
+
+def start_processes(options: MeshOptions, args: argparse.Namespace) -> None:
+    """Join the other processes (:func:`zsgjax.distributed.initialize`, which first meets them
+    at the coordinator and compares their options) or, with one process, set the CPU device
+    count. Before any JAX computation."""
+    from zsgjax import distributed
+
+    if options.num_processes == 1:
+        if options.local_device_count is not None:
+            distributed.configure_cpu(options.local_device_count)
+        return
+    same = {k: v for k, v in sorted(vars(args).items()) if k not in PROCESS_OPTIONS}
+    distributed.initialize(options.coordinator, options.num_processes, options.process_id,
+                           options.local_device_count, initialization_timeout=options.init_timeout, options=same)
+
+
+def make_mesh(options: MeshOptions):
+    """The run's mesh: ``None`` (one device), a mesh of this process's devices, or one over
+    every process's devices."""
+    from zsgjax import distributed, sharding
+
+    if options.mesh_seeds is None:
+        return None
+    if options.num_processes > 1:
+        return distributed.global_mesh(options.mesh_seeds, options.mesh_envs)
+    return sharding.make_mesh(options.mesh_seeds, options.mesh_envs)
 
 
 # ------------------------------------------------------------------- the spec
@@ -269,10 +371,10 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-    if args.resume and not os.path.isdir(out):
-        raise ValueError(f"--resume: output directory '{out}' does not exist")
-    check_output_directory(out, list(trainers))
-    return TrainCommand(env=args.env, trainers=trainers, spec=spec, out=out)
+    command = TrainCommand(env=args.env, trainers=trainers, spec=spec, out=out)
+    if getattr(args, "process_id", None) in (None, 0):  # process 0 alone checks --out in a multi-host run
+        check_out(command)
+    return command
 
 
 OUTPUT_FILES = ("run.json", "generalization.txt", "generalization.csv", "generalization.json", "generalization.png",
@@ -280,32 +382,13 @@ OUTPUT_FILES = ("run.json", "generalization.txt", "generalization.csv", "general
 
 
 def check_output_directory(out: str, labels: Sequence[str] | None = None) -> None:
-    """``ValueError`` naming ``--out`` unless it is (or can be created as) a writable directory.
+    """``ValueError`` naming ``--out`` unless it is (or can be created as) a writable directory
+    (:func:`zsgjax.reporting.files.check_writable_directory`; nothing is created). With
+    ``labels``, none of the files the run writes (:data:`OUTPUT_FILES`,
+    ``<label>/metrics.csv``) may be a directory."""
+    from zsgjax.reporting.files import check_writable_directory
 
-    An existing ``--out`` must be a directory we can create files in; a missing one
-    needs its nearest existing parent to be such a directory. Nothing is created
-    (a probe file is made and removed at once). With ``labels``, none of the files
-    the run writes (:data:`OUTPUT_FILES`, ``<label>/metrics.csv``) may be a directory.
-    """
-    if not out or not out.strip():
-        raise ValueError("--out must name a directory, got an empty string")
-    path = os.path.abspath(out)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"--out '{out}' is a file, not a directory; give a directory (new or existing) to write into")
-    probe = path
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise ValueError(f"--out '{out}' cannot be created: '{probe}' is a file, not a directory")
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as e:
-        raise ValueError(f"--out '{out}' is not writable ('{probe}': {e.strerror or e}); give a directory you can "
-                         "write to") from None
+    check_writable_directory(out, "--out")
     if labels is None:
         return
     names = list(OUTPUT_FILES) + [os.path.join(label, "metrics.csv") for label in labels]
@@ -314,6 +397,14 @@ def check_output_directory(out: str, labels: Sequence[str] | None = None) -> Non
         if os.path.isdir(target):
             raise ValueError(f"--out '{out}': '{target}' is a directory, but zsgjax writes a file there; "
                              "remove it or choose another --out")
+
+
+def check_out(command: TrainCommand) -> None:
+    """The up-front checks of ``--out`` (``ValueError`` naming it): it exists with
+    ``--resume`` and is a writable directory (:func:`check_output_directory`)."""
+    if command.spec.resume and not os.path.isdir(command.out):
+        raise ValueError(f"--resume: output directory '{command.out}' does not exist")
+    check_output_directory(command.out, list(command.trainers))
 
 
 def check_resumable_metrics(command: TrainCommand) -> None:
@@ -394,69 +485,146 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
     return keep, info
 
 
-def run_train(command: TrainCommand, log=_print) -> dict[str, Any]:
-    """Train, evaluate and write every output of a ``zsgjax train`` run; returns ``{method: MethodRun}``.
+MERGE_WAIT_S = 600.0  # how long a run waits for another run's merge into the same --out
 
-    Finished results of other methods already in ``--out`` are kept and merged into
-    the table. On divergence (:class:`zsgjax.runner.Diverged`) the results of the
-    methods finished so far are still written, then the error is raised.
-    """
-    from zsgjax import runner
-    from zsgjax.reporting import plots, tables
+
+def read_run_info(command: TrainCommand) -> dict[str, Any]:
+    """``--out``'s ``run.json`` (``{}`` when missing or unreadable); ``ValueError`` when it
+    records another environment."""
+    path = os.path.join(command.out, "run.json")
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    if info.get("env") not in (None, command.env):
+        raise ValueError(f"--out '{command.out}' holds a run of env '{info.get('env')}', not '{command.env}'; "
+                         "choose another --out")
+    return info
+
+
+def start_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Under the lock of ``--out``: the finished results kept (:func:`previous_results`), the
+    ``--resume`` checks of the metrics, and ``run.json`` rewritten with this run's methods
+    merged into what it lists (other runs into the same ``--out`` included).
+    Returns ``(kept results, run info)``."""
     from zsgjax.reporting.files import atomic_write
 
-    spec, out = command.spec, command.out
-    first = next(iter(command.trainers.values()))
     kept, kept_info = previous_results(command)
-    os.makedirs(out, exist_ok=True)
-    configs = {m: dataclasses.asdict(t.config) for m, t in command.trainers.items()}
+    check_resumable_metrics(command)
+    recorded = read_run_info(command)
+    first = next(iter(command.trainers.values()))
+    configs = {m: t.config.record() for m, t in command.trainers.items()}
+    spec = command.spec
     run_info = {
         "env": command.env,
         "env_kwargs": _json_form(first.config.env_kwargs),
-        "methods": list(kept) + list(command.trainers),
+        "methods": list(dict.fromkeys([*recorded.get("methods", []), *kept, *command.trainers])),
         "num_seeds": spec.seeds,
         "eval_episodes": spec.eval_episodes,
         "sweep_points": spec.sweep_points,
-        "configs": {**{m: c for m, c in kept_info.get("configs", {}).items() if m in kept}, **configs},
+        "configs": {**recorded.get("configs", {}),
+                    **{m: c for m, c in kept_info.get("configs", {}).items() if m in kept}, **configs},
     }
-    atomic_write(os.path.join(out, "run.json"), json.dumps(run_info, indent=1) + "\n")
-    options = "".join(f" {k}={v}" for k, v in run_info["env_kwargs"].items())
-    log(f"zsgjax train: env={command.env}{options} methods={','.join(command.trainers)} seeds={spec.seeds} "
-        f"steps={first.config.total_steps:,} out={out}" + (f" (keeping finished {', '.join(kept)})" if kept else ""))
-    t_start = time.perf_counter()
+    atomic_write(os.path.join(command.out, "run.json"), json.dumps(_json_form(run_info), indent=1) + "\n")
+    return kept, run_info
 
-    def on_event(event) -> None:
-        for line in runner.format_event(event, spec.seeds):
-            log(line)
 
-    runs = {}
-    diverged = None
-    for label, trainer in command.trainers.items():  # one label at a time, so each prints its evaluation line
-        try:
-            (runs[label],) = runner.run({label: trainer}, out, spec, on_event).values()
-        except runner.Diverged as e:
-            diverged = e
-            log(f"error: {e}")
-            break
-        log(f"[{label}] evaluated {len(runs[label].result.grid)} contexts x {spec.eval_episodes} episodes x "
-            f"{spec.seeds} seeds in {runs[label].eval_s:.1f} s")
+def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
+    """Under the lock of ``--out``: this run's results merged with the finished ones there now
+    (another run's, finished meanwhile, included), written as the table, CSV, JSON and plots."""
+    from zsgjax.reporting import plots, tables
+
+    out, first = command.out, next(iter(command.trainers.values()))
+    kept, _ = previous_results(command)
+    info = read_run_info(command)
     results = {**kept, **{label: r.result for label, r in runs.items()}}
-    if results:
-        default = ", ".join(f"{v:g}" for v in results[next(iter(results))].grid.default)
-        title = (f"{command.env}: zero-shot return after {first.config.total_steps:,} training steps per seed "
-                 f"(default context ({default}))")
-        text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title)
-        tables.write_csv(results, os.path.join(out, "generalization.csv"))
-        tables.write_json(results, os.path.join(out, "generalization.json"),
-                          extra={**run_info, "methods": list(results)})
-        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
-        from zsgjax.reporting.plots import write_learning_curves
+    if not results:
+        return
+    t0 = time.perf_counter()
+    default = ", ".join(f"{v:g}" for v in results[next(iter(results))].grid.default)
+    title = (f"{command.env}: zero-shot return after {first.config.total_steps:,} training steps per seed "
+             f"(default context ({default}))")
+    text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title)
+    tables.write_csv(results, os.path.join(out, "generalization.csv"))
+    configs = info.get("configs", {})
+    tables.write_json(results, os.path.join(out, "generalization.json"),
+                      extra={**info, "methods": list(results), "configs": {m: configs[m] for m in results
+                                                                           if m in configs}})
+    plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
+    curves = plots.write_learning_curves(out, list(results), os.path.join(out, "learning_curves.png"),
+                                         f"{command.env}: training return")
+    log("\n" + text)
+    also = " and learning_curves.png" if curves else ""
+    log(f"wrote {out}/generalization.{{txt,csv,json,png}}{also} in {time.perf_counter() - t0:.1f} s")
 
-        curves = write_learning_curves(out, list(results), os.path.join(out, "learning_curves.png"),
-                                       f"{command.env}: training return")
-        log("\n" + text)
-        also = " and learning_curves.png" if curves else ""
-        log(f"wrote {out}/generalization.{{txt,csv,json,png}}{also} in {time.perf_counter() - t_start:.0f} s total")
+
+def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, Any]:
+    """Train, evaluate and write every output of a ``zsgjax train`` run; returns ``{method: MethodRun}``.
+
+    Before any training, each method's directory in ``--out`` is locked for the whole
+    run (a second run of the same method into the same ``--out`` fails at once, naming
+    the holder) and the finished results and checkpoints there are checked. ``run.json``
+    and the results are merged under the lock of ``--out`` itself, so runs of different
+    methods into one ``--out``, even at the same time, all keep their results. On
+    divergence (:class:`zsgjax.runner.Diverged`) the results of the methods finished
+    so far are still written, then the error is raised. ``mesh``: where to train (see
+    :mod:`zsgjax.runner`); in a multi-process run process 0 alone logs and writes.
+    """
+    from zsgjax import runner
+    from zsgjax.reporting.files import DirectoryLock
+    from zsgjax.sharding import Placement
+
+    import jax
+
+    placement = Placement(mesh)
+    writer = jax.process_index() == 0
+    log = log if writer else (lambda message: None)
+    spec, out = command.spec, command.out
+    first = next(iter(command.trainers.values()))
+    out_lock = DirectoryLock(out, what="--out")
+    with runner.label_locks(out, list(command.trainers), placement):
+        runner.preflight(command.trainers, out, spec, mesh)
+
+        def start():
+            with out_lock.acquire(MERGE_WAIT_S):
+                return start_results(command)
+
+        kept, run_info = runner.on_process_0(start, placement) or ({}, {})
+        options = "".join(f" {k}={v}" for k, v in _json_form(first.config.env_kwargs).items())
+        log(f"zsgjax train: env={command.env}{options} methods={','.join(command.trainers)} seeds={spec.seeds} "
+            f"steps={first.config.total_steps:,} out={out}" + (f" (keeping finished {', '.join(kept)})" if kept else ""))
+
+        def on_event(event) -> None:
+            for line in runner.format_event(event, spec.seeds):
+                log(line)
+
+        runs = {}
+        diverged = None
+        for label, trainer in command.trainers.items():  # one label at a time, so each prints its evaluation line
+            try:
+                (runs[label],) = runner.run({label: trainer}, out, spec, on_event, mesh=mesh,
+                                            lock_labels=False).values()
+            except runner.Diverged as e:
+                diverged = e
+                log(f"error: {e}")
+                break
+            log(f"[{label}] evaluated {len(runs[label].result.grid)} contexts x {spec.eval_episodes} episodes x "
+                f"{spec.seeds} seeds in {runs[label].eval_s:.1f} s")
+        if placement.multiprocess:
+            from zsgjax import distributed
+
+            digest = distributed.array_digest([r.result.returns for r in runs.values()])
+            print(f"zsgjax train: process {jax.process_index()} of {jax.process_count()}: evaluation digest {digest}",
+                  flush=True)
+
+        def finish():
+            with out_lock.acquire(MERGE_WAIT_S):
+                write_results(command, runs, log)
+
+        runner.on_process_0(finish, placement)
     if diverged is not None:
         raise diverged
     return runs
@@ -467,19 +635,38 @@ def _train_command(args: argparse.Namespace) -> int:
 
     configure_compile_cache(args.compile_cache)
     try:
-        command = command_from_args(args)
-        runner.preflight(command.trainers, command.out, command.spec)
-        previous_results(command)
-        check_resumable_metrics(command)
+        options = mesh_options(args)
     except ValueError as e:
         args.subparser.error(_flag_message(str(e), args.run_flags))
     try:
-        run_train(command)
+        start_processes(options, args)
+    except ValueError as e:  # a busy port, a duplicate id, a missing process: one line
+        print(f"zsgjax train: error: {e}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return _train(args, options)
+    finally:
+        if options.num_processes > 1:  # every process at the shutdown barrier before process 0's service stops
+            import jax
+
+            jax.distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, options: MeshOptions) -> int:
+    from zsgjax import runner
+
+    try:
+        command = command_from_args(args)
+        mesh = make_mesh(options)
+    except ValueError as e:
+        args.subparser.error(_flag_message(str(e), args.run_flags))
+    try:
+        run_train(command, mesh=mesh)
     except runner.Diverged as e:
         print(f"zsgjax train: {e}. Results of the methods that finished are written; start again in another "
               "--out with other options (for example a smaller learning rate)", flush=True)
         return 1
-    except ValueError as e:  # bad input found only once running (e.g. a file changed meanwhile): one line, no traceback
+    except ValueError as e:  # bad input found only once running (a locked --out, a conflicting checkpoint)
         args.subparser.error(_flag_message(str(e), args.run_flags))
     except OSError as e:
         print(f"zsgjax train: error: cannot write the results under --out '{command.out}': {e}", file=sys.stderr,

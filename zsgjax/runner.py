@@ -17,24 +17,52 @@ Everything the caller might want to print or store comes back as data
 (:class:`ChunkReport`, :class:`TrainReport`, :class:`MethodRun`): timings (compile
 apart from the run), metrics, the evaluation result. ``resume=True`` continues
 from the latest checkpoints; the result equals an uninterrupted run.
+
+**Where it runs** (``mesh``): ``None`` is the default device; a ``(seeds, envs)``
+mesh (:func:`zsgjax.sharding.make_mesh`) splits the seeds and each seed's batch over
+the devices of this process; a mesh over the devices of several processes
+(:func:`zsgjax.distributed.global_mesh`, after :func:`zsgjax.distributed.initialize`)
+runs the same loop on every process. There, **process 0 alone touches the output
+directory**: it holds the locks, writes the checkpoints (the state gathered to NumPy
+on every process, then written by process 0 with the same atomic, digest-checked
+:class:`~zsgjax.checkpoint.Checkpointer` as a one-device run) and the metrics; on
+``resume`` it restores the latest good checkpoint and sends it to the others bit for
+bit (:func:`zsgjax.distributed.broadcast_from_0`), so only process 0 needs to see the
+directory. Its errors (a locked or unwritable directory, a checkpoint conflict, a
+full disk) stop every process with the same message (:func:`zsgjax.distributed.share_errors`).
+
+**Up front**, before any training: the output directory must be writable and each
+label's directory free (a :class:`~zsgjax.reporting.files.DirectoryLock` on
+``<root>/<label>``, held until the label is trained and evaluated: a second run of
+the same label into the same root fails at once, naming the holder), and existing
+checkpoints must match (:func:`preflight`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import re
 import time
-from typing import Any, Callable, Mapping
+import contextlib
+from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Iterator, TypeVar
 
 import jax
 import numpy as np
 
+from zsgjax import distributed
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_grid, policy_action
+from zsgjax.reporting.files import DirectoryLock, check_writable_directory
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.reporting.results import ContextGrid, EvalResult
+from zsgjax.sharding import Placement
 from zsgjax.train import Trainer
+
+T = TypeVar("T")
 
 # Version of the config record stored with every checkpoint. Bump it when the
 # shape of TrainConfig changes, so that older checkpoints fail with a clear message.
@@ -248,11 +276,73 @@ def check_env_options(stored: Mapping[str, Any], now: Mapping[str, Any], where: 
                      "environment options (TrainConfig.env_kwargs) or use another output directory")
 
 
-def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec) -> None:
-    """Check every label's checkpoints before any training starts (``ValueError`` on a conflict)."""
+def on_process_0(fn: Callable[[], T], placement: Placement) -> T | None:
+    """``fn()`` on process 0 only (``None`` elsewhere) in a multi-process run, with its
+    ``ValueError``/``OSError`` raised on every process (:func:`zsgjax.distributed.share_errors`);
+    just ``fn()`` otherwise."""
+    if not placement.multiprocess:
+        return fn()
+    result, error = None, None
+    if jax.process_index() == 0:
+        try:
+            result = fn()
+        except (ValueError, OSError) as e:
+            error = str(e)
+    distributed.share_errors(error)
+    return result
+
+
+def check_mesh_spans_processes(placement: Placement) -> None:
+    """``ValueError`` when this is one process of several but the mesh does not span them all."""
+    n = jax.process_count()
+    if n == 1:
+        return
+    if placement.mesh is None:
+        raise ValueError(f"this is one of {n} processes (jax.distributed): give a mesh over every process's devices "
+                         "(zsgjax.distributed.global_mesh)")
+    spanned = {d.process_index for d in placement.mesh.devices.flat}
+    if spanned != set(range(n)):
+        raise ValueError(f"the mesh spans processes {sorted(spanned)} of {n}: give a mesh over every process's "
+                         "devices (zsgjax.distributed.global_mesh)")
+
+
+def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: Any = None) -> None:
+    """Before any training: ``root`` must be a writable directory (or creatable) and every
+    label's checkpoints must match ``spec`` (``ValueError`` on a conflict; checked by
+    process 0 in a multi-process run, raised on every process)."""
     spec.validate()
-    for label, trainer in trainers.items():
-        open_checkpointer(trainer, os.path.join(root, label), spec).close()
+    placement = Placement(mesh)
+    check_mesh_spans_processes(placement)
+
+    def check() -> None:
+        check_writable_directory(root, "the output directory")
+        for label, trainer in trainers.items():
+            open_checkpointer(trainer, os.path.join(root, label), spec).close()
+
+    on_process_0(check, placement)
+
+
+@contextlib.contextmanager
+def label_locks(root: str, labels: list[str], placement: Placement) -> Iterator[None]:
+    """Hold a :class:`~zsgjax.reporting.files.DirectoryLock` on every ``root/<label>`` (process 0
+    only); ``ValueError`` naming the holder when another run holds one."""
+    locks = [DirectoryLock(os.path.join(root, label), what=f"the directory of '{label}'") for label in labels]
+
+    def take() -> None:
+        try:
+            for lock in locks:
+                lock.acquire()
+        except BaseException:
+            for lock in locks:
+                lock.release()
+            raise
+
+    on_process_0(take, placement)
+    try:
+        yield
+    finally:
+        for lock in locks:
+            lock.release()
 
 
 # --------------------------------------------------------------------- training
@@ -264,20 +354,62 @@ def chunk_return(metrics: Mapping[str, np.ndarray]) -> float:
     return float(np.mean(total[done] / episodes[done])) if done.any() else float("nan")
 
 
-def check_finite(label: str, trainer: Trainer, state: Any, metrics: Mapping[str, np.ndarray], done: int) -> None:
+def first_nonfinite(metrics: Mapping[str, Any]) -> tuple[int, list[str], list[int]] | None:
+    """Where the floating-point ``metrics`` first stop being finite: ``(iteration, names,
+    seeds)``, or ``None`` when every value is finite.
+
+    ``metrics``: name -> ``(S, n)`` (seeds, iterations; as ``jax.vmap(trainer.train)``
+    returns them) or ``(n,)`` (one seed). ``iteration`` is the 0-based index of the
+    first iteration at which any seed has a non-finite value in any metric; ``names``
+    and ``seeds`` (sorted) are those non-finite at that iteration. Integer metrics are
+    skipped.
+    """
+    first, names, seeds = None, [], set()
+    for name in sorted(metrics):
+        v = np.asarray(metrics[name])
+        if not np.issubdtype(v.dtype, np.floating):
+            continue
+        v = v.reshape(1, -1, 1) if v.ndim == 1 else v.reshape(v.shape[0], v.shape[1], -1)  # (S, n, rest)
+        bad = ~np.isfinite(v).all(axis=2)  # (S, n)
+        if not bad.any():
+            continue
+        its = np.nonzero(bad.any(axis=0))[0]
+        it = int(its[0])
+        if first is None or it < first:
+            first, names, seeds = it, [], set()
+        if it == first:
+            names.append(name)
+            seeds.update(np.nonzero(bad[:, it])[0].tolist())
+    return None if first is None else (first, names, sorted(seeds))
+
+
+def check_finite_metrics(metrics: Mapping[str, Any], label: str | None = None, done: int = 0) -> None:
+    """Raise :class:`Diverged` when any seed has a non-finite value of any floating-point
+    metric at any iteration (see :func:`first_nonfinite` for the shapes).
+
+    The message names the metric(s), the first non-finite iteration counted from 1 as
+    the progress lines count them (``done`` + its index + 1; ``done``: iterations done
+    before these metrics) and the seeds. The run driver calls it after every chunk; call
+    it on the metrics of your own ``jax.vmap(trainer.train)`` too (a NaN there trains on
+    silently).
+    """
+    found = first_nonfinite(metrics)
+    if found is None:
+        return
+    it, names, seeds = found
+    prefix = f"[{label}] " if label else ""
+    raise Diverged(f"{prefix}training diverged: metric {', '.join(repr(n) for n in names)} is not finite from "
+                   f"iteration {done + it + 1} (seeds {seeds}); the last finite checkpoint is iteration {done}")
+
+
+def check_finite(label: str, trainer: Trainer, state: Any, metrics: Mapping[str, np.ndarray], done: int,
+                 placement: Placement = Placement()) -> None:
     """Raise :class:`Diverged` when a chunk's metrics ``(S, n)`` or the policy are not finite.
 
     ``done``: iterations completed before the chunk (the last finite checkpoint).
     """
-    for name in sorted(metrics):
-        v = np.asarray(metrics[name])
-        if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v)):
-            seeds, its = np.nonzero(~np.isfinite(v))
-            raise Diverged(
-                f"[{label}] training diverged: metric '{name}' is not finite from iteration {done + int(its.min()) + 1} "
-                f"(seeds {sorted(set(seeds.tolist()))}); the last finite checkpoint is iteration {done}"
-            )
-    for leaf in jax.tree.leaves(jax.vmap(trainer.policy_params)(state)):
+    check_finite_metrics(metrics, label, done)
+    for leaf in jax.tree.leaves(placement.to_host(jax.vmap(trainer.policy_params)(state))):
         if not bool(np.all(np.isfinite(np.asarray(leaf)))):
             raise Diverged(f"[{label}] training diverged: the policy parameters are not finite after iteration "
                            f"{done + len(next(iter(metrics.values()))[0])}; the last finite checkpoint is iteration {done}")
@@ -288,61 +420,140 @@ def seed_keys(trainer: Trainer, seeds: int) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(trainer.config.seed), seeds)
 
 
+def restore(checkpointer: Checkpointer | None, state: Any, placement: Placement,
+            warn: Callable[[str], None]) -> tuple[int | None, Any]:
+    """``(iteration, state)`` of the latest good checkpoint, or ``(None, state)`` when there is none.
+
+    One process: restored into the structure (and placement) of ``state``. Several:
+    process 0 restores (``checkpointer`` is ``None`` elsewhere) and sends the state to the
+    others bit for bit; every process places it on the mesh.
+    """
+    if not placement.multiprocess:
+        if checkpointer.latest_step() is None:
+            return None, state
+        step, restored = checkpointer.restore_latest_good(state, warn=warn)
+        return step, placement.place(restored) if placement.mesh is not None else restored
+    like = placement.to_host(state)
+    found = on_process_0(lambda: checkpointer.restore_latest_good(like, warn=warn)
+                         if checkpointer.latest_step() is not None else (-1, like), placement)
+    step, host = found if found is not None else (-1, like)
+    step = int(distributed.broadcast_from_0(np.asarray(step, np.int64)))
+    if step < 0:
+        return None, state
+    return step, placement.place(distributed.broadcast_from_0(host))
+
+
+def save(checkpointer: Checkpointer | None, step: int, state: Any, placement: Placement) -> None:
+    """Checkpoint ``step``: on one device the state as it is; on a mesh the state gathered to
+    NumPy (the format of a one-device checkpoint, with no device layout recorded), in a
+    multi-process run gathered to every process and written by process 0."""
+    host = state if placement.mesh is None else placement.to_host(state)
+    on_process_0(lambda: write_checkpoint(checkpointer, step, host), placement)
+
+
+class _HeldOrbaxErrors(logging.Filter):
+    """Holds back the error records (with their tracebacks) that orbax's writer threads log
+    while a save fails, so that a failed save ends in one line instead of pages."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and "orbax" in record.pathname:
+            self.records.append(record)
+            return False
+        return True
+
+
+def write_checkpoint(checkpointer: Checkpointer, step: int, state: Any) -> None:
+    """:meth:`Checkpointer.save`, with a failure to write (a full disk, a lost mount) as one
+    ``OSError`` naming the checkpoint directory and the cause (orbax's own error logs of
+    the failed write are held back; they are logged as usual when the save succeeds)."""
+    held = _HeldOrbaxErrors()
+    loggers = [logging.getLogger("absl"), logging.getLogger()]
+    for logger in loggers:
+        logger.addFilter(held)
+    try:
+        checkpointer.save(step, state)
+    except Exception as e:  # orbax wraps the OSError in its own types, or in a ValueError with the errno
+        raise OSError(f"cannot write checkpoint {step} in '{checkpointer.directory}': {write_error(e)}") from None
+    finally:
+        for logger in loggers:
+            logger.removeFilter(held)
+    for record in held.records:
+        logging.getLogger(record.name).handle(record)
+
+
+def write_error(error: BaseException) -> str:
+    """The reason of a failed write: the first ``OSError``'s text in the exception chain,
+    else the errno of a ``[os_error_code='N']`` note (TensorStore's), else the error itself."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return f"{cause.strerror or cause}"
+        match = re.search(r"os_error_code='(\d+)'", str(cause))
+        if match:
+            return f"{os.strerror(int(match.group(1)))} (errno {match.group(1)})"
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(error).__name__}: {error}"
+
+
 def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = None,
-          on_event: OnEvent | None = None) -> tuple[Any, TrainReport]:
+          on_event: OnEvent | None = None, mesh: Any = None) -> tuple[Any, TrainReport]:
     """Train all ``spec.seeds`` seeds of ``trainer`` in chunks, checkpointed under ``directory``.
 
-    Returns the final state (leading seed axis ``S`` on every leaf) and the report.
+    Returns the final state (leading seed axis ``S`` on every leaf; on a mesh, split over
+    its ``seeds`` axis) and the report. ``mesh``: see the module docstring; every process
+    of a multi-process run calls this with the same arguments (events are emitted on
+    every process; notices of skipped checkpoints on process 0).
     """
     spec.validate()
+    placement = Placement(mesh)
+    check_mesh_spans_processes(placement)
+    trainer = placement.prepare(trainer, spec.seeds)
     label = label or trainer.config.method
     emit = on_event or (lambda event: None)
     t_start = time.perf_counter()
     t0 = time.perf_counter()
-    keys = seed_keys(trainer, spec.seeds)
-    state = compile_init(trainer, keys)(keys)
+    keys = placement.place(seed_keys(trainer, spec.seeds))
+    state = compile_init(trainer, keys, placement)(keys)
     pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
-    checkpointer = open_checkpointer(trainer, directory, spec)
+    checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
-    resumed = None
-    if checkpointer.latest_step() is not None:
-        try:
-            resumed, state = checkpointer.restore_latest_good(state, warn=lambda m: emit(Notice(label, m)))
-        except ValueError:
-            checkpointer.close()
-            raise
-        emit(Resumed(label, resumed, total))
-    done = resumed or 0
-    spi = trainer.steps_per_iteration
-    size = max(1, -(-total // spec.chunks))  # iterations per chunk
-    programs: dict[int, Any] = {}
+    metrics_log = None
     chunks: list[ChunkReport] = []
     try:
-        metrics_log = MetricsLog(directory, spec.tensorboard, done, done * spi,
-                                 wandb=wandb_settings(spec, label, trainer) if spec.wandb_project else None)
-    except BaseException:
-        checkpointer.close()
-        raise
-    first_done, busy_s = done, 0.0  # wall time of this session's chunks without compilation, for the ETA
-    try:
+        resumed, state = restore(checkpointer, state, placement, warn=lambda m: emit(Notice(label, m)))
+        if resumed is not None:
+            emit(Resumed(label, resumed, total))
+        done = resumed or 0
+        spi = trainer.steps_per_iteration
+        size = max(1, -(-total // spec.chunks))  # iterations per chunk
+        programs: dict[int, Any] = {}
+        wandb = wandb_settings(spec, label, trainer) if spec.wandb_project else None
+        metrics_log = on_process_0(lambda: MetricsLog(directory, spec.tensorboard, done, done * spi, wandb=wandb),
+                                   placement)
+        first_done, busy_s = done, 0.0  # wall time of this session's chunks without compilation, for the ETA
         while done < total:
             n = min(size, total - done)
             t_chunk = time.perf_counter()
             compile_s, pending_compile_s = pending_compile_s, 0.0
             if n not in programs:
                 t0 = time.perf_counter()
-                programs[n] = compile_chunk(trainer, n, state)
+                programs[n] = compile_chunk(trainer, n, state, placement)
                 compile_s += time.perf_counter() - t0
             t0 = time.perf_counter()
             # The chunk program donates `state`: its buffers are reused for the new state,
             # so the old `state` is never read again (it is rebound here at once).
             state, metrics = programs[n](state)
-            metrics = jax.tree.map(np.asarray, metrics)
+            metrics = placement.to_host(metrics)
             run_s = time.perf_counter() - t0
-            metrics_log.add(done, metrics)
-            check_finite(label, trainer, state, metrics, done)
+            if metrics_log is not None:
+                metrics_log.add(done, metrics)
+            check_finite(label, trainer, state, metrics, done, placement)
             done += n
-            checkpointer.save(done, state)  # synchronous: done reading `state` before the next chunk donates it
+            save(checkpointer, done, state, placement)  # synchronous: done reading `state` before the next chunk
             busy_s += time.perf_counter() - t_chunk - compile_s
             report = ChunkReport(
                 label=label, iteration=done, total_iterations=total, env_steps=done * spi,
@@ -353,8 +564,10 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
             chunks.append(report)
             emit(report)
     finally:
-        metrics_log.close()
-        checkpointer.close()
+        if metrics_log is not None:
+            metrics_log.close()
+        if checkpointer is not None:
+            checkpointer.close()
     jax.block_until_ready(state)
     return state, TrainReport(label, resumed, tuple(chunks), time.perf_counter() - t_start)
 
@@ -376,65 +589,80 @@ def compiler_options(program: str) -> dict[str, Any] | None:
     return {"xla_backend_optimization_level": CPU_OPTIMIZATION_LEVEL[program]}
 
 
-def compile_init(trainer: Trainer, keys: jax.Array):
-    """The compiled ``vmap(trainer.init)`` for seed keys like ``keys (S, 2)``."""
-    return jax.jit(jax.vmap(trainer.init)).lower(keys).compile(compiler_options("init"))
+def compile_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placement()):
+    """The compiled ``vmap(trainer.init)`` for seed keys like ``keys (S, 2)`` (on a mesh:
+    keys and state split over its ``seeds`` axis)."""
+    return placement.jit(jax.vmap(trainer.init)).lower(keys).compile(compiler_options("init"))
 
 
-def compile_chunk(trainer: Trainer, num_iterations: int, state: Any):
+def compile_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
     """The compiled :func:`chunk_program` for states like ``state`` (donates its argument)."""
-    return chunk_program(trainer, num_iterations).lower(state).compile(compiler_options("chunk"))
+    return chunk_program(trainer, num_iterations, placement).lower(state).compile(compiler_options("chunk"))
 
 
-def chunk_program(trainer: Trainer, num_iterations: int):
-    """``jax.jit`` of ``trainer.run_seeds(state, num_iterations)`` with the state donated.
+def chunk_program(trainer: Trainer, num_iterations: int, placement: Placement = Placement()):
+    """``jax.jit`` of ``trainer.run_seeds(state, num_iterations)`` with the state donated
+    (on a mesh: state and metrics split over its ``seeds`` axis).
 
     Donation lets XLA write the new training state (replay buffer included) into the
     buffers of the old one instead of allocating a second copy; the caller must not
     read the state it passed in after the call.
     """
-    return jax.jit(lambda s: trainer.run_seeds(s, num_iterations), donate_argnums=0)
+    return placement.jit(lambda s: trainer.run_seeds(s, num_iterations), donate=True)
 
 
 def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any]:
     """The ``wandb.init`` arguments of one label's W&B run (project, name, config)."""
     c = trainer.config
     return {"project": spec.wandb_project, "name": f"{c.env}-{label}", "group": c.env,
-            "config": {**dataclasses.asdict(c), "label": label, "num_seeds": spec.seeds}}
+            "config": {**c.record(), "label": label, "num_seeds": spec.seeds}}
 
 
-def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean") -> EvalResult:
+def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean",
+             mesh: Any = None) -> EvalResult:
     """Zero-shot returns ``(S, C, E)`` of every seed's policy over ``grid``, acting by
     ``actions`` (:func:`zsgjax.evaluate.policy_action`; default the deterministic policy).
 
     Episode starts (and sampled actions) come from ``fold_in(PRNGKey(config.seed), 1)``:
-    the same for every label with the same base seed, so the seeds of two labels are paired.
+    the same for every label with the same base seed, so the seeds of two labels are
+    paired. On a mesh the policy parameters are gathered first and every process
+    evaluates them on its own default device (the same program and result as one device).
     """
     params = jax.vmap(trainer.policy_params)(state)
+    if mesh is not None:
+        params = Placement(mesh).to_host(params)
     rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
     act_fn, sampled = policy_action(trainer.agent, actions)
     return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled)
 
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
-        on_event: OnEvent | None = None) -> dict[str, MethodRun]:
+        on_event: OnEvent | None = None, mesh: Any = None, lock_labels: bool = True) -> dict[str, MethodRun]:
     """Train and evaluate every labelled trainer under ``root/<label>``; ``{label: MethodRun}``.
 
-    All trainers must share one environment (their results share one grid).
-    Checkpoint conflicts of any label fail before any training starts.
+    All trainers must share one environment (their results share one grid). Before any
+    training: every label's directory is locked (held until the end; ``ValueError``
+    naming the holder when another run has it), ``root`` must be writable and no label's
+    checkpoints may conflict with ``spec`` (:func:`preflight`). ``mesh``: see the module
+    docstring. ``lock_labels=False``: the caller already holds :func:`label_locks` (a
+    second lock on the same directory, even in this process, would be refused).
     """
     if not trainers:
         raise ValueError("`trainers` is empty: give at least one label")
     envs = {t.config.env for t in trainers.values()}
     if len(envs) != 1:
         raise ValueError(f"all trainers must share one environment, got {sorted(envs)}")
-    preflight(trainers, root, spec)
-    grid = make_grid(next(iter(trainers.values())).env, spec.sweep_points)
-    out: dict[str, MethodRun] = {}
-    for label, trainer in trainers.items():
-        state, report = train(trainer, os.path.join(root, label), spec, label, on_event)
-        t0 = time.perf_counter()
-        result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions)
-        out[label] = MethodRun(label, trainer, report, result, time.perf_counter() - t0)
-        del state
+    placement = Placement(mesh)
+    check_mesh_spans_processes(placement)
+    on_process_0(lambda: check_writable_directory(root, "the output directory"), placement)
+    with label_locks(root, list(trainers) if lock_labels else [], placement):
+        preflight(trainers, root, spec, mesh)
+        grid = make_grid(next(iter(trainers.values())).env, spec.sweep_points)
+        out: dict[str, MethodRun] = {}
+        for label, trainer in trainers.items():
+            state, report = train(trainer, os.path.join(root, label), spec, label, on_event, mesh)
+            t0 = time.perf_counter()
+            result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh)
+            out[label] = MethodRun(label, trainer, report, result, time.perf_counter() - t0)
+            del state
     return out

@@ -2,9 +2,9 @@
 
 A 2-D device :class:`~jax.sharding.Mesh` with axes ``('seeds', 'envs')``:
 
-* ``seeds`` -- independent agents: the seed axis of ``vmap(trainer.train)`` is
-  split over these devices (``vmap(..., spmd_axis_name='seeds')``); no
-  communication at all.
+* ``seeds`` -- independent agents: the leading seed axis of the training state
+  (``trainer.run_seeds``) is split over these devices by the programs' input and
+  output shardings; no communication at all.
 * ``envs`` -- data parallelism for one agent: the ``num_envs`` parallel
   environments and every replay batch are split over these devices; the losses
   are means over the batch, so XLA's SPMD partitioner inserts the all-reduce that
@@ -15,17 +15,20 @@ Nothing here changes the program's mathematics: a sharded run computes what the
 single-device run computes (up to float re-association in the gradient
 all-reduce). Tested on CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 
+The run driver (:func:`zsgjax.runner.train`, ``zsgjax train --mesh-seeds S``) trains
+on a mesh through a :class:`Placement`; this module holds only the mesh and the
+placement of the seed-batched state.
+
 Example::
 
     mesh = make_mesh(seeds=2, envs=2)                   # 4 devices
-    train = sharded_train(make_train(config), mesh)
-    state, metrics = train(jax.random.split(key, 4))    # 4 seeds, 2 per device row
+    runner.run({"cse": trainer}, "runs/mesh", RunSpec(seeds=4), mesh=mesh)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -74,23 +77,71 @@ def check_divisible(trainer, mesh: Mesh) -> None:
             raise ValueError(f"TrainConfig.{name}={v} must be a multiple of the mesh's envs axis size {k}")
 
 
-def sharded_train(trainer, mesh: Mesh) -> Callable[[jax.Array], tuple]:
-    """``jit(vmap(train))`` over a seed batch, split over ``mesh``.
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where the seed-batched training state of a run lives, and how it comes back to the host.
 
-    Returns ``train(rngs (S, ...)) -> (state, metrics)`` with leading seed axis
-    ``S``, a multiple of the ``seeds`` axis size.
+    ``mesh=None``: the default device, and the programs are plain ``jax.jit`` ones (the
+    single-device run, unchanged). Otherwise a ``(seeds, envs)`` mesh, possibly over the
+    devices of several processes (:func:`zsgjax.distributed.global_mesh`): every leaf's
+    leading seed axis ``S`` is split over ``seeds``; inside the program the trainer
+    splits each seed's batch over ``envs``. Every process of a multi-process run calls
+    the same methods in the same order (:meth:`place` and :meth:`to_host` are collectives
+    there).
     """
-    check_divisible(trainer, mesh)
-    trainer = dataclasses.replace(trainer, mesh=mesh)
-    seed_sharding = NamedSharding(mesh, PartitionSpec(SEEDS))
-    fn = jax.jit(jax.vmap(trainer.train, spmd_axis_name=SEEDS), in_shardings=seed_sharding)
 
-    def train(rngs: jax.Array):
-        if rngs.shape[0] % mesh.shape[SEEDS]:
-            raise ValueError(
-                f"the number of seeds ({rngs.shape[0]}) must be a multiple of the mesh's seeds axis size "
-                f"{mesh.shape[SEEDS]}"
-            )
-        return fn(rngs)
+    mesh: Mesh | None = None
 
-    return train
+    @property
+    def seed_sharding(self) -> NamedSharding | None:
+        """The sharding of every state leaf (leading axis over ``seeds``); ``None`` without a mesh."""
+        return None if self.mesh is None else NamedSharding(self.mesh, PartitionSpec(SEEDS))
+
+    @property
+    def multiprocess(self) -> bool:
+        """Whether the mesh holds devices of other processes (its arrays are not all addressable here)."""
+        return self.mesh is not None and any(d.process_index != jax.process_index() for d in self.mesh.devices.flat)
+
+    def prepare(self, trainer, seeds: int):
+        """``trainer`` set to split its batches over the mesh (``ValueError`` when ``num_envs``,
+        ``batch_size`` or ``seeds`` do not split over the mesh's axes); unchanged without a mesh."""
+        if self.mesh is None:
+            return trainer
+        check_divisible(trainer, self.mesh)
+        if seeds % self.mesh.shape[SEEDS]:
+            raise ValueError(f"the number of seeds ({seeds}) must be a multiple of the mesh's seeds axis size "
+                             f"{self.mesh.shape[SEEDS]}")
+        return dataclasses.replace(trainer, mesh=self.mesh)
+
+    def jit(self, fn, donate: bool = False):
+        """``jax.jit(fn)`` of a function of one seed-batched tree whose outputs are seed-batched
+        trees; on a mesh with inputs and outputs split over ``seeds``."""
+        donate_argnums = (0,) if donate else ()
+        if self.mesh is None:
+            return jax.jit(fn, donate_argnums=donate_argnums)
+        return jax.jit(fn, in_shardings=self.seed_sharding, out_shardings=self.seed_sharding,
+                       donate_argnums=donate_argnums)
+
+    def place(self, tree: Any) -> Any:
+        """A seed-batched tree held in full by every process (NumPy or local arrays) as arrays
+        split over ``seeds`` (each process places the slices its devices own); unchanged
+        without a mesh."""
+        if self.mesh is None:
+            return tree
+        sharding = self.seed_sharding
+        if not self.multiprocess:
+            return jax.device_put(tree, sharding)
+
+        def one(leaf):
+            value = np.asarray(leaf)
+            return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+        return jax.tree.map(one, tree)
+
+    def to_host(self, tree: Any) -> Any:
+        """Every leaf as a full NumPy array on every process (an all-gather across processes)."""
+        if not self.multiprocess:
+            return jax.tree.map(np.asarray, tree)
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)

@@ -5,7 +5,7 @@
   method, cells ``mean ± 95% Student-t half-width`` over seeds;
 * :func:`write_csv` -- long format, one line per (method, context);
 * :func:`write_json` / :func:`load_json` -- the grid, raw returns ``(S, C, E)`` and
-  summaries of every method, plus free-form ``info`` (NaN stored as ``null``).
+  summaries of every method, plus free-form ``info`` (NaN, in returns too, stored as ``null``).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def write_json(results: Mapping[str, EvalResult], path: str | os.PathLike, extra
         doc["methods"][m] = {
             "mean": _nan_to_none(mean),
             "ci95": _nan_to_none(ci),
-            "returns": np.asarray(results[m].returns, np.float64).tolist(),
+            "returns": to_jsonable(np.asarray(results[m].returns, np.float64)),  # NaN -> null
         }
     atomic_write(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
 
