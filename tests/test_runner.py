@@ -128,7 +128,7 @@ def test_learning_curve_reads_the_metrics_csv(tmp_path):
 @pytest.mark.slow  # ~15 s wall: wandb starts its service process
 def test_wandb_offline_run_logs_the_means_over_seeds(tmp_path, monkeypatch):
     """``RunSpec.wandb_project`` with ``WANDB_MODE=offline``: a local W&B run under the
-    method's directory with no network, logging the mean over seeds at x = env_steps."""
+    method's directory with no network, logging the mean over seeds and each seed at x = env_steps."""
     pytest.importorskip("wandb")
     from zsgjax.reporting.metrics_log import MetricsLog
 
@@ -140,7 +140,9 @@ def test_wandb_offline_run_logs_the_means_over_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "log", lambda data, step: (logged.append((step, data)), real_log(data, step=step)))
     log.add(0, {"env_steps": np.array([[8, 16]] * 2), "episode_return": np.array([[1.0, 2.0], [3.0, 6.0]]),
                 "episodes": np.ones((2, 2), np.int32)})
-    assert logged == [(8, {"episode_return": 2.0, "episodes": 1.0}), (16, {"episode_return": 4.0, "episodes": 1.0})]
+    assert [(step, {k: v for k, v in data.items() if "/seed_" not in k}) for step, data in logged] == [
+        (8, {"episode_return": 2.0, "episodes": 1.0}), (16, {"episode_return": 4.0, "episodes": 1.0})]
+    assert logged[1][1]["episode_return/seed_1"] == 6.0
     assert run.offline and run.step == 16
     log.close()
     files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "wandb") for f in fs if f.endswith(".wandb")]

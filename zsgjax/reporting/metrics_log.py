@@ -2,11 +2,15 @@
 
 :class:`MetricsLog` appends the metrics of each training chunk; on resume it keeps
 the rows up to the checkpoint it resumes from, so the CSV always matches the
-checkpointed state. TensorBoard scalars (mean over seeds) are written when
-``tensorboardX`` is installed; Weights & Biases scalars (the same means, x axis
-``env_steps``) when asked for (``wandb=`` the ``wandb.init`` arguments; ``wandb``
-is imported only then, and ``WANDB_MODE=offline`` writes the run under the
-directory with no network). :func:`learning_curve` reads the CSV back as
+checkpointed state. TensorBoard scalars are written when ``tensorboardX`` is
+installed; Weights & Biases scalars (x axis ``env_steps``) when asked for (``wandb=``
+the ``wandb.init`` arguments; ``wandb`` is imported only then, and
+``WANDB_MODE=offline`` writes the run under the directory with no network). Both
+get every metric as the mean over seeds (tag ``<metric>``) and per seed (tag
+``<metric>/seed_<k>``). :meth:`MetricsLog.add_generalization` sends the zero-shot
+evaluation there too: per context the mean and per-seed returns (tags
+``generalization/<context>`` and ``generalization/<context>/seed_<k>``) and the
+whole table (a TensorBoard text, a W&B table of one row per context and seed). :func:`learning_curve` reads the CSV back as
 return-vs-steps arrays for :func:`zsgjax.reporting.plots.plot_learning_curves`.
 """
 
@@ -21,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from zsgjax.reporting.files import atomic_write
+from zsgjax.reporting.results import EvalResult
 
 
 class MetricsLog:
@@ -61,18 +66,41 @@ class MetricsLog:
         w.writerow(header)
         w.writerows(self.rows)
         atomic_write(self.path, buf.getvalue())
-        if self.writer is not None:
-            steps = metrics["env_steps"][0]
-            for j in range(n):
-                for k in names:
-                    if k != "env_steps":
-                        self.writer.add_scalar(k, float(np.mean(metrics[k][:, j])), int(steps[j]))
+        steps = metrics["env_steps"][0]
+        for j in range(n):
+            self._log_scalars(per_seed_scalars({k: metrics[k][:, j] for k in names if k != "env_steps"}),
+                              int(steps[j]))
+
+    def add_generalization(self, result: EvalResult, step: int, table: str | None = None) -> None:
+        """Log a zero-shot evaluation (``result.returns (S, C, E)``) at ``step`` (the run's last env step).
+
+        Per grid context: the mean over seeds of each seed's mean return (tag
+        ``generalization/<label>``) and each seed's (``.../seed_<k>``). ``table``
+        (the text table) goes to TensorBoard as text; W&B gets a table with one row
+        per context and seed (columns context, seed, return).
+        """
+        per_context = np.asarray(result.returns, np.float64).mean(axis=2)        # (S, C)
+        labels = result.grid.labels
+        self._log_scalars(per_seed_scalars({f"generalization/{labels[c]}": per_context[:, c]
+                                            for c in range(len(labels))}), int(step))
+        if self.writer is not None and table is not None:
+            self.writer.add_text("generalization", "```\n" + table + "\n```", int(step))
             self.writer.flush()
         if self.wandb_run is not None:
-            steps = metrics["env_steps"][0]
-            for j in range(n):
-                self.wandb_run.log({k: float(np.mean(metrics[k][:, j])) for k in names if k != "env_steps"},
-                                   step=int(steps[j]))
+            import wandb
+
+            rows = [[labels[c], s, float(per_context[s, c])] for c in range(len(labels))
+                    for s in range(per_context.shape[0])]
+            self.wandb_run.log({"generalization_table": wandb.Table(columns=["context", "seed", "return"], data=rows)},
+                               step=int(step))
+
+    def _log_scalars(self, scalars: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
+            self.writer.flush()
+        if self.wandb_run is not None:
+            self.wandb_run.log(dict(scalars), step=step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -81,6 +109,17 @@ class MetricsLog:
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
+
+
+def per_seed_scalars(values: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """``{name: (S,) values}`` -> ``{name: mean, name/seed_0: v_0, ...}`` (NaN seeds left out of the mean)."""
+    out: dict[str, float] = {}
+    for name, v in values.items():
+        v = np.asarray(v, np.float64).reshape(-1)
+        finite = v[np.isfinite(v)]
+        out[name] = float(finite.mean()) if finite.size else float("nan")
+        out.update({f"{name}/seed_{k}": float(x) for k, x in enumerate(v)})
+    return out
 
 
 def _wandb_init(directory: str, settings: Mapping[str, Any]):

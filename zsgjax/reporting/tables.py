@@ -2,7 +2,8 @@
 
 * :func:`format_table` / :func:`write_table` -- one row per context (named contexts,
   optionally every sweep point, then the mean over each sweep), one column per
-  method, cells ``mean ± 95% Student-t half-width`` over seeds;
+  method, cells ``mean ± 95% Student-t half-width`` over seeds; optionally paired
+  per-seed differences between methods and the optimal return where it is known;
 * :func:`write_csv` -- long format, one line per (method, context);
 * :func:`write_json` / :func:`load_json` -- the grid, raw returns ``(S, C, E)`` and
   summaries of every method, plus free-form ``info`` (NaN, in returns too, stored as ``null``).
@@ -14,7 +15,7 @@ import csv
 import io
 import json
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,30 +29,79 @@ def _fmt(mean: float, ci: float) -> str:
     return f"{mean:.2f} ± " + ("n/a" if not np.isfinite(ci) else f"{ci:.2f}")
 
 
-def table_rows(results: Mapping[str, EvalResult], detail: bool = True) -> list[tuple[str, list[tuple[float, float]]]]:
-    """Rows ``(label, [(mean, ci) per method])`` of the generalization table.
+def table_row_indices(grid: ContextGrid, detail: bool = True) -> list[tuple[str, np.ndarray]]:
+    """The rows of the generalization table as ``(label, grid row indices)``.
 
-    Named contexts first, then (``detail``) every sweep point, then per swept
-    dimension the average over its sweep (``"mean over <dim> sweep"``).
+    Named contexts first, then (``detail``) every sweep point, one grid row each,
+    then per swept dimension the average over its sweep (``"mean over <dim> sweep"``).
     """
-    methods = check_results(results)
-    grid = results[methods[0]].grid
-    rows = []
-    sums = [results[m].summary() for m in methods]
     order = list(grid.named_rows) + ([i for i in range(len(grid)) if grid.swept[i] is not None] if detail else [])
-    for i in order:
-        rows.append((grid.labels[i], [(float(s[0][i]), float(s[1][i])) for s in sums]))
-    for d in grid.swept_dims:
-        rows.append((f"mean over {d} sweep", [results[m].aggregate(grid.sweep_rows(d)) for m in methods]))
+    rows = [(grid.labels[i], np.array([i])) for i in order]
+    rows += [(f"mean over {d} sweep", np.asarray(grid.sweep_rows(d))) for d in grid.swept_dims]
     return rows
 
 
-def format_table(results: Mapping[str, EvalResult], detail: bool = True, title: str | None = None) -> str:
-    """A text table: one row per context, one column per method, ``mean ± t-interval``."""
+def table_rows(results: Mapping[str, EvalResult], detail: bool = True) -> list[tuple[str, list[tuple[float, float]]]]:
+    """Rows ``(label, [(mean, ci) per method])`` of the generalization table (see
+    :func:`table_row_indices`): mean over seeds of each seed's mean return over the
+    row's contexts, with its 95% Student-t half-width."""
     methods = check_results(results)
-    rows = table_rows(results, detail)
-    cells = [[label] + [_fmt(m, c) for m, c in vals] for label, vals in rows]
-    header = ["context"] + list(methods)
+    grid = results[methods[0]].grid
+    return [(label, [results[m].aggregate(rows) for m in methods]) for label, rows in table_row_indices(grid, detail)]
+
+
+def check_differences(results: Mapping[str, EvalResult], differences: Sequence[tuple[str, str]]) -> None:
+    """``ValueError`` unless every ``(a, b)`` of ``differences`` names two methods of ``results``
+    evaluated with the same number of seeds (their seeds are paired)."""
+    for pair in differences:
+        if len(pair) != 2 or any(m not in results for m in pair):
+            raise ValueError(f"`differences`: {pair!r} must be a pair of methods among {sorted(results)}")
+        a, b = pair
+        if results[a].num_seeds != results[b].num_seeds:
+            raise ValueError(f"`differences`: '{a}' has {results[a].num_seeds} seeds and '{b}' "
+                             f"{results[b].num_seeds}; a paired difference needs the same seeds")
+
+
+def _optimum_cells(optimum, grid: ContextGrid, rows: list[tuple[str, np.ndarray]]) -> list[str]:
+    """The optimum column: the mean of ``optimum (C,)`` over each row's contexts ("?" where unknown)."""
+    values = np.asarray(optimum, np.float64).reshape(-1)
+    if values.shape != (len(grid),):
+        raise ValueError(f"`optimum` must have one value per grid context, shape ({len(grid)},), got {values.shape}")
+    cells = []
+    for _, idx in rows:
+        v = values[idx]
+        cells.append("?" if not np.all(np.isfinite(v)) else f"{float(v.mean()):.2f}")
+    return cells
+
+
+def format_table(results: Mapping[str, EvalResult], detail: bool = True, title: str | None = None,
+                 differences: Sequence[tuple[str, str]] = (), optimum=None) -> str:
+    """A text table: one row per context, one column per method, ``mean ± t-interval``.
+
+    ``differences``: pairs ``(a, b)`` of methods, each adding a column ``a − b`` with
+    the mean per-seed difference and its paired 95% Student-t half-width (seed ``k``
+    of both methods shares its evaluation episode starts), ``*`` where the interval
+    excludes 0. ``optimum``: ``(C,)`` expected return of an optimal policy per grid
+    context (NaN where unknown; e.g. :meth:`ContextualEnv.optimal_returns
+    <zsgjax.envs.base.ContextualEnv.optimal_returns>`), shown as a first column.
+    """
+    methods = check_results(results)
+    check_differences(results, differences)
+    grid = results[methods[0]].grid
+    rows = table_row_indices(grid, detail)
+    cells = []
+    for label, idx in rows:
+        row = [label] + [_fmt(*results[m].aggregate(idx)) for m in methods]
+        for a, b in differences:
+            mean, ci = results[a].difference(results[b], idx)
+            row.append(f"{mean:+.2f} ± " + ("n/a" if not np.isfinite(ci) else f"{ci:.2f}")
+                       + ("*" if np.isfinite(ci) and abs(mean) > ci else " "))
+        cells.append(row)
+    header = ["context"] + list(methods) + [f"{a} − {b}" for a, b in differences]
+    if optimum is not None:
+        header.insert(1, "optimum")
+        for row, cell in zip(cells, _optimum_cells(optimum, grid, rows)):
+            row.insert(1, cell)
     widths = [max(len(r[j]) for r in [header] + cells) for j in range(len(header))]
     lines = []
     if title:
@@ -61,15 +111,19 @@ def format_table(results: Mapping[str, EvalResult], detail: bool = True, title: 
     for r in cells:
         lines.append("  ".join(x.ljust(w) if j == 0 else x.rjust(w) for j, (x, w) in enumerate(zip(r, widths))))
     first = results[methods[0]]
-    lines.append(
-        f"(mean ± {CI_NOTE}, {first.num_seeds} seeds, {first.num_episodes} episodes per context and seed)"
-    )
+    note = f"(mean ± {CI_NOTE}, {first.num_seeds} seeds, {first.num_episodes} episodes per context and seed"
+    if differences:
+        note += "; differences paired by seed, * where the interval excludes 0"
+    if optimum is not None:
+        note += "; optimum: expected return of an optimal policy"
+    lines.append(note + ")")
     return "\n".join(lines) + "\n"
 
 
-def write_table(results: Mapping[str, EvalResult], path: str | os.PathLike, detail: bool = True, title: str | None = None) -> str:
+def write_table(results: Mapping[str, EvalResult], path: str | os.PathLike, detail: bool = True, title: str | None = None,
+                differences: Sequence[tuple[str, str]] = (), optimum=None) -> str:
     """Write :func:`format_table` to ``path`` atomically; returns the text."""
-    text = format_table(results, detail, title)
+    text = format_table(results, detail, title, differences, optimum)
     atomic_write(path, text)
     return text
 
