@@ -84,7 +84,10 @@ def check_outputs(out, results, lines):
     progress = [line for line in lines if line.startswith("[cse] iteration")]
     assert len(progress) == 2 and "steps 64/64" in progress[-1] and "steps/s" in progress[-1]
     table = open(os.path.join(out, "generalization.txt")).read()
-    assert "vanilla" in table.splitlines()[1] and "cse" in table.splitlines()[1]
+    header = table.splitlines()[1].split()
+    assert header[:4] == ["context", "optimum", "vanilla", "cse"] and "cse − vanilla" in table.splitlines()[1]
+    paired = results["cse"].difference(results["vanilla"], [results["cse"].grid.labels.index("(0.8,0.8)")])
+    assert f"{paired[0]:+.2f} ± {paired[1]:.2f}" in [line for line in table.splitlines() if line.startswith("(0.8,0.8)")][0]
     assert "(0.8,0.8)" in table and "mean over c_x sweep" in table and table in lines[-2]
     rows = read_csv(os.path.join(out, "generalization.csv"))
     assert len(rows) == 2 * (2 * 3 + 5)
@@ -109,7 +112,7 @@ def check_outputs(out, results, lines):
     run = json.load(open(os.path.join(out, "run.json")))
     assert run["configs"]["cse"]["hidden_sizes"] == [16, 16] and run["num_seeds"] == 2
     assert run["env_kwargs"] == {} and run["configs"]["cse"]["env_kwargs"] == {}
-    assert re.search(r"  ETA \d+(s|m\d\ds)$", progress[0]) and "ETA" not in progress[-1]
+    assert re.search(r"  ETA (<1s|\d+(s|m\d\ds))$", progress[0]) and "ETA" not in progress[-1]
 
 
 def check_resume_equals_uninterrupted(out, results, copy):
@@ -353,3 +356,21 @@ def test_concurrent_runs_into_one_out_keep_every_result(tmp_path):
     (err,) = [e for p, (_, e) in zip(procs, done) if p.returncode == 2]
     assert "the directory of 'cse'" in err and "is in use by another run (pid " in err and err.count("\n") == 1, err
     assert list(tables.load_json(again / "generalization.json")) == ["cse"]
+
+
+def test_the_header_says_what_trains_where_and_the_rounded_steps(tmp_path):
+    """The lines before training: the steps actually trained (``--steps`` rounded up to whole
+    iterations), each method's training contexts, what the progress return means and the
+    optimum at the training context where the env knows it."""
+    args = ["train", "--method", "vanilla", "ldr", "dr", "cse", "--steps", "100", "--out", str(tmp_path / "o")]
+    lines = cli.describe_run(cli.command_from_args(cli.build_parser().parse_args(args)))
+    assert lines[0].startswith("zsgjax train: env=simple_direction methods=vanilla,ldr,dr,cse seeds=3 steps=192 ")
+    assert lines[1] == "  steps: 100 asked, 192 trained per seed (2 whole iterations of 96 steps, 8 environments)"
+    assert lines[2] == "  vanilla trains on episodes at the default context (0, 0)"
+    assert lines[3].startswith("  ldr trains on episodes at contexts drawn around the default (0, 0) (Gaussian, std 0.1")
+    assert lines[4] == "  dr trains on episodes at contexts uniform over the box (-1, -1) .. (1, 1)"
+    assert "moved to contexts a step of norm 0.1 away" in lines[5]
+    assert lines[6].endswith("(the optimal return at the default context is 0)")
+    exact = cli.describe_run(cli.command_from_args(cli.build_parser().parse_args(
+        ["train", "--env", "pendulum_goal", "--steps", "1000", "--out", str(tmp_path / "p")])))
+    assert "asked" not in "".join(exact) and "optimal return" not in exact[-1]

@@ -535,6 +535,7 @@ def start_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, Any]
 def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
     """Under the lock of ``--out``: this run's results merged with the finished ones there now
     (another run's, finished meanwhile, included), written as the table, CSV, JSON and plots."""
+    from zsgjax import evaluate
     from zsgjax.reporting import plots, tables
 
     out, first = command.out, next(iter(command.trainers.values()))
@@ -545,9 +546,13 @@ def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
         return
     t0 = time.perf_counter()
     default = ", ".join(f"{v:g}" for v in results[next(iter(results))].grid.default)
-    title = (f"{command.env}: zero-shot return after {first.config.total_steps:,} training steps per seed "
+    title = (f"{command.env}: zero-shot return after {trained_steps(first):,} training steps per seed "
              f"(default context ({default}))")
-    text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title)
+    seeds = {r.num_seeds for r in results.values()}
+    differences = evaluate.paired_differences(results) if len(seeds) == 1 else []
+    optimum = evaluate.optimal_returns(first.env, results[next(iter(results))].grid)
+    text = tables.write_table(results, os.path.join(out, "generalization.txt"), detail=False, title=title,
+                              differences=differences, optimum=optimum)
     tables.write_csv(results, os.path.join(out, "generalization.csv"))
     configs = info.get("configs", {})
     tables.write_json(results, os.path.join(out, "generalization.json"),
@@ -559,6 +564,35 @@ def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
     log("\n" + text)
     also = " and learning_curves.png" if curves else ""
     log(f"wrote {out}/generalization.{{txt,csv,json,png}}{also} in {time.perf_counter() - t0:.1f} s")
+
+
+def trained_steps(trainer) -> int:
+    """Environment steps per seed a trainer runs: ``total_steps`` rounded up to whole iterations."""
+    return trainer.num_iterations * trainer.steps_per_iteration
+
+
+def describe_run(command: TrainCommand, options: str = "", kept: Sequence[str] = ()) -> list[str]:
+    """The lines printed before training: what trains where, how many steps (the rounded
+    number when ``--steps`` is not a whole number of iterations) and what the progress
+    lines' return means."""
+    first = next(iter(command.trainers.values()))
+    steps = trained_steps(first)
+    lines = [f"zsgjax train: env={command.env}{options} methods={','.join(command.trainers)} seeds={command.spec.seeds} "
+             f"steps={steps:,} out={command.out}" + (f" (keeping finished {', '.join(kept)})" if kept else "")]
+    if steps != first.config.total_steps:
+        lines.append(f"  steps: {first.config.total_steps:,} asked, {steps:,} trained per seed "
+                     f"({first.num_iterations} whole iterations of {first.steps_per_iteration:,} steps, "
+                     f"{first.config.num_envs} environments)")
+    space = first.env.context_space
+    for label, trainer in command.trainers.items():
+        lines.append(f"  {label} trains on {trainer.method.describe(space)}")
+    note = ("  progress lines: 'return' is the mean return of the episodes that ended in the chunk, at the "
+            "training contexts; the zero-shot table over unseen contexts comes after training")
+    optimum = first.env.optimal_return(space.default_array)
+    if optimum is not None:
+        note += f" (the optimal return at the default context is {optimum:g})"
+    lines.append(note)
+    return lines
 
 
 def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, Any]:
@@ -594,8 +628,8 @@ def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, 
 
         kept, run_info = runner.on_process_0(start, placement) or ({}, {})
         options = "".join(f" {k}={v}" for k, v in _json_form(first.config.env_kwargs).items())
-        log(f"zsgjax train: env={command.env}{options} methods={','.join(command.trainers)} seeds={spec.seeds} "
-            f"steps={first.config.total_steps:,} out={out}" + (f" (keeping finished {', '.join(kept)})" if kept else ""))
+        for line in describe_run(command, options, kept):
+            log(line)
 
         def on_event(event) -> None:
             for line in runner.format_event(event, spec.seeds):

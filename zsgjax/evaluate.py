@@ -267,3 +267,20 @@ def _positive_int(value, name: str) -> int:
 def _check_env(env) -> None:
     if not isinstance(env, ContextualEnv):
         raise ValueError(f"`env` must be a ContextualEnv (zsgjax.envs.make(name)), got {type(env).__name__}")
+
+
+def optimal_returns(env: ContextualEnv, grid: ContextGrid) -> np.ndarray | None:
+    """``(C,)`` expected return of an optimal policy at every grid context
+    (:meth:`ContextualEnv.optimal_return <zsgjax.envs.base.ContextualEnv.optimal_return>`),
+    NaN where unknown; ``None`` when the environment knows none (no column to show)."""
+    values = [env.optimal_return(c) for c in grid.contexts]
+    if all(v is None for v in values):
+        return None
+    return np.array([np.nan if v is None else float(v) for v in values], np.float64)
+
+
+def paired_differences(methods, reference: str = "vanilla") -> list[tuple[str, str]]:
+    """``[(m, reference) for every other method]`` when ``reference`` is among ``methods``,
+    else ``[]``: the table's paired-difference columns against the baseline."""
+    methods = list(methods)
+    return [(m, reference) for m in methods if m != reference] if reference in methods else []

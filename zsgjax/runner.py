@@ -47,7 +47,6 @@ import re
 import time
 import contextlib
 from typing import Any, Callable, Iterator, Mapping, TypeVar
-from typing import Iterator, TypeVar
 
 import jax
 import numpy as np
@@ -57,6 +56,7 @@ from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_grid, policy_action
 from zsgjax.reporting.files import DirectoryLock, check_writable_directory
+from zsgjax.reporting import tables
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.reporting.results import ContextGrid, EvalResult
 from zsgjax.sharding import Placement
@@ -215,8 +215,10 @@ def format_event(event: Event, seeds: int) -> list[str]:
 
 
 def format_seconds(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h07m``: a duration for progress lines."""
+    """``<1s``, ``42s``, ``3m05s``, ``2h07m``: a duration for progress lines."""
     s = max(0, int(round(seconds)))
+    if s == 0:
+        return "<1s"
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -500,13 +502,17 @@ def write_error(error: BaseException) -> str:
 
 
 def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = None,
-          on_event: OnEvent | None = None, mesh: Any = None) -> tuple[Any, TrainReport]:
+          on_event: OnEvent | None = None, mesh: Any = None,
+          evaluation: Callable[[Any], EvalResult] | None = None) -> tuple[Any, TrainReport]:
     """Train all ``spec.seeds`` seeds of ``trainer`` in chunks, checkpointed under ``directory``.
 
     Returns the final state (leading seed axis ``S`` on every leaf; on a mesh, split over
     its ``seeds`` axis) and the report. ``mesh``: see the module docstring; every process
     of a multi-process run calls this with the same arguments (events are emitted on
-    every process; notices of skipped checkpoints on process 0).
+    every process; notices of skipped checkpoints on process 0). ``evaluation``: called
+    with the final state (on every process) before the loggers close; its result reaches
+    TensorBoard and W&B per context and seed
+    (:meth:`~zsgjax.reporting.metrics_log.MetricsLog.add_generalization`).
     """
     spec.validate()
     placement = Placement(mesh)
@@ -563,6 +569,11 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
             )
             chunks.append(report)
             emit(report)
+        if evaluation is not None:
+            result = evaluation(state)
+            if metrics_log is not None:
+                metrics_log.add_generalization(result, total * spi,
+                                               tables.format_table({label: result}, detail=False))
     finally:
         if metrics_log is not None:
             metrics_log.close()
@@ -660,9 +671,16 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         grid = make_grid(next(iter(trainers.values())).env, spec.sweep_points)
         out: dict[str, MethodRun] = {}
         for label, trainer in trainers.items():
-            state, report = train(trainer, os.path.join(root, label), spec, label, on_event, mesh)
-            t0 = time.perf_counter()
-            result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh)
-            out[label] = MethodRun(label, trainer, report, result, time.perf_counter() - t0)
+            evaluated: list[tuple[EvalResult, float]] = []
+
+            def evaluation(state, trainer=trainer, evaluated=evaluated):
+                t0 = time.perf_counter()
+                result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh)
+                evaluated.append((result, time.perf_counter() - t0))
+                return result
+
+            state, report = train(trainer, os.path.join(root, label), spec, label, on_event, mesh, evaluation)
+            (result, eval_s), = evaluated
+            out[label] = MethodRun(label, trainer, report, result, eval_s)
             del state
     return out

@@ -59,6 +59,11 @@ def valid_weight(items: Any) -> jax.Array:
     return items.valid.astype(jnp.float32)
 
 
+def format_context(context: Any) -> str:
+    """``(dim,)`` values as ``"(0, 0.5)"``."""
+    return "(" + ", ".join(f"{float(v):g}" for v in jnp.asarray(context).reshape(-1)) + ")"
+
+
 def default_sampler(space: ContextSpace) -> ContextSampler:
     """Every episode at the space's default (training) context."""
     default = space.default_array
@@ -88,6 +93,10 @@ class Method:
 
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         return default_sampler(space)
+
+    def describe(self, space: ContextSpace) -> str:
+        """Where this method trains, in one phrase for people (the CLI prints it before training)."""
+        return f"episodes at the default context {format_context(space.default_array)}"
 
     def collect(self, env: ContextualEnv, env_state: EnvState, action: jax.Array, context: jax.Array, rng: jax.Array):
         """One step of one environment and what to store: ``(EnvStep, extras)``."""

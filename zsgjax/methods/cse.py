@@ -68,6 +68,14 @@ class CSE(Method):
                          help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
     ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
 
+    def describe(self, space) -> str:
+        return Method.describe(self, space) + self.enhancement_note()
+
+    def enhancement_note(self) -> str:
+        """What CSE adds to where episodes run: the replayed samples it moves."""
+        return (f"; {self.ratio:.0%} of each replay batch moved to contexts a step of norm {self.epsilon:g} away "
+                f"(context sample enhancement, {self.mode.replace('_', '-')})")
+
     def check(self, batch_size: int) -> None:
         if self.ratio > 0 and round(self.ratio * batch_size) == 0:
             raise ValueError(

@@ -22,3 +22,6 @@ class CSEWithLDR(LDR, CSE):
     """Fields ``epsilon, mode, storage, ratio`` (CSE's) and ``scale`` (LDR's)."""
 
     name = "cse_ldr"
+
+    def describe(self, space) -> str:
+        return LDR.describe(self, space) + self.enhancement_note()

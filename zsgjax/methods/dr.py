@@ -6,7 +6,7 @@ import dataclasses
 
 from zsgjax.configs import param
 from zsgjax.envs.context import ContextSpace
-from zsgjax.methods.base import ContextSampler, Method
+from zsgjax.methods.base import ContextSampler, Method, format_context
 from zsgjax.methods.registry import register
 from zsgjax.methods.settings import ENV_DEFAULT
 
@@ -39,3 +39,8 @@ class DR(Method):
                 raise ValueError(f"`dr_low` must not exceed `dr_high`: dimension '{n}' has {low[i]:g} > {high[i]:g}")
         box = ContextSpace(space.names, low, high, (low + high) / 2)
         return lambda rng: box.sample_uniform(rng)
+
+    def describe(self, space: ContextSpace) -> str:
+        low = space.low if self.low is None else self.low
+        high = space.high if self.high is None else self.high
+        return f"episodes at contexts uniform over the box {format_context(low)} .. {format_context(high)}"

@@ -6,7 +6,7 @@ import dataclasses
 
 from zsgjax.configs import param
 from zsgjax.envs.context import ContextSpace
-from zsgjax.methods.base import ContextSampler, Method
+from zsgjax.methods.base import ContextSampler, Method, format_context
 from zsgjax.methods.registry import register
 
 
@@ -22,3 +22,7 @@ class LDR(Method):
     def context_sampler(self, space: ContextSpace) -> ContextSampler:
         scale = self.scale
         return lambda rng: space.sample_local(rng, scale=scale)
+
+    def describe(self, space: ContextSpace) -> str:
+        return (f"episodes at contexts drawn around the default {format_context(space.default_array)} "
+                f"(Gaussian, std {self.scale:g} per dimension, clipped to the space)")
