@@ -186,3 +186,19 @@ def test_non_finite_reward_with_finite_observation_is_reset_and_masked():
         np.testing.assert_array_equal(outs.episode_return[t + 1][fresh], first_reward[fresh])
     assert np.all(np.isfinite(outs.episode_return)) and np.all(np.isfinite(np.asarray(final.reward)))
     np.testing.assert_array_equal(np.asarray(final.info["steps"])[bad[-1]], 0)
+
+
+def test_instability_warnings():
+    quiet = {"nonfinite_resets": np.zeros((2, 3), np.int32), "critic_loss": np.full((2, 3), 1e3),
+             "actor_loss": np.full((2, 3), -5.0), "episode_return": np.full((2, 3), 1e30)}
+    assert rollout.instability_warnings(quiet) == []
+    resets = np.zeros((2, 3), np.int32)
+    resets[1, 1], resets[1, 2] = 3, 1
+    loud = {**quiet, "nonfinite_resets": resets, "critic_loss": np.array([[1e3, 1e3, 1e3], [1e3, np.nan, 7e22]])}
+    reset_msg, loss_msg = rollout.instability_warnings(loud, first_iteration=4)
+    assert reset_msg.startswith("4 environment steps had a non-finite next observation or reward in iterations 6-7 "
+                                "(seeds [1])")
+    assert loss_msg.startswith("metric 'critic_loss' reached 7e+22 (above 1e+10) from iteration 7 (seeds [1])")
+    # the limit is inclusive of itself, one seed may be given as (n,)
+    assert rollout.instability_warnings({"q_loss": np.array([1e10, -1e10])}) == []
+    assert len(rollout.instability_warnings({"q_loss": np.array([0.0, -2e10])})) == 1
