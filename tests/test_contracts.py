@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from brax.envs.base import State
+from brax.envs.wrappers import training
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_SEEDS, TINY_TRAIN
 from zsgjax import context_gradients
@@ -226,6 +226,34 @@ def test_env_is_stable_at_the_corners_of_its_context_space(name, envs):
     env = envs(name)
     found = stability.find_instability(env, stability.corner_contexts(env.context_space, range(env.context_dim)))
     assert found is None, f"{name} blows up at {found}"
+
+
+@pytest.mark.parametrize("name", _params(slow_mjx=True))
+def test_env_in_brax_training_wrappers(name, envs):
+    """brax's ``training.wrap`` (vmap, episode, auto-reset) runs the env unchanged: truncation at
+    the episode length, then the first state again, at the default context."""
+    env = envs(name)
+    episode_length, batch = 3, 2
+    wrapped = training.wrap(env, episode_length=episode_length, action_repeat=1)
+    step = jax.jit(wrapped.step)
+    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), batch))
+    assert state.obs.shape == (batch, env.observation_size)
+    first_obs = state.obs
+    default = np.tile(env.context_space.default_array, (batch, 1))
+    np.testing.assert_array_equal(state.info["context"], default)
+    actions = jnp.ones((batch,), jnp.int32) if env.discrete else jnp.full((batch, env.action_size), 0.5)
+    for t in range(1, episode_length + 1):
+        state = step(state, actions)
+        np.testing.assert_array_equal(state.info["steps"], t)
+        if t < episode_length:
+            np.testing.assert_array_equal(state.done, 0.0)  # (an env that terminates this early fails here)
+            assert not np.allclose(state.obs, first_obs)
+    np.testing.assert_array_equal(state.done, 1.0)
+    np.testing.assert_array_equal(state.info["truncation"], 1.0)
+    np.testing.assert_array_equal(state.obs, first_obs)
+    state = step(state, actions)
+    np.testing.assert_array_equal(state.info["steps"], 1)
+    np.testing.assert_array_equal(state.info["context"], default)
 
 
 # -------------------------------------------------------------------- methods

@@ -1,9 +1,10 @@
-"""MJX contextual environments: spaces, physical features, rollouts, recompilation.
+"""MJX contextual environments: spaces, physical features, recompilation, ranges checked by simulation.
 
 Float32, as users run them. The context Jacobians are checked against finite
-differences in float64 in ``test_mjx_jacobian.py``. MJX compile time on CPU is
-large, so every jitted function here is compiled once per environment with few
-environments and short horizons.
+differences in float64 in ``test_mjx_jacobian.py``; reset/step under jit and vmap,
+bad input and the stability of each environment at the corners of its context space
+in ``test_contracts.py``. MJX compile time on CPU is large, so every jitted function
+here is compiled once per environment with few environments and short horizons.
 """
 
 import math
@@ -19,7 +20,7 @@ from zsgjax import rollout
 from zsgjax.envs import ContextSpace, ContextualEnv, make, stability
 from zsgjax.context_gradients import finite_mask
 from zsgjax.envs.mjx import load_model, make_feature
-from zsgjax.methods import CSE, DR, LDR
+from zsgjax.methods import CSE, LDR
 from zsgjax.types import ContextGradients
 
 ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
@@ -207,39 +208,6 @@ def test_each_feature_changes_the_trajectory_without_recompiling(name):
             diff = float(np.max(np.abs(obs - base_obs)))
             assert diff > 1e-2, f"feature '{feature}' left the trajectory unchanged (max diff {diff:g})"
     assert len(traces) == 1, "the rollout recompiled when the context changed"
-
-
-@pytest.mark.parametrize("name", ENVS)
-def test_batched_auto_reset_rollout(name):
-    """The trainer's path: ``rollout.reset``/``rollout.rollout`` with DR contexts and auto-reset."""
-    env = make(name, physical=("gravity", "friction_scale"))
-    env.horizon = 3  # force an auto-reset inside the short rollout
-    sampler = DR().context_sampler(env.context_space)
-    num_envs, num_steps = 2, 4
-    state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
-    assert state.obs.shape == (num_envs, env.observation_size)
-    assert state.pipeline_state.qpos.shape == (num_envs, env.mj_model.nq)
-
-    def policy(rng, obs):
-        return jax.random.uniform(rng, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
-
-    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler))
-    final, outs = run(state, jax.random.PRNGKey(1))
-    tr = outs.transition
-    assert tr.obs.shape == (num_steps, num_envs, env.observation_size)
-    assert tr.action.shape == (num_steps, num_envs, env.action_size)
-    assert tr.reward.shape == tr.done.shape == (num_steps, num_envs)
-    assert tr.context.shape == (num_steps, num_envs, env.context_dim)
-    assert final.pipeline_state.qvel.shape == (num_envs, env.mj_model.nv)
-    assert bool(jnp.all(finite_mask(outs.transition, batch_ndim=2)))
-    env.context_space.validate(tr.context)
-    ends = np.asarray(outs.episode_end)
-    assert ends[2].all()  # horizon 3 reached (or terminated earlier)
-    # after the reset a fresh DR context is drawn
-    assert not np.allclose(tr.context[3], tr.context[2])
-    # the context part of the observation is the episode's context
-    np.testing.assert_allclose(tr.obs[..., env.state_obs_size:], tr.context, rtol=1e-6)
-    assert final.obs.shape == (num_envs, env.observation_size)
 
 
 def test_to_data_rebuilds_full_mjx_data():

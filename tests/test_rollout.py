@@ -202,3 +202,4 @@ def test_instability_warnings():
     # the limit is inclusive of itself, one seed may be given as (n,)
     assert rollout.instability_warnings({"q_loss": np.array([1e10, -1e10])}) == []
     assert len(rollout.instability_warnings({"q_loss": np.array([0.0, -2e10])})) == 1
+    assert rollout.instability_warnings({"q_loss": np.array([np.inf, np.nan])}) == []  # the divergence check's
