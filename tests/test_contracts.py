@@ -20,10 +20,10 @@ context space. The environment contract:
   same key (and context and actions) giving bit-identical steps, and another
   context giving other steps;
 * one ``jit`` program in float64 (the environment built under ``jax.enable_x64``):
-  :func:`zsgjax.context_gradients.context_jacobian` after ``STEPS - 1`` steps at a
-  random context inside the space against central finite differences of
-  ``transition``, ``h = 1e-6 max(high - low, 1)`` per dimension, error at most
-  ``1e-6 (1 + |FD|)``;
+  :func:`zsgjax.context_gradients.context_jacobian` and ``context_jvp`` after
+  ``STEPS - 1`` steps at a random context inside the space against central finite
+  differences of ``transition``, ``h = 1e-6 max(high - low, 1)`` per dimension, error
+  at most ``1e-6 (1 + |FD|)``;
 * stability: :func:`zsgjax.envs.stability.find_instability` at the corners of the
   whole space finds nothing (the default ranges of the physical features are the
   ones a widened range is compared with).
@@ -45,7 +45,7 @@ import pytest
 from brax.envs.wrappers import training
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_SEEDS, TINY_TRAIN
-from zsgjax import context_gradients
+from zsgjax import context_gradients, runner
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.envs import ContextSpace, ContextualEnv, constructor, make, registered_names, stability
 from zsgjax.envs.mjx.features import FEATURE_KINDS
@@ -188,31 +188,37 @@ def test_env_under_jit_and_vmap(name, envs):
 
 @pytest.mark.parametrize("name", _params(slow_mjx=False))
 def test_env_context_jacobian_matches_finite_differences(name, envs):
-    """Float64: ``context_jacobian`` after ``STEPS - 1`` random steps at a random context
-    inside the space, against central differences of ``transition``."""
+    """Float64: ``context_jacobian`` and ``context_jvp`` (along a random step of a tenth of each
+    range) after ``STEPS - 1`` random steps at a random context inside the space, against
+    central differences of ``transition``."""
     with jax.enable_x64(True):
         env = envs(name, x64=True)
         space, dim = env.context_space, env.context_dim
         k_ctx, k_key, k_act = jax.random.split(jax.random.PRNGKey(2), 3)
         context = space.sample_uniform(k_ctx).astype(jnp.float64)
         actions = _actions(env, k_act, (STEPS,))
-        h = H_REL * np.maximum(np.subtract(space.high, space.low), 1.0)
-        shifts = jnp.concatenate([jnp.diag(h), -jnp.diag(h)])  # (2 dim, dim)
+        widths = np.maximum(np.subtract(space.high, space.low), 1.0)
+        h = H_REL * widths
+        direction = np.asarray(jax.random.normal(k_ctx, (dim,), jnp.float64)) * widths / 10  # a CSE-sized step
+        shifts = jnp.concatenate([jnp.diag(h), -jnp.diag(h), H_REL * np.stack([direction, -direction])])
 
         def program(key, context, actions):
             state = env.reset(key, context)
             state = jax.lax.fori_loop(0, STEPS - 1, lambda t, s: env.step(s, actions[t]), state)
             s, a = state.pipeline_state, actions[-1]
             grads = context_gradients.context_jacobian(env, s, a, context)
+            jvp = context_gradients.context_jvp(env, s, a, context, direction)
             obs, reward = jax.vmap(env.transition, (None, None, 0))(s, a, context + shifts)
-            return grads, obs, reward
+            return grads, jvp, obs, reward
 
-        grads, obs, reward = jax.tree.map(np.asarray, jax.jit(program)(k_key, context, actions))
+        grads, jvp, obs, reward = jax.tree.map(np.asarray, jax.jit(program)(k_key, context, actions))
     assert grads.d_obs.shape == (env.state_obs_size, dim) and grads.d_reward.shape == (dim,)
     assert grads.d_obs.dtype == np.float64
-    fd_obs = ((obs[:dim] - obs[dim:]) / (2 * h[:, None])).T
-    fd_reward = (reward[:dim] - reward[dim:]) / (2 * h)
-    for got, want, what in ((grads.d_obs, fd_obs, "d next_state_obs / dc"), (grads.d_reward, fd_reward, "d r / dc")):
+    fd_obs = ((obs[:dim] - obs[dim : 2 * dim]) / (2 * h[:, None])).T
+    fd_reward = (reward[:dim] - reward[dim : 2 * dim]) / (2 * h)
+    fd_jvp = ((obs[-2] - obs[-1]) / (2 * H_REL), (reward[-2] - reward[-1]) / (2 * H_REL))
+    for got, want, what in ((grads.d_obs, fd_obs, "d next_state_obs / dc"), (grads.d_reward, fd_reward, "d r / dc"),
+                            (jvp[0], fd_jvp[0], "context_jvp next_state_obs"), (jvp[1], fd_jvp[1], "context_jvp r")):
         assert np.all(np.isfinite(got)), what
         err = np.abs(np.asarray(got) - np.asarray(want)) / (1.0 + np.abs(np.asarray(want)))
         assert err.max() <= FD_TOL, f"{name} {what}: error {err.max():.3g} relative to 1 + |FD| at context {context}"
@@ -277,14 +283,23 @@ def _same(a, b):
 @pytest.fixture(scope="module", params=method_names())
 def method_run(request):
     """A method's tiny trainer, its compiled init and chunk programs, and the state and metrics
-    after the first chunk (``TINY_CHUNK_ITERATIONS`` iterations) of ``TINY_SEEDS`` seeds."""
+    after the first chunk (``TINY_CHUNK_ITERATIONS`` iterations) of ``TINY_SEEDS`` seeds.
+
+    The programs are the runner's (the ones ``zsgjax train`` runs, so the CLI tests' compilations
+    are reused); the chunk program donates its argument: pass it a copy to keep a state.
+    """
     config = TrainConfig(method=request.param, **TINY_TRAIN)
     trainer = make_train(config)
-    init = jax.jit(jax.vmap(trainer.init))
-    chunk = jax.jit(lambda s: trainer.run_seeds(s, TINY_CHUNK_ITERATIONS))
-    state0 = init(jax.random.split(jax.random.PRNGKey(7), TINY_SEEDS))
-    state, metrics = chunk(state0)
+    keys = runner.seed_keys(trainer, TINY_SEEDS)
+    init = runner.compile_init(trainer, keys)
+    state0 = init(keys)
+    chunk = runner.compile_chunk(trainer, TINY_CHUNK_ITERATIONS, state0)
+    state, metrics = chunk(_copy(state0))
     return config, trainer, init, chunk, state0, state, metrics
+
+
+def _copy(tree):
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
 @pytest.mark.xdist_group("tiny_train")
@@ -307,7 +322,7 @@ def test_method_trains_and_resumes_exactly(method_run, tmp_path):
     restored = Checkpointer(tmp_path / "ck", config).restore(like)
     _same(restored, state)
     resumed, _ = chunk(restored)
-    uninterrupted, _ = chunk(state)
+    uninterrupted, _ = chunk(_copy(state))
     _same(resumed, uninterrupted)
 
 

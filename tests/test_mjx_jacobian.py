@@ -139,8 +139,12 @@ def _step_padded(env, step_fn, states, actions, contexts):
     return [(obs[j * n : (j + 1) * n], rew[j * n : (j + 1) * n]) for j in range(k)]
 
 
+@pytest.mark.slow
 def test_context_jvp_and_forced_non_finite_derivatives():
-    """``context_jvp`` agrees with FD along a direction; a zero mass gives non-finite derivatives that are masked."""
+    """``context_jvp`` agrees with FD along a direction; a zero mass gives non-finite derivatives that are masked.
+
+    Slow: the default suite checks ``context_jvp`` against FD for the cheetah in test_contracts.py and the
+    masking of non-finite stored derivatives for every method there too."""
     with jax.enable_x64(True):
         env = make("cheetah_velocity", physical=ALL_FEATURES)
         dim = env.context_dim
