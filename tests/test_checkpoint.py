@@ -1,4 +1,4 @@
-"""Checkpoints: roundtrip, keep-last-k, crash safety, clear errors, exact resume."""
+"""Checkpoints: roundtrip, keep-last-k, crash safety, clear errors (exact resume of every method: test_contracts.py)."""
 
 import os
 
@@ -102,39 +102,6 @@ def test_errors(tmp_path):
                 f.write(b"garbage")
     with pytest.raises(ValueError, match="cannot restore checkpoint 5"):
         Checkpointer(tmp_path / "ck", CONFIG).restore(toy_state())
-
-
-@pytest.mark.xdist_group("tiny_train")
-def test_resume_equals_uninterrupted(tmp_path):
-    """Run N/2 iterations of 2 seeds, save, restore into a fresh state with a fresh
-    checkpointer and trainer, run the rest: exactly the state of an uninterrupted run.
-
-    The uninterrupted run is two chunks of N/2 in one go (one compiled program for
-    both sides, the same as the CLI test's; ``run`` in chunks equals one call is
-    tested in test_train.py)."""
-    from _tiny import TINY_CHUNK_ITERATIONS, TINY_SEEDS, TINY_TRAIN
-
-    from zsgjax.train import TrainConfig, make_train
-
-    config = TrainConfig(method="cse", **TINY_TRAIN)
-    trainer = make_train(config)
-    assert trainer.num_iterations == 2 * TINY_CHUNK_ITERATIONS
-    rngs = jax.random.split(jax.random.PRNGKey(7), TINY_SEEDS)
-    half = jax.jit(lambda s: trainer.run_seeds(s, TINY_CHUNK_ITERATIONS))
-    state, _ = half(jax.jit(jax.vmap(trainer.init))(rngs))
-    full, _ = half(state)
-    Checkpointer(tmp_path / "ck", config).save(2, state)
-    del state
-
-    fresh_trainer = make_train(config)
-    like = jax.jit(jax.vmap(fresh_trainer.init))(jax.random.split(jax.random.PRNGKey(123), TINY_SEEDS))
-    fresh = Checkpointer(tmp_path / "ck", config)
-    state = fresh.restore(like)
-    np.testing.assert_array_equal(state.iteration, [2, 2])
-    state, _ = half(state)
-    np.testing.assert_array_equal(state.iteration, [4, 4])
-    assert_same(fresh_trainer.policy_params(state), trainer.policy_params(full))
-    assert_same(state, full)
 
 
 def test_flipped_bytes_are_detected_and_the_previous_checkpoint_used(tmp_path):

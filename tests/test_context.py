@@ -113,6 +113,18 @@ def test_contains_and_clip(space):
     clipped = space.clip(pts)
     np.testing.assert_allclose(clipped, [[2.0, 1.5, 0.0], [0.5, 1.0, -1.0], [5.0, 1.5, 0.0], [2.0, 1.0, 1.0]])
     assert bool(jnp.all(space.contains(clipped)))
+    np.testing.assert_allclose(space.clip(jnp.array([np.inf, -np.inf, 0.5])), [5.0, 1.0, 0.5])  # inf: to the bound
+
+
+def test_clip_of_a_nan_context(space):
+    """NaN has no projection: an error for a concrete context, propagated (for the caller's finiteness checks) when traced."""
+    with pytest.raises(ValueError, match=r"clip: `context` dimension 'm' is NaN.*range is \[1, 2\]"):
+        space.clip(jnp.array([[2.0, 1.5, 0.0], [2.0, np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="dimension 'tau' is NaN"):
+        space.clip(np.array([2.0, 1.5, np.nan]))
+    traced = np.asarray(jax.jit(space.clip)(jnp.array([np.nan, 9.0, 0.0])))
+    assert np.isnan(traced[0]) and traced[1:].tolist() == [2.0, 0.0]
+    assert not bool(space.contains(jnp.array([np.nan, 1.5, 0.0])))
 
 
 # ---------------------------------------------------------------------- sampling

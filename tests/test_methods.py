@@ -103,21 +103,6 @@ def test_a_method_defined_outside_the_package_plugs_in():
     assert weight.shape == (n,) and int(dropped) == 0
 
 
-def test_cse_ldr_one_file_method_trains():
-    """``cse_ldr`` was added as one file (zsgjax/methods/cse_ldr.py) plus its import line."""
-    trainer = make_train(TrainConfig(method="cse_ldr", ldr_scale=0.2, total_steps=80, num_envs=4,
-                                     steps_per_iteration=40, learning_starts=40, buffer_size=200, batch_size=16,
-                                     hidden_sizes=(8, 8)))
-    assert trainer.method == CSEWithLDR(epsilon=0.1, mode="first_order", storage="auto", ratio=1.0, scale=0.2)
-    state, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
-    ctx = np.asarray(state.replay.experience.transition.context)[:80]
-    assert np.std(ctx) > 0.05  # LDR episodes
-    items = trainer.replay.sample(state.replay, jax.random.PRNGKey(1))
-    batch, _, _ = trainer.training_batch(items, jax.random.PRNGKey(2))
-    np.testing.assert_allclose(np.linalg.norm(batch.context - items.transition.context, axis=-1), 0.1, rtol=1e-4)
-    assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
-
-
 def test_cse_auto_storage_resolves_per_environment():
     from zsgjax.methods.cse import resolve_storage
 

@@ -1,9 +1,10 @@
-"""MJX contextual environments: spaces, physical features, rollouts, recompilation.
+"""MJX contextual environments: spaces, physical features, recompilation, ranges checked by simulation.
 
 Float32, as users run them. The context Jacobians are checked against finite
-differences in float64 in ``test_mjx_jacobian.py``. MJX compile time on CPU is
-large, so every jitted function here is compiled once per environment with few
-environments and short horizons.
+differences in float64 in ``test_mjx_jacobian.py``; reset/step under jit and vmap,
+bad input and the stability of each environment at the corners of its context space
+in ``test_contracts.py``. MJX compile time on CPU is large, so every jitted function
+here is compiled once per environment with few environments and short horizons.
 """
 
 import math
@@ -16,10 +17,10 @@ import pytest
 from mujoco import mjx
 
 from zsgjax import rollout
-from zsgjax.envs import make
+from zsgjax.envs import ContextSpace, ContextualEnv, make, stability
 from zsgjax.context_gradients import finite_mask
-from zsgjax.envs.mjx import load_model
-from zsgjax.methods import CSE, DR, LDR
+from zsgjax.envs.mjx import load_model, make_feature
+from zsgjax.methods import CSE, LDR
 from zsgjax.types import ContextGradients
 
 ALL_FEATURES = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
@@ -100,7 +101,8 @@ def test_bad_construction_raises_clear_errors():
                          ("actuator_gain", (0.0, 2.0))]:
         with pytest.raises(ValueError, match=f"'{feature}' is .*its low end must be > 0"):
             make("cheetah_velocity", physical=(feature,), physical_ranges={feature: bad})
-    make("cheetah_velocity", physical=("damping_scale",), physical_ranges={"damping_scale": (0.0, 2.0)})  # no damping is fine
+    # no damping is physically valid (checked on the feature: a widened range is simulated at construction)
+    assert make_feature(load_model("half_cheetah.xml"), "damping_scale", (0.0, 2.0)).widened
     with pytest.raises(ValueError, match="not selected"):
         make("ant_direction", physical=("gravity",), physical_ranges={"mass_scale": (0.5, 1.5)})
     with pytest.raises(ValueError, match="reset_noise_scale"):
@@ -208,39 +210,6 @@ def test_each_feature_changes_the_trajectory_without_recompiling(name):
     assert len(traces) == 1, "the rollout recompiled when the context changed"
 
 
-@pytest.mark.parametrize("name", ENVS)
-def test_batched_auto_reset_rollout(name):
-    """The trainer's path: ``rollout.reset``/``rollout.rollout`` with DR contexts and auto-reset."""
-    env = make(name, physical=("gravity", "friction_scale"))
-    env.horizon = 3  # force an auto-reset inside the short rollout
-    sampler = DR().context_sampler(env.context_space)
-    num_envs, num_steps = 2, 4
-    state = rollout.reset(env, jax.random.PRNGKey(0), num_envs, sampler)
-    assert state.obs.shape == (num_envs, env.observation_size)
-    assert state.pipeline_state.qpos.shape == (num_envs, env.mj_model.nq)
-
-    def policy(rng, obs):
-        return jax.random.uniform(rng, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0)
-
-    run = jax.jit(lambda st, key: rollout.rollout(env, policy, st, key, num_steps, sampler))
-    final, outs = run(state, jax.random.PRNGKey(1))
-    tr = outs.transition
-    assert tr.obs.shape == (num_steps, num_envs, env.observation_size)
-    assert tr.action.shape == (num_steps, num_envs, env.action_size)
-    assert tr.reward.shape == tr.done.shape == (num_steps, num_envs)
-    assert tr.context.shape == (num_steps, num_envs, env.context_dim)
-    assert final.pipeline_state.qvel.shape == (num_envs, env.mj_model.nv)
-    assert bool(jnp.all(finite_mask(outs.transition, batch_ndim=2)))
-    env.context_space.validate(tr.context)
-    ends = np.asarray(outs.episode_end)
-    assert ends[2].all()  # horizon 3 reached (or terminated earlier)
-    # after the reset a fresh DR context is drawn
-    assert not np.allclose(tr.context[3], tr.context[2])
-    # the context part of the observation is the episode's context
-    np.testing.assert_allclose(tr.obs[..., env.state_obs_size:], tr.context, rtol=1e-6)
-    assert final.obs.shape == (num_envs, env.observation_size)
-
-
 def test_to_data_rebuilds_full_mjx_data():
     env = make("ant_direction", physical=("gravity",))
     state = env.init_env_state(jax.random.PRNGKey(0), env.context_space.default_array)
@@ -291,3 +260,67 @@ def test_rollout_with_context_gradients(name, gradients):
         assert grads.delta_c.shape == (num_steps, num_envs, env.context_dim)
     assert bool(jnp.all(finite_mask(grads, batch_ndim=2)))
     assert float(jnp.max(jnp.abs(grads.d_obs))) > 0
+
+
+# ------------------------------------------------------- ranges checked by simulation
+class _Exploding(ContextualEnv):
+    """``s' = g(c) s`` with ``g(c) = 0.5 + 0.0095 / c`` from ``s0 = 1``: decays at ``c = 1``
+    (``g = 0.51``), grows as ``10 ** t`` at ``c = 0.001`` (``g = 10``: ``|s'| = 10 ** t``)."""
+
+    context_space = ContextSpace(("c", "unused"), low=(0.001, 0.0), high=(1.0, 1.0), default=(1.0, 0.5))
+    horizon = 10
+    state_obs_size = 1
+
+    @property
+    def action_size(self):
+        return 1
+
+    def init_env_state(self, rng, context):
+        return jnp.ones((1,), context.dtype)
+
+    def observe(self, env_state, context):
+        return env_state
+
+    def env_step(self, env_state, action, context):
+        nxt = (0.5 + 0.0095 / context[0]) * env_state
+        return nxt, nxt, jnp.zeros(()), jnp.zeros((), bool)
+
+
+def test_corner_contexts():
+    space = ContextSpace(("a", "b", "c"), low=(0.0, -1.0, 2.0), high=(1.0, 1.0, 2.0), default=(0.5, 0.0, 2.0))
+    np.testing.assert_array_equal(stability.corner_contexts(space, ["a", "b"]),
+                                  [[0, -1, 2], [0, 1, 2], [1, -1, 2], [1, 1, 2]])
+    np.testing.assert_array_equal(stability.corner_contexts(space, [1]), [[0.5, -1, 2], [0.5, 1, 2]])
+    assert stability.corner_contexts(space, ["a", "b", "c"]).shape == (4, 3)  # c has low == high: duplicates go
+    wide = ContextSpace(tuple("abcdefg"), low=0.0, high=1.0, default=0.5)
+    few = stability.corner_contexts(wide, range(7), max_points=64)  # 128 corners > 64
+    assert few.shape == (16, 7) and set(np.unique(few)) == {0.0, 1.0}
+    np.testing.assert_array_equal(few[:3], [[0] * 7, [1] * 7, [1] + [0] * 6])
+    assert stability.corner_contexts(wide, range(6), max_points=64).shape == (64, 7)
+
+
+def test_find_instability_names_the_corner_and_the_step():
+    env = _Exploding()
+    # from s0 = 1: |s_t| = 10 ** t at c = 0.001, above the limit 1e6 first at t = 7, non-finite (float32) at t = 39
+    found = stability.find_instability(env, stability.corner_contexts(env.context_space, ["c"]), num_steps=8)
+    assert found.step == 7 and found.value == pytest.approx(1e7, rel=1e-4)
+    np.testing.assert_allclose(found.context, [0.001, 0.5], rtol=1e-6)
+    assert stability.find_instability(env, [[0.001, 0.5]], num_steps=8, limit=1e8) is None
+    nan = stability.find_instability(env, [[1.0, 0.5], [0.001, 0.5]], num_steps=40, limit=np.inf)
+    assert nan.step == 39 and not np.isfinite(nan.value)
+    assert stability.find_instability(env, [[1.0, 0.0], [0.5, 1.0]]) is None  # g <= 0.52: decays
+    with pytest.raises(ValueError, match=r"_Exploding: the range of c makes the simulation blow up: at the corner "
+                                         r"c=0.001, a rollout .* 1e\+07 in magnitude \(limit 1e\+06\) at step 7"):
+        stability.check_ranges(env, ["c"], "the range of c", num_steps=8)
+
+
+@pytest.mark.slow
+def test_widened_physical_range_is_simulated_at_construction():
+    """Issue 26: friction 1e-3 was accepted (ranges need only low > 0) and the cheetah blew up within steps."""
+    with pytest.raises(ValueError, match=r"the widened range of physical feature 'friction_scale' \[0.001, 2\] "
+                                         r"\(default range 0.25-2\) makes the simulation blow up: at the corner "
+                                         r"gravity=\d+, friction_scale=0.001"):
+        make("cheetah_velocity", physical=("gravity", "friction_scale"),
+             physical_ranges={"friction_scale": (1e-3, 2.0)})
+    env = make("cheetah_velocity", physical=("damping_scale",), physical_ranges={"damping_scale": (0.0, 2.0)})
+    assert env.context_space.low[1] == 0.0  # no damping: simulated at the corners, stable

@@ -23,8 +23,8 @@ comparison with MuJoCo C (``mj_step`` + ``mj_rnePostConstraint``, as Gymnasium's
 ``Ant-v5``): measured agreement 1e-13 in ``cfrc_ext``, 1e-14 in ``qvel``.
 The environments are the defaults (the paper's 2-vector reward contexts, contact
 forces in the observation and the contact cost in the reward). Slow (``-m slow``):
-the ants' checks (the default suite runs the cheetah's), the same Jacobian check for the earlier zsgjax ant (``context="angle",
-reward="zsgjax"``), and the Jacobian of the raw contact forces ``cfrc_ext`` (which
+the Jacobian checks (the default suite checks the cheetah's in ``test_contracts.py``), the same Jacobian check for
+the earlier zsgjax ant (``context="angle", reward="zsgjax"``), and the Jacobian of the raw contact forces ``cfrc_ext`` (which
 the paper's clip to [-1, 1] hides from the default check in contact).
 """
 
@@ -90,8 +90,9 @@ EARLIER_ANT = dict(context="angle", reward="zsgjax")  # the earlier zsgjax ant (
 @pytest.mark.parametrize(
     "name, seed, kwargs",
     [
-        ("cheetah_velocity", 0, {}),
-        # the ants (about 36 CPU-s each): slow, to keep the default suite within its CPU budget;
+        # the default suite checks the cheetah's Jacobian (every physical feature) in test_contracts.py;
+        # here, slow (about 36 CPU-s each): the structure checks and references below for every MJX env
+        pytest.param("cheetah_velocity", 0, {}, marks=pytest.mark.slow, id="cheetah_velocity-0-kwargs0"),
         # the ant's reward function and its Jacobian are checked by default in test_paper_envs.py
         pytest.param("ant_direction", 1, {}, marks=pytest.mark.slow, id="ant_direction-1-kwargs1"),
         pytest.param("ant_goal", 2, {}, marks=pytest.mark.slow, id="ant_goal-2-kwargs2"),
@@ -138,8 +139,12 @@ def _step_padded(env, step_fn, states, actions, contexts):
     return [(obs[j * n : (j + 1) * n], rew[j * n : (j + 1) * n]) for j in range(k)]
 
 
+@pytest.mark.slow
 def test_context_jvp_and_forced_non_finite_derivatives():
-    """``context_jvp`` agrees with FD along a direction; a zero mass gives non-finite derivatives that are masked."""
+    """``context_jvp`` agrees with FD along a direction; a zero mass gives non-finite derivatives that are masked.
+
+    Slow: the default suite checks ``context_jvp`` against FD for the cheetah in test_contracts.py and the
+    masking of non-finite stored derivatives for every method there too."""
     with jax.enable_x64(True):
         env = make("cheetah_velocity", physical=ALL_FEATURES)
         dim = env.context_dim

@@ -150,3 +150,56 @@ def test_cse_collectors_store_what_enhancement_needs(storage):
     next_obs, reward = jax.vmap(env.transition)(flat(pre), flat(tr.action), flat(tr.context))
     np.testing.assert_allclose(flat(tr.next_obs)[:, :3], next_obs, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(flat(tr.reward), reward, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------- non-finite steps
+def test_non_finite_reward_with_finite_observation_is_reset_and_masked():
+    """A NaN or inf reward alone (the next observation finite) ends the episode like a
+    non-finite observation: ``finite`` False (weight 0 in every loss), the environment
+    reset with a fresh context, the return and the state's reward kept finite."""
+    from zsgjax.envs.simple_direction import SimpleDirection
+
+    class BadRewardDirection(SimpleDirection):
+        """SimpleDirection whose reward is NaN where ``c_x > 0.5`` and +inf where ``c_x < -0.5``."""
+
+        def env_step(self, env_state, action, context):
+            next_s, obs, reward, term = super().env_step(env_state, action, context)
+            reward = jnp.where(context[0] > 0.5, jnp.nan, jnp.where(context[0] < -0.5, jnp.inf, reward))
+            return next_s, obs, reward, term
+
+    env = BadRewardDirection()
+    sampler = DR().context_sampler(env.context_space)
+    n, T = 16, 6
+    state = rollout.reset(env, jax.random.PRNGKey(6), n, sampler)
+    final, outs = jax.jit(lambda st, key: rollout.rollout(env, _uniform_policy(2), st, key, T, sampler))(
+        state, jax.random.PRNGKey(7))
+    outs = jax.tree.map(np.asarray, outs)
+    c_x = outs.transition.context[..., 0]
+    bad = np.abs(c_x) > 0.5
+    assert 0 < bad.sum() < bad.size
+    assert np.all(np.isfinite(outs.transition.next_obs))
+    np.testing.assert_array_equal(outs.finite, ~bad)
+    np.testing.assert_array_equal(outs.episode_end, bad)  # horizon 10 > T: only the bad steps end episodes
+    for t in range(T - 1):  # a bad step is followed by a fresh episode: step counter and return restart
+        fresh = bad[t]
+        first_reward = np.where(bad[t + 1], 0.0, outs.transition.reward[t + 1])
+        np.testing.assert_array_equal(outs.episode_return[t + 1][fresh], first_reward[fresh])
+    assert np.all(np.isfinite(outs.episode_return)) and np.all(np.isfinite(np.asarray(final.reward)))
+    np.testing.assert_array_equal(np.asarray(final.info["steps"])[bad[-1]], 0)
+
+
+def test_instability_warnings():
+    quiet = {"nonfinite_resets": np.zeros((2, 3), np.int32), "critic_loss": np.full((2, 3), 1e3),
+             "actor_loss": np.full((2, 3), -5.0), "episode_return": np.full((2, 3), 1e30)}
+    assert rollout.instability_warnings(quiet) == []
+    resets = np.zeros((2, 3), np.int32)
+    resets[1, 1], resets[1, 2] = 3, 1
+    loud = {**quiet, "nonfinite_resets": resets, "critic_loss": np.array([[1e3, 1e3, 1e3], [1e3, np.nan, 7e22]])}
+    reset_msg, loss_msg = rollout.instability_warnings(loud, first_iteration=4)
+    assert reset_msg.startswith("4 environment steps had a non-finite next observation or reward in iterations 6-7 "
+                                "(seeds [1])")
+    assert loss_msg.startswith("metric 'critic_loss' reached 7e+22 (above 1e+10) from iteration 7 (seeds [1])")
+    # the limit is inclusive of itself, one seed may be given as (n,)
+    assert rollout.instability_warnings({"q_loss": np.array([1e10, -1e10])}) == []
+    assert len(rollout.instability_warnings({"q_loss": np.array([0.0, -2e10])})) == 1
+    assert rollout.instability_warnings({"q_loss": np.array([np.inf, np.nan])}) == []  # the divergence check's

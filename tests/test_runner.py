@@ -35,7 +35,7 @@ def test_divergence_stops_with_the_method_iteration_and_metric(tmp_path, capsys)
     assert "zsgjax train: [vanilla] training diverged: metric" in out
 
 
-def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path):
+def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypatch):
     trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
     spec = runner.RunSpec(seeds=2, chunks=2, keep=3, tensorboard=False, eval_episodes=2, sweep_points=3)
     runs = runner.run({"v": trainer}, str(tmp_path), spec)
@@ -53,10 +53,14 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path):
         data = bytearray(open(path, "rb").read())
         data[len(data) // 2: len(data) // 2 + 8] = b"\x7f" * 8
         open(path, "wb").write(bytes(data))
-    events = []
+    events, seen = [], []
+    # the physics warnings of zsgjax.rollout reach the events, numbered from the resumed iteration
+    monkeypatch.setattr(runner.rollout, "instability_warnings",
+                        lambda metrics, done: seen.append(done) or [f"unstable after iteration {done}"])
     resumed = runner.run({"v": trainer}, str(tmp_path), runner.RunSpec(**{**spec.__dict__, "resume": True}),
                          on_event=events.append)
-    notices = [e for e in events if isinstance(e, runner.Notice)]
+    notices = [e for e in events if isinstance(e, runner.Notice) and not e.message.startswith("unstable")]
+    assert seen == [2] and [e.message for e in events if isinstance(e, runner.Notice)][-1] == "unstable after iteration 2"
     assert len(notices) == 1 and "checkpoint 4" in notices[0].message and "corrupt" in notices[0].message
     assert "resumed from checkpoint 2" in notices[0].message
     assert [e.iteration for e in events if isinstance(e, runner.Resumed)] == [2]

@@ -12,14 +12,20 @@ Unlike brax's ``AutoResetWrapper`` (which replays the first state of the batch),
 a reset here draws a fresh initial state **and** a fresh context.
 
 Shapes: ``B = num_envs``; a batched ``State`` has a leading ``B`` on every leaf.
+
+A step whose next observation or reward is not finite ends its episode (a reset)
+and its transition is masked; :func:`instability_warnings` turns the trainer's
+count of such steps, and losses that explode while staying finite, into warnings
+for the user (physics blowing up inside the accepted context range).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from brax.envs.base import State
 from flax import struct
 
@@ -148,3 +154,44 @@ def rollout(
 
     (state, _), outs = jax.lax.scan(body, (state, rng), None, length=num_steps)
     return state, outs
+
+
+LOSS_LIMIT = 1e10
+"""A finite loss above this has exploded: with rewards of order 1-100 per step, values
+stay below ~1e4 and squared TD errors below ~1e8."""
+
+
+def instability_warnings(metrics: Mapping[str, Any], first_iteration: int = 0,
+                         loss_limit: float = LOSS_LIMIT) -> list[str]:
+    """Warnings about a chunk of training metrics that hint at physics blowing up.
+
+    ``metrics``: the trainer's metrics, each ``(S, n)`` (seeds x iterations; ``(n,)``
+    for one seed); ``first_iteration``: the iterations done before the chunk (to
+    number them from 1 as the progress lines do). Returns one message for
+    ``nonfinite_resets`` > 0 (steps whose next observation or reward was not finite:
+    reset and masked, but a sign that the context range reaches unstable physics)
+    and one per metric named ``*_loss`` whose finite values exceed ``loss_limit``
+    (non-finite metrics are the divergence check's). Empty when all is well.
+    """
+    warnings = []
+    resets = metrics.get("nonfinite_resets")
+    if resets is not None:
+        resets = np.atleast_2d(np.asarray(resets))
+        if resets.sum() > 0:
+            seeds, its = np.nonzero(resets)
+            first, last = first_iteration + its.min() + 1, first_iteration + its.max() + 1
+            warnings.append(
+                f"{int(resets.sum())} environment steps had a non-finite next observation or reward in iterations "
+                f"{first}-{last} (seeds {sorted(set(seeds.tolist()))}); "
+                "they were reset and left out of the losses, but the physics may blow up in part of the context range "
+                "(narrow it; zsgjax.envs.stability.find_instability finds where)")
+    for name in sorted(k for k in metrics if k.endswith("_loss")):
+        values = np.atleast_2d(np.asarray(metrics[name], dtype=np.float64))
+        big = np.isfinite(values) & (np.abs(values) > loss_limit)
+        if big.any():
+            seeds, its = np.nonzero(big)
+            warnings.append(
+                f"metric '{name}' reached {np.abs(values[big]).max():.3g} (above {loss_limit:g}) from iteration "
+                f"{first_iteration + its.min() + 1} (seeds {sorted(set(seeds.tolist()))}): the losses are exploding; "
+                "look for exploding environment states (nonfinite_resets) or too large a learning rate")
+    return warnings

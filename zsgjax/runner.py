@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 import jax
 import numpy as np
 
-from zsgjax import distributed
+from zsgjax import distributed, rollout
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_grid, policy_action
@@ -558,6 +558,8 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
             if metrics_log is not None:
                 metrics_log.add(done, metrics)
             check_finite(label, trainer, state, metrics, done, placement)
+            for message in rollout.instability_warnings(metrics, done):
+                emit(Notice(label, message))
             done += n
             save(checkpointer, done, state, placement)  # synchronous: done reading `state` before the next chunk
             busy_s += time.perf_counter() - t_chunk - compile_s

@@ -2,7 +2,7 @@
 
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.registry import make, register, registered_names
+from zsgjax.envs.registry import constructor, make, register, registered_names
 
 register("simple_direction", "zsgjax.envs.simple_direction:SimpleDirection")
 register("pendulum_goal", "zsgjax.envs.pendulum_goal:PendulumGoal")
@@ -11,4 +11,4 @@ register("cheetah_velocity", "zsgjax.envs.mjx.cheetah:CheetahVelocity")
 register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
 register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
 
-__all__ = ["ContextSpace", "ContextualEnv", "make", "register", "registered_names"]
+__all__ = ["ContextSpace", "ContextualEnv", "constructor", "make", "register", "registered_names"]

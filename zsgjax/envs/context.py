@@ -160,11 +160,24 @@ class ContextSpace:
         return arr.astype(np.float32)
 
     def contains(self, context: jax.Array) -> jax.Array:
-        """Traceable membership test; ``(..., dim) -> (...)`` booleans."""
+        """Traceable membership test; ``(..., dim) -> (...)`` booleans (``False`` where a value is NaN)."""
         return jnp.all((context >= self.low_array) & (context <= self.high_array), axis=-1)
 
     def clip(self, context: jax.Array) -> jax.Array:
-        """Project onto the box, ``(..., dim) -> (..., dim)``."""
+        """Project onto the box, ``(..., dim) -> (..., dim)``; ``+-inf`` goes to the bound.
+
+        A NaN has no projection. A concrete context holding a NaN raises a
+        ``ValueError`` naming the first such dimension; under ``jit``/``vmap`` (a
+        traced context) the NaN is returned unchanged, so that the caller's
+        finiteness checks see it (the batched rollout resets and masks a non-finite
+        step, CSE drops a non-finite enhanced sample) instead of a made-up context.
+        """
+        if not checks.is_traced(context):
+            values = np.atleast_1d(np.asarray(context))
+            if jnp.issubdtype(values.dtype, jnp.floating) and np.isnan(values.astype(np.float32)).any():
+                i = int(np.argwhere(np.isnan(values.astype(np.float32)))[0, -1]) % self.dim
+                raise ValueError(f"clip: `context` dimension '{self.names[i]}' is NaN; a context to clip must not "
+                                 f"be NaN (its range is [{self.low[i]:g}, {self.high[i]:g}])")
         return jnp.clip(context, self.low_array, self.high_array)
 
     # ---------------------------------------------------------------- sampling

@@ -79,13 +79,20 @@ def _resolve(name: str) -> Callable[..., ContextualEnv]:
     return ctor
 
 
+def constructor(name: str) -> Callable[..., ContextualEnv]:
+    """The callable :func:`make` calls for ``name`` (imported on first use); ``ValueError``
+    for an unknown name, listing the known ones. Lets a caller inspect an environment's
+    class or options without building it."""
+    return _resolve(name)
+
+
 def make(name: str, **kwargs) -> ContextualEnv:
     """Build the environment registered as ``name`` with constructor ``kwargs``.
 
     ``ValueError`` for an unknown name (listing the known ones) or an option the
     constructor does not take (listing the ones it does).
     """
-    ctor = _resolve(name)
+    ctor = constructor(name)
     try:
         signature = inspect.signature(ctor)
     except (TypeError, ValueError):  # no introspectable signature: let the constructor decide

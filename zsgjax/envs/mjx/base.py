@@ -47,7 +47,7 @@ from mujoco import mjx
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
 from zsgjax.envs.mjx import implicit
-from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, make_features
+from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, check_physical_ranges, make_features
 
 SOLVER_TANGENTS = ("auto", "implicit", "unrolled")
 
@@ -88,7 +88,11 @@ class MjxEnv(ContextualEnv, abc.ABC):
     Args:
       physical: names of the physical features in the context, in order (see
         :mod:`zsgjax.envs.mjx.features`; e.g. ``("gravity", "mass_scale:torso")``).
-      physical_ranges: optional ``{feature name: (low, high)}`` overriding ranges.
+      physical_ranges: optional ``{feature name: (low, high)}`` overriding ranges. A range
+        wider than the feature's default (:data:`~zsgjax.envs.mjx.features.FEATURE_RANGES`)
+        is checked by simulation at construction (one compilation of short random-action
+        rollouts at the corners of the physical ranges,
+        :func:`~zsgjax.envs.mjx.features.check_physical_ranges`).
       reset_noise_scale: initial ``qpos`` noise ``U[-s, s]`` and ``qvel`` noise ``s N(0, 1)``.
       solver_tangent: how forward-mode derivatives (``jax.jvp``/``jacfwd``, CSE's
         context gradients) go through the constraint solver: ``"implicit"`` (the
@@ -101,7 +105,9 @@ class MjxEnv(ContextualEnv, abc.ABC):
     Raises:
       ValueError: unknown feature or body names (the message lists the accepted
         ones), duplicate features, a range that excludes the nominal value, an
-        unknown ``solver_tangent``, or ``"implicit"`` for a model that does not support it.
+        unknown ``solver_tangent``, ``"implicit"`` for a model that does not support it, or
+        a widened physical range at whose corners the simulation blows up (non-finite or
+        larger than :data:`~zsgjax.envs.stability.STATE_LIMIT`).
     """
 
     reward_space: ContextSpace
@@ -138,6 +144,7 @@ class MjxEnv(ContextualEnv, abc.ABC):
         physical_default = tuple(f.default for f in self.features)
         self.eval_contexts = {k: tuple(v) + physical_default for k, v in self.reward_eval_contexts.items()}
         self.state_obs_size = int(self.observe(self._zero_state(), self.context_space.default_array).shape[-1])
+        check_physical_ranges(self, first_dim=rs.dim)
 
     # ------------------------------------------------------------ to implement
     @abc.abstractmethod

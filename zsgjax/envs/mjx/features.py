@@ -59,6 +59,17 @@ class PhysicalFeature:
     description: str
     apply: ApplyFn = dataclasses.field(compare=False, repr=False)
 
+    @property
+    def kind(self) -> str:
+        """The feature's kind, a key of :data:`FEATURE_RANGES` (``"mass_scale"`` for ``"mass_scale:<body>"``)."""
+        return "mass_scale" if self.name.startswith(PER_BODY_PREFIX) else self.name
+
+    @property
+    def widened(self) -> bool:
+        """Whether ``[low, high]`` reaches beyond the kind's default range (:data:`FEATURE_RANGES`)."""
+        low, high = FEATURE_RANGES[self.kind]
+        return self.low < low or self.high > high
+
 
 # Default (low, high) per kind; the default value is the model's own.
 FEATURE_RANGES: dict[str, tuple[float, float]] = {
@@ -219,6 +230,29 @@ def make_features(
     if unknown:
         raise ValueError(f"`physical_ranges` names features not selected in `physical`: {sorted(unknown)}")
     return tuple(make_feature(mj_model, n, ranges.get(n)) for n in names)
+
+
+def check_physical_ranges(env, first_dim: int) -> None:
+    """Simulate the corners of ``env``'s physical ranges when one of them is widened.
+
+    ``env``: a built environment with ``features`` (its physical features), whose
+    context dimensions ``first_dim, ..., first_dim + len(features) - 1`` they are.
+    When some feature's range reaches beyond its default range
+    (:attr:`PhysicalFeature.widened`), :func:`zsgjax.envs.stability.check_ranges` runs
+    short random-action rollouts at the corners of all the physical ranges together
+    (one compilation) and raises a ``ValueError`` naming the corner where the
+    simulation blows up. The default ranges themselves are checked at their corners
+    for every registered environment by the contract tests, so nothing runs for them.
+    """
+    from zsgjax.envs import stability  # imports the env API; features.py itself does not
+
+    widened = [f for f in env.features if f.widened]
+    if not widened:
+        return
+    what = ", ".join(f"'{f.name}' [{f.low:g}, {f.high:g}] (default range {FEATURE_RANGES[f.kind][0]:g}-"
+                     f"{FEATURE_RANGES[f.kind][1]:g})" for f in widened)
+    dims = range(first_dim, first_dim + len(env.features))
+    stability.check_ranges(env, dims, f"the widened range of physical feature{'s' * (len(widened) > 1)} {what}")
 
 
 def apply_features(model: mjx.Model, features: Sequence[PhysicalFeature], values: jax.Array) -> mjx.Model:
