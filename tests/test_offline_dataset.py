@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax.offline import dataset as ds
-from zsgjax.offline import linear_mdp as lm
+from zsgjax.offline.linear import dataset as ds
+from zsgjax.offline.linear import mdp as lm
 
 S, A, H = 4, 2, 3
 

@@ -27,10 +27,10 @@ from flax import struct
 
 from zsgjax import checks
 from zsgjax.reporting.files import atomic_path
-from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
-from zsgjax.offline.policies import check_policy
+from zsgjax.offline.linear.mdp import ContextualLinearMDP, check_contexts
+from zsgjax.offline.linear.policies import check_policy
 
-FORMAT_NAME = "zsgjax.offline.dataset"
+FORMAT_NAME = "zsgjax.offline.linear.dataset"
 FORMAT_VERSION = 1
 _ARRAYS = ("states", "actions", "rewards", "next_states", "context_ids", "contexts")
 _META = ("format_name", "format_version", "num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim")
@@ -74,6 +74,31 @@ class OfflineDataset:
             states=cut(self.states), actions=cut(self.actions), rewards=cut(self.rewards), next_states=cut(self.next_states),
             context_ids=self.context_ids[:n], contexts=self.contexts[:n],
         )
+
+
+@struct.dataclass
+class LinearData:
+    """What the linear-MDP algorithms learn from: the known features and n environments' data.
+
+    phi:     ``(S, A, d)`` features (known to the learner, as in the linear-MDP setting)
+    dataset: the per-environment :class:`OfflineDataset` (leaves ``(n, K, H)``)
+
+    The ``data`` argument of :func:`zsgjax.offline.linear.perm.run_perm` and
+    :func:`zsgjax.offline.linear.pppo.run_pppo` (the neural algorithms take a
+    :class:`~zsgjax.offline.control.transitions.Transitions` in the same place). A
+    pytree: stack several on a leading axis to ``vmap`` a trainer over seeds.
+    """
+
+    phi: jax.Array
+    dataset: OfflineDataset
+
+    @property
+    def num_envs(self) -> int:
+        return self.dataset.num_envs
+
+    def merge(self) -> "LinearData":
+        """The same features with every environment's episodes pooled (:func:`merge_environments`)."""
+        return self.replace(dataset=merge_environments(self.dataset))
 
 
 def check_dataset(dataset, name: str = "dataset") -> OfflineDataset:
