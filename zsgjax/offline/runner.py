@@ -53,6 +53,16 @@ def tree_digest(tree: PyTree) -> str:
     return h.hexdigest()
 
 
+def _as_stored(tree: PyTree) -> PyTree:
+    """NumPy leaves in the precision a checkpoint restores without x64: float64 -> float32, int64 -> int32."""
+    def cast(x):
+        a = np.asarray(x)
+        return a.astype({"f": np.float32, "i": np.int32, "u": np.uint32}.get(a.dtype.kind, a.dtype)) \
+            if a.dtype.itemsize == 8 else a
+
+    return jax.tree.map(cast, tree)
+
+
 def _zeros_like(shapes: PyTree) -> PyTree:
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
@@ -123,16 +133,19 @@ class OfflineRun:
     def compute(self, name: str, fn: Callable[[], PyTree], like: PyTree, config: Any = None) -> PyTree:
         """``fn()``, or its checkpoint from an earlier run (``resume``); the result is checkpointed.
 
-        ``like``: a pytree of arrays with the structure, shapes and dtypes ``fn`` returns;
-        ``config``: what the cell depends on beyond the run's settings (JSON-able).
+        ``like``: a pytree of arrays with the structure and shapes ``fn`` returns;
+        ``config``: what the cell depends on beyond the run's settings (JSON-able). The
+        result comes back as NumPy arrays of 32-bit (float64 is stored as float32), the
+        same whether computed now or restored.
         """
+        like = _as_stored(like)
         extra = {"config": None if config is None else config_to_dict(config)}
         with self._checkpointer(name, extra) as ckpt:
             restored = self._restore(ckpt, name, like)
             if restored is not None:
                 self.log(f"  {name}: restored from '{ckpt.directory}'")
-                return restored
-            result = jax.tree.map(np.asarray, jax.block_until_ready(fn()))
+                return jax.tree.map(np.asarray, restored)
+            result = _as_stored(jax.block_until_ready(fn()))
             if jax.tree.structure(result) != jax.tree.structure(like):
                 raise ValueError(f"cell {name!r}: the result's structure {jax.tree.structure(result)} differs from "
                                  f"`like`'s {jax.tree.structure(like)}")
