@@ -124,8 +124,13 @@ def test_baselines_and_td3_bc_config():
     d = bandit_data(32)
     merged = jax.jit(C.make_merged(tiny))(jax.random.PRNGKey(0), d)
     assert jax.tree.leaves(merged.critics.params)[0].shape[:2] == (1, 2)  # one pooled ensemble
-    nop = C.make_no_pessimism(SMALL)
-    assert nop is not None and dataclasses.replace(SMALL.critic, beta=0.0).beta == 0.0
+    # beta = 0: the same run as PERM configured with beta = 0, and not the run with the config's beta = 1
+    key, d3 = jax.random.PRNGKey(1), bandit_data(32)
+    nop = jax.jit(C.make_no_pessimism(tiny))(key, d3)
+    zero = jax.jit(C.make_perm(dataclasses.replace(tiny, critic=dataclasses.replace(tiny.critic, beta=0.0))))(key, d3)
+    one = jax.jit(C.make_perm(tiny))(key, d3)
+    np.testing.assert_array_equal(np.asarray(nop.trace["objective"]), np.asarray(zero.trace["objective"]))
+    assert not np.array_equal(np.asarray(nop.trace["objective"]), np.asarray(one.trace["objective"]))
 
 
 # ---------------------------------------------------------------- evaluation

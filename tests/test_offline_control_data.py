@@ -407,6 +407,14 @@ def test_minari_refuses_rotten_files(tmp_path, walk_data):
     ):
         with pytest.raises(ValueError, match=rf"from_minari: '{env1}'.*{match}"):
             minari_io.from_minari(variant(change), "zsgjax/walk")
+    def other_context(folder):
+        import h5py
+
+        with h5py.File(folder / "main_data.hdf5", "r+") as f:
+            f["episode_0/infos/context"][0] = 0.25
+
+    with pytest.raises(ValueError, match=rf"from_minari: '{env1}': episode 0 in {data_file} has `infos\['context'\]`"):
+        minari_io.from_minari(variant(other_context), "zsgjax/walk")
     # an edited num_envs with a recomputed record digest still cannot drop an environment silently
     def fewer(folder):
         meta = json.loads((folder / "metadata.json").read_text())

@@ -79,3 +79,41 @@ def test_a_corrupt_cell_is_reported_and_trained_again(problem, tmp_path):
                                                                              data_s, CONFIG)
     assert seconds > 0 and any("corrupt" in line and "training it again" in line for line in logs), logs
     np.testing.assert_array_equal(np.asarray(again.policy_params), np.asarray(first.policy_params))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [
+    ["scripts/offline/average_mdp.py", "--episodes", "10", "--seeds", "2", "--pppo-envs", "4"],
+    ["scripts/offline/scaling.py", "--envs", "2", "4", "--episodes", "5", "10", "--envs-fixed", "4",
+     "--episodes-fixed", "5", "--seeds", "2", "--test-contexts", "20"],
+    ["scripts/offline/pessimism.py", "--coverages", "1.0", "--beta-scales", "0", "--seeds", "2", "--test-contexts",
+     "20"],
+])
+def test_linear_scripts_resume_from_their_cells(argv, tmp_path):
+    """A second invocation with --resume restores every cell and writes the same tables."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "result")
+
+    def invoke(*extra):
+        done = subprocess.run([sys.executable, os.path.join(root, argv[0]), *argv[1:], "--out", out, *extra],
+                              cwd=root, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root})
+        return done
+
+    first = invoke()
+    assert first.returncode == 0, first.stdout + first.stderr
+    def results():
+        got = {k: v for k, v in json.load(open(out + ".json")).items() if k not in ("wall_seconds", "machine")}
+        got["config"].pop("resume")
+        return got
+
+    table = results()
+    refused = invoke()
+    assert refused.returncode != 0 and "pass --resume" in refused.stderr
+    again = invoke("--resume")
+    assert again.returncode == 0 and "restored" in again.stdout, again.stdout + again.stderr
+    assert results() == table

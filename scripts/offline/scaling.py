@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from zsgjax.options import parse_dataclass  # noqa: E402
 from zsgjax.offline.linear import LinearData, dataset, mdp, perm, pevi, policies, pppo  # noqa: E402
-from zsgjax.offline.runner import OfflineRun  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
@@ -99,8 +99,7 @@ def run(cfg: Config, driver: OfflineRun) -> dict:
 
 
 def main(cfg: Config) -> None:
-    driver = OfflineRun(cfg.out, {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "resume")},
-                        resume=cfg.resume)
+    driver = open_run(cfg.out, cfg, cfg.resume)
     t0 = time.time()
     res = run(cfg, driver)
     import matplotlib

@@ -41,7 +41,7 @@ from zsgjax.envs import registry  # noqa: E402
 from zsgjax.offline import control as C  # noqa: E402
 from zsgjax.offline.control import collect as collect_mod  # noqa: E402
 from zsgjax.offline.control import goal_line as G  # noqa: E402
-from zsgjax.offline.runner import OfflineRun  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 OUT = "docs/experiments/offline_control/scaling"
@@ -248,7 +248,7 @@ def main() -> None:
             p.error(f"--{name} values must be >= 1")
     if args.seeds < 2:
         p.error("--seeds must be >= 2 (Student-t intervals over seeds)")
-    run = OfflineRun(args.out, settings(args), resume=args.resume)
+    run = open_run(args.out, settings(args), args.resume)
     t0 = time.time()
     env = G.GoalLine(horizon=args.horizon)
     held = G.goal_quantiles(NUM_HELD_OUT, POWER)

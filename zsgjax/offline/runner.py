@@ -177,3 +177,13 @@ class OfflineRun:
             latest = ckpt.latest_step()
             ckpt.save(0 if latest is None else latest + 1, result)
             return result, seconds
+
+
+def open_run(out: str | os.PathLike, settings: Any, resume: bool = False) -> OfflineRun:
+    """:class:`OfflineRun` for a script: the options ``out`` and ``resume`` are dropped from
+    ``settings`` (a mapping or dataclass), and a refusal exits with its message (no traceback)."""
+    settings = {k: v for k, v in config_to_dict(settings).items() if k not in ("out", "resume")}
+    try:
+        return OfflineRun(out, settings, resume=resume)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -59,14 +59,15 @@ def proximal_loss(config: PPPOConfig, policy: Policy, critics: EnsembleFQE, para
 
     ``-mean Q_k^-(s, pi(s)) + (1 / step_size) mean |m(s) - m_k(s)|^2 / (2 policy_std^2)``
     (TD3+BC's scaled form of the first term when ``actor.bc_alpha`` is set), with
-    ``params`` the policy being improved, ``anchor_params`` ``pi_k`` (no gradient flows
-    into it), ``critic_params`` env k's ensemble (leaves ``(M, ...)``), ``obs/action (B, ...)``.
+    ``params`` the policy being improved (differentiate with respect to it alone),
+    ``anchor_params`` ``pi_k``, ``critic_params`` env k's ensemble (leaves ``(M, ...)``),
+    ``obs/action (B, ...)``.
     """
     ac = config.actor
     m = policy.mean(params, obs, context)
     pi = ac.action_scale * jnp.tanh(m)
     q = critics.pessimistic_env(critic_params, obs, pi)
-    anchor = jax.lax.stop_gradient(policy.mean(anchor_params, obs, context))
+    anchor = policy.mean(anchor_params, obs, context)
     kl = jnp.mean(jnp.sum(jnp.square(m - anchor), -1)) / (2.0 * config.policy_std**2)
     objective = jnp.mean(q)
     if ac.bc_alpha is None:
