@@ -158,7 +158,7 @@ def test_pppo_proximal_loss_matches_hand_computation(bc_alpha):
 # ---------------------------------------------------------------- PPPO's output iterate
 def test_pppo_output_iterate_is_uniform_over_all_n():
     """Both PPPOs draw ``index`` uniformly from 0..n-1 (the last iterate included) and output ``iterates[index]``."""
-    n, draws = 3, 240
+    n, draws = 3, 120
     keys = jax.random.split(jax.random.PRNGKey(0), draws)
     fam = L.mdp.random_contextual_mdp(jax.random.PRNGKey(1), 2, 2, 2, num_bases=2, features="tabular")
     lin = L.LinearData(fam.phi, L.dataset.collect_dataset(jax.random.PRNGKey(2), fam, jnp.eye(2)[jnp.arange(n) % 2],
