@@ -11,7 +11,8 @@ one-environment step (``cost_analysis``; both are loop-free) and each side's ach
 GFLOP/s and fraction of the matmul peak measured at the start of the same run
 (``_common.matmul_peak``). Peak memory is XLA's ``memory_analysis()`` of the compiled vmapped update
 (arguments + outputs + temporaries, aliased bytes counted once) for a grid of n and M.
-(That the vmapped step equals the loop is tested in tests/test_offline_control.py.)
+(That the vmapped step equals an independent NumPy loop is tested in
+tests/test_offline_control_reference.py.)
 
     python benchmarks/offline_critics.py                 # CPU-sized: n = 16 .. 1024, M = 4
     python benchmarks/offline_critics.py --scale gpu     # 256x256 critics, batch 256, M = 10, n up to 4096

@@ -1,7 +1,7 @@
 """Benchmark: PEVI over n environments in one vmapped jitted call vs a Python loop.
 
 Both sides run in this one process on the same data: the vmapped
-``zsgjax.offline.pevi.pevi`` (one jitted call for all n environments) against a Python
+``zsgjax.offline.linear.pevi.pevi`` (one jitted call for all n environments) against a Python
 loop calling the jitted single-environment ``pevi_env`` n times. Compile time is
 measured apart (``jit(...).lower(...).compile()``), steady-state times are the median of
 several repeats after a warm-up call, and the ratio loop / vmap is reported per n.
@@ -21,7 +21,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from zsgjax.offline import dataset, linear_mdp, pevi  # noqa: E402
+from zsgjax.offline.linear import dataset, mdp, pevi  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/pevi_vmap.json")
     args = p.parse_args()
 
-    fam = linear_mdp.random_contextual_mdp(jax.random.PRNGKey(0), args.states, args.actions, args.horizon, num_bases=3, dim=args.dim)
+    fam = mdp.random_contextual_mdp(jax.random.PRNGKey(0), args.states, args.actions, args.horizon, num_bases=3, dim=args.dim)
     n_max = max(args.envs)
     contexts = jax.random.dirichlet(jax.random.PRNGKey(1), jnp.ones(3), (n_max,))
     full = dataset.collect_dataset(jax.random.PRNGKey(2), fam, contexts, dataset.uniform_policy(args.horizon, args.states, args.actions), args.episodes)

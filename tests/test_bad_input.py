@@ -25,9 +25,10 @@ from zsgjax import cli, runner
 from zsgjax import evaluate as ev
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.envs import ContextSpace, make
-from zsgjax.offline import dataset as ds
-from zsgjax.offline import linear_mdp as lm
-from zsgjax.offline import perm, pevi, pppo
+from zsgjax.offline.linear import dataset as ds
+from zsgjax.offline.linear import mdp as lm
+from zsgjax.offline.linear import perm, pevi, pppo
+from zsgjax.offline.linear.dataset import LinearData
 from zsgjax.reporting import files
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.train import TrainConfig, make_train
@@ -390,16 +391,16 @@ def _set(x, value):
 
 
 @pytest.mark.parametrize("fault, match", DATA_FAULTS)
-@pytest.mark.parametrize("entry", ["pevi", "perm_gradient", "perm_enumerate", "pppo", "save"])
+@pytest.mark.parametrize("entry", ["pevi", "run_perm", "perm_enumerate", "run_pppo", "save"])
 def test_offline_rejects_bad_datasets(offline, tmp_path, entry, fault, match):
     """Before: n = 0 or K = 0 gave NaN values, an index out of range was clamped silently."""
     fam, data = offline
     bad = fault(data)
     call = {
         "pevi": lambda: pevi.pevi(fam.phi, bad, beta=0.1),
-        "perm_gradient": lambda: perm.perm_gradient(KEY, fam.phi, bad, 0.1, steps=2),
-        "perm_enumerate": lambda: perm.perm_enumerate(fam.phi, bad, 0.1),
-        "pppo": lambda: pppo.pppo(KEY, fam.phi, bad, 0.1),
+        "run_perm": lambda: perm.run_perm(KEY, LinearData(fam.phi, bad), perm.PERMConfig(0.1, iterations=2)),
+        "perm_enumerate": lambda: perm.perm_enumerate(LinearData(fam.phi, bad), 0.1),
+        "run_pppo": lambda: pppo.run_pppo(KEY, LinearData(fam.phi, bad), pppo.PPPOConfig(0.1)),
         "save": lambda: ds.save_dataset(tmp_path / "bad.npz", bad),
     }[entry]
     with raises(match):
@@ -421,15 +422,13 @@ def test_offline_rejects_bad_datasets(offline, tmp_path, entry, fault, match):
         (0.1, INF, r"`lam` .* got inf"),
     ],
 )
-@pytest.mark.parametrize("entry", ["pevi", "perm_gradient", "perm_enumerate", "pppo"])
+@pytest.mark.parametrize("entry", ["pevi", "perm_enumerate"])  # run_perm/run_pppo: their configs (test_offline_perm)
 def test_offline_rejects_bad_coefficients(offline, entry, beta, lam, match):
     """Before: a jax-array beta skipped the host checks (a negative beta makes PEVI optimistic)."""
     fam, data = offline
     call = {
         "pevi": lambda: pevi.pevi(fam.phi, data, beta=beta, lam=lam),
-        "perm_gradient": lambda: perm.perm_gradient(KEY, fam.phi, data, beta, lam, steps=2),
-        "perm_enumerate": lambda: perm.perm_enumerate(fam.phi, data, beta, lam),
-        "pppo": lambda: pppo.pppo(KEY, fam.phi, data, beta, lam),
+        "perm_enumerate": lambda: perm.perm_enumerate(LinearData(fam.phi, data), beta, lam),
     }[entry]
     with raises(match):
         call()
@@ -450,16 +449,16 @@ def test_dataset_statistics_rejects_bad_lambda(offline, lam):
         (lambda fam, d: pevi.pevi(fam.phi, d, policy=jnp.full((H, S, A), NAN), beta=0.1), r"`policy` must hold action probabilities"),
         (lambda fam, d: pevi.pevi(fam.phi, d, policy=jnp.ones((H, S, A)), beta=0.1), r"`policy` must hold action probabilities"),
         (lambda fam, d: pevi.pevi(fam.phi, d, policy=jnp.ones((S, A)), beta=0.1), r"`policy` must have shape \(H, S, A\)"),
-        (lambda fam, d: perm.perm_gradient(0, fam.phi, d, 0.1), r"perm_gradient: `key` must be a single PRNG key"),
-        (lambda fam, d: perm.perm_gradient(KEY, fam.phi, d, 0.1, steps=2.5), r"perm_gradient: `steps` must be an integer"),
-        (lambda fam, d: perm.perm_gradient(KEY, fam.phi, d, 0.1, num_restarts=0), r"perm_gradient: `num_restarts`"),
-        (lambda fam, d: perm.perm_gradient(KEY, fam.phi, d, 0.1, learning_rate=INF), r"perm_gradient: `learning_rate` must be a finite number > 0"),
-        (lambda fam, d: perm.perm_gradient(KEY, fam.phi, d, 0.1, init_scale=NAN), r"perm_gradient: `init_scale`"),
-        (lambda fam, d: perm.perm_enumerate(fam.phi, d, 0.1, batch_size=0), r"perm_enumerate: `batch_size`"),
-        (lambda fam, d: perm.perm_enumerate(fam.phi, d, 0.1, max_policies=1.5), r"perm_enumerate: `max_policies`"),
-        (lambda fam, d: pppo.pppo("key", fam.phi, d, 0.1), r"pppo: `key` must be a single PRNG key"),
-        (lambda fam, d: pppo.pppo(KEY, fam.phi, d, 0.1, step_size=INF), r"pppo: `step_size` must be a finite number > 0"),
-        (lambda fam, d: pppo.pppo(KEY, fam.phi, d, 0.1, step_size=jnp.asarray(-1.0)), r"pppo: `step_size`"),
+        (lambda fam, d: perm.run_perm(0, LinearData(fam.phi, d)), r"run_perm: `key` must be a single PRNG key"),
+        (lambda fam, d: perm.run_perm(KEY, LinearData(fam.phi, d), perm.PERMConfig(iterations=2.5)), r"PERMConfig.iterations must be an integer"),
+        (lambda fam, d: perm.run_perm(KEY, LinearData(fam.phi, d), perm.PERMConfig(num_restarts=0)), r"PERMConfig.num_restarts"),
+        (lambda fam, d: perm.run_perm(KEY, LinearData(fam.phi, d), perm.PERMConfig(learning_rate=INF)), r"PERMConfig.learning_rate"),
+        (lambda fam, d: perm.run_perm(KEY, LinearData(fam.phi, d), perm.PERMConfig(init_scale=NAN)), r"PERMConfig.init_scale"),
+        (lambda fam, d: perm.perm_enumerate(LinearData(fam.phi, d), 0.1, batch_size=0), r"perm_enumerate: `batch_size`"),
+        (lambda fam, d: perm.perm_enumerate(LinearData(fam.phi, d), 0.1, max_policies=1.5), r"perm_enumerate: `max_policies`"),
+        (lambda fam, d: pppo.run_pppo("key", LinearData(fam.phi, d)), r"run_pppo: `key` must be a single PRNG key"),
+        (lambda fam, d: pppo.run_pppo(KEY, LinearData(fam.phi, d), pppo.PPPOConfig(step_size=INF)), r"PPPOConfig.step_size"),
+        (lambda fam, d: pppo.run_pppo(KEY, LinearData(fam.phi, d), pppo.PPPOConfig(step_size=-1.0)), r"PPPOConfig.step_size"),
         (lambda fam, d: pevi.theory_beta(2.5, 2, 10), r"theory_beta: `dim` must be an integer >= 1"),
         (lambda fam, d: pevi.theory_beta(2, 2, 0), r"theory_beta: `num_episodes` must be an integer >= 1"),
         (lambda fam, d: pevi.theory_beta(2, 2, 10, xi=NAN), r"theory_beta: `xi` must be a finite number in \(0, 1\)"),

@@ -64,20 +64,6 @@ def test_linear_fqe_reaches_the_closed_form_q():
     np.testing.assert_allclose(got, np.broadcast_to(want[:, None], got.shape), atol=2e-3 * np.abs(want).max() + 1e-3)
 
 
-def test_vmapped_update_equals_a_loop_over_environments(data):
-    cfg = C.CriticConfig(hidden_sizes=(8,), num_critics=3, batch_size=16, policy_noise=0.2)
-    critics = C.make_critics(cfg, 2, 2)
-    state = critics.init(jax.random.PRNGKey(5), data.num_envs)
-    act = lambda o, c, k: jnp.tanh(o + c)  # noqa: E731
-    key = jax.random.PRNGKey(6)
-    vm, m1 = jax.jit(lambda s: critics.update(s, data, act, key))(state)
-    lp, m2 = jax.jit(lambda s: critics.update_loop(s, data, act, key))(state)
-    for x, y in zip(jax.tree.leaves((vm.params, vm.target_params, vm.opt_state, m1)),
-                    jax.tree.leaves((lp.params, lp.target_params, lp.opt_state, m2))):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
-    assert jax.tree.leaves(vm.params)[0].shape[:2] == (3, 3)  # (n, M, ...)
-
-
 def test_pessimistic_value_matches_numpy():
     q = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
     np.testing.assert_allclose(C.pessimistic_value(q, 1.5), q.mean(0) - 1.5 * q.std(0), rtol=1e-5, atol=1e-6)
@@ -138,8 +124,13 @@ def test_baselines_and_td3_bc_config():
     d = bandit_data(32)
     merged = jax.jit(C.make_merged(tiny))(jax.random.PRNGKey(0), d)
     assert jax.tree.leaves(merged.critics.params)[0].shape[:2] == (1, 2)  # one pooled ensemble
-    nop = C.make_no_pessimism(SMALL)
-    assert nop is not None and dataclasses.replace(SMALL.critic, beta=0.0).beta == 0.0
+    # beta = 0: the same run as PERM configured with beta = 0, and not the run with the config's beta = 1
+    key, d3 = jax.random.PRNGKey(1), bandit_data(32)
+    nop = jax.jit(C.make_no_pessimism(tiny))(key, d3)
+    zero = jax.jit(C.make_perm(dataclasses.replace(tiny, critic=dataclasses.replace(tiny.critic, beta=0.0))))(key, d3)
+    one = jax.jit(C.make_perm(tiny))(key, d3)
+    np.testing.assert_array_equal(np.asarray(nop.trace["objective"]), np.asarray(zero.trace["objective"]))
+    assert not np.array_equal(np.asarray(nop.trace["objective"]), np.asarray(one.trace["objective"]))
 
 
 # ---------------------------------------------------------------- evaluation

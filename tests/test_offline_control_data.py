@@ -6,6 +6,7 @@ simple_direction, and exact round trips through the ``.npz`` file and Minari.
 """
 
 import json
+import re
 import zipfile
 
 import jax
@@ -345,6 +346,7 @@ def test_minari_roundtrip(tmp_path, walk_data, monkeypatch):
     k = int(np.argmax(ends)) + 1
     np.testing.assert_array_equal(ep.observations, np.concatenate([data.obs[2, :k], data.next_obs[2, k - 1:k]]))
     assert ds.storage.metadata["zsgjax"]["context"] == [float(data.contexts[2, 0])]
+    np.testing.assert_array_equal(ep.infos["context"], np.full((len(ep.observations), 1), data.contexts[2, 0]))
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # the temporary root is gone
     with pytest.raises(ValueError, match="`name` 'zsgjax/walk-random' exists already"):
         minari_io.to_minari(data, info, root, "zsgjax/walk-random")
@@ -358,6 +360,76 @@ def test_minari_roundtrip(tmp_path, walk_data, monkeypatch):
         with pytest.raises(ValueError, match="environment 1, transition 0: `next_obs` differs"):
             minari_io.to_minari(broken, info, root, "zsgjax/broken")
         assert not (root / "zsgjax" / "broken").exists()
+
+
+def test_minari_refuses_rotten_files(tmp_path, walk_data):
+    """Before: a flipped byte loaded a wrong reward, an edited num_envs dropped an environment, and
+    deleted / truncated files gave h5py's errors without the file's name."""
+    import shutil
+
+    data, info = walk_data
+    good = tmp_path / "good"
+    minari_io.to_minari(data, info, good, "zsgjax/walk")
+    env1 = "zsgjax/walk/env-00001-v0"
+
+    def variant(change):
+        root = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(good, root)
+        change(root / env1 / "data")
+        return root
+
+    def flip_reward(folder):
+        path = folder / "main_data.hdf5"
+        raw = bytearray(path.read_bytes())
+        raw[raw.index(np.asarray(data.reward[1, :3]).tobytes()) + 2] ^= 0x40
+        path.write_bytes(bytes(raw))
+
+    def edit_metadata(key, value):
+        def change(folder):
+            meta = json.loads((folder / "metadata.json").read_text())
+            meta["zsgjax"][key] = value
+            (folder / "metadata.json").write_text(json.dumps(meta))
+        return change
+
+    def truncate(folder):
+        path = folder / "main_data.hdf5"
+        path.write_bytes(path.read_bytes()[:2000])
+
+    data_file = re.escape(f"'{tmp_path}/") + r"v\d+/" + re.escape(f"{env1}/data/main_data.hdf5'")
+    meta_file = re.escape(f"'{tmp_path}/") + r"v\d+/" + re.escape(f"{env1}/data/metadata.json'")
+    for change, match in (
+        (flip_reward, rf"the data in {data_file} do not match the digest stored in its metadata"),
+        (truncate, rf"cannot read the episodes in {data_file} \(OSError: .*truncated file"),
+        (lambda folder: (folder / "main_data.hdf5").unlink(), rf"file {data_file} is missing"),
+        (edit_metadata("num_envs", 2), rf"\({meta_file}\): its 'zsgjax' metadata do not match their digest"),
+        (edit_metadata("context", [0.3]), rf"\({meta_file}\): its 'zsgjax' metadata do not match their digest"),
+        (lambda folder: (folder / "metadata.json").write_text("{"), rf"cannot read {meta_file}"),
+    ):
+        with pytest.raises(ValueError, match=rf"from_minari: '{env1}'.*{match}"):
+            minari_io.from_minari(variant(change), "zsgjax/walk")
+    def other_context(folder):
+        import h5py
+
+        with h5py.File(folder / "main_data.hdf5", "r+") as f:
+            f["episode_0/infos/context"][0] = 0.25
+
+    with pytest.raises(ValueError, match=rf"from_minari: '{env1}': episode 0 in {data_file} has `infos\['context'\]`"):
+        minari_io.from_minari(variant(other_context), "zsgjax/walk")
+    # an edited num_envs with a recomputed record digest still cannot drop an environment silently
+    def fewer(folder):
+        meta = json.loads((folder / "metadata.json").read_text())
+        record = {**meta["zsgjax"], "num_envs": 2}
+        meta["zsgjax"] = {**record, "record_digest": minari_io.record_digest(record)}
+        (folder / "metadata.json").write_text(json.dumps(meta))
+
+    root = tmp_path / "fewer"
+    shutil.copytree(good, root)
+    fewer(root / "zsgjax/walk/env-00000-v0/data")
+    with pytest.raises(ValueError, match=r"env-00001-v0'.*disagrees with environment 0"):
+        minari_io.from_minari(root, "zsgjax/walk")
+    fewer(root / env1 / "data")
+    with pytest.raises(ValueError, match=r"env-00002-v0' exists, but the set's metadata say it has 2 environments"):
+        minari_io.from_minari(root, "zsgjax/walk")
 
 
 # ---------------------------------------------------------------------- docs

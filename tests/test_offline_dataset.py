@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax.offline import dataset as ds
-from zsgjax.offline import linear_mdp as lm
+from zsgjax.offline.linear import dataset as ds
+from zsgjax.offline.linear import mdp as lm
 
 S, A, H = 4, 2, 3
 
@@ -131,3 +131,50 @@ def test_failed_write_leaves_no_partial_file(setup, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         ds.save_dataset(tmp_path / "new.npz", data)
     assert sorted(os.listdir(tmp_path)) == ["data.npz"]
+
+
+def test_load_refuses_bad_contexts_and_plain_npy(setup, tmp_path):
+    """Before: NaN or off-simplex contexts loaded silently, and a plain .npy raised a TypeError."""
+    _, _, data = setup
+    good = tmp_path / "good.npz"
+    ds.save_dataset(good, data)
+    with np.load(good) as z:
+        fields = {k: z[k] for k in z.files}
+    for contexts, match in (
+        (fields["contexts"].copy(), None),
+        (np.where(np.arange(3)[:, None] == 1, np.nan, fields["contexts"]), r"row 1 is not finite"),
+        (fields["contexts"] * 2.0, r"row 0 = \[2.0, 0.0\] is off the probability simplex"),
+        (np.array([[1.5, -0.5], [0.0, 1.0], [0.5, 0.5]]), r"row 0 = \[1.5, -0.5\] is off the probability simplex"),
+    ):
+        bad = tmp_path / "ctx.npz"
+        np.savez(bad, **{**fields, "contexts": contexts.astype(np.float32)})
+        if match is None:
+            np.testing.assert_array_equal(np.asarray(ds.load_dataset(bad).contexts), fields["contexts"])
+            continue
+        with pytest.raises(ValueError, match=f"load_dataset: '{bad}' field `contexts` {match}"):
+            ds.load_dataset(bad)
+    merged = tmp_path / "merged.npz"
+    ds.save_dataset(merged, ds.merge_environments(data))  # id -1 with NaN contexts: the merged baseline's data
+    assert np.isnan(np.asarray(ds.load_dataset(merged).contexts)).all()
+    npy = tmp_path / "plain.npy"
+    np.save(npy, fields["states"])
+    with pytest.raises(ValueError, match=rf"load_dataset: '{npy}' holds a single \(3, 400, 3\) array \(a plain .npy "
+                                         r"file\); expected a zsgjax.offline.dataset .npz archive"):
+        ds.load_dataset(npy)
+
+
+def test_unwritable_target_is_named(setup, tmp_path, monkeypatch):
+    """Before: the error named only the temporary file (``.d.npz.xxxx.tmp``) that could not be created."""
+    import errno
+
+    from zsgjax.reporting import files
+
+    _, _, data = setup
+    target = tmp_path / "locked" / "d.npz"
+
+    def denied(prefix, suffix, dir):  # what mkstemp raises in a directory without write permission
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}abc{suffix}"))
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", denied)
+    with pytest.raises(PermissionError, match=rf"cannot write '{target}': Permission denied \(temporary file "):
+        ds.save_dataset(target, data)

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax.offline import linear_mdp as lm
-from zsgjax.offline import policies as po
+from zsgjax.offline.linear import mdp as lm
+from zsgjax.offline.linear import policies as po
 
 S, A, H = 3, 2, 3
 

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zsgjax.offline import dataset as ds
-from zsgjax.offline import linear_mdp as lm
-from zsgjax.offline import pevi as pv
+from zsgjax.offline.linear import dataset as ds
+from zsgjax.offline.linear import mdp as lm
+from zsgjax.offline.linear import pevi as pv
 
 S, A, D, H, K, N = 5, 3, 4, 3, 12, 3
 

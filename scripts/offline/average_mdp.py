@@ -1,7 +1,7 @@
 """Experiment (a): the "average MDP" failure on the two-context construction.
 
 n environments, half of them in each of the two contexts of
-:func:`zsgjax.offline.linear_mdp.two_context_mdp` (so the pooled data are exactly those
+:func:`zsgjax.offline.linear.mdp.two_context_mdp` (so the pooled data are exactly those
 of the equal-weight average MDP of the Proposition), K episodes each from the uniform
 behaviour policy. Compares the zero-shot value (exact, uniform over both contexts) of
 
@@ -29,7 +29,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsgjax.options import parse_dataclass  # noqa: E402
-from zsgjax.offline import baselines, dataset, linear_mdp, perm, pevi, pppo  # noqa: E402
+from zsgjax.offline.linear import LinearData, baselines, dataset, mdp, perm, pevi, pppo  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
@@ -42,54 +43,77 @@ class Config:
     pppo_envs: tuple[int, ...] = (10, 40, 160, 640)
     pppo_episodes: int = 100
     out: str = "docs/offline_average_mdp"
+    resume: bool = False  # reuse the rows checkpointed by an earlier run with the same settings (OUT.checkpoints/)
 
 
-def run(cfg: Config) -> dict:
+def run(cfg: Config, driver: OfflineRun) -> dict:
+    """Each row (one K; one n of PPPO's sweep) is a checkpointed cell of ``driver``: all seeds' values."""
     if cfg.num_envs < 2 or cfg.num_envs % 2:
         raise ValueError(f"average_mdp: `num_envs` must be even and >= 2, got {cfg.num_envs}")
-    fam, support = linear_mdp.two_context_mdp(cfg.delta)
+    fam, support = mdp.two_context_mdp(cfg.delta)
     H, S, A, d = fam.horizon, fam.num_states, fam.num_actions, fam.dim
     behaviour = dataset.uniform_policy(H, S, A)
-    value = lambda pi: float(linear_mdp.zero_shot_value(fam, support, pi))  # noqa: E731
+    value = lambda pi: float(mdp.zero_shot_value(fam, support, pi))  # noqa: E731
     methods = ["merged PEVI", "PERM (gradient)", "PERM (enumeration)", "PPPO mixture (theory step)", "PPPO mixture (step 1)", "PPPO final iterate (step 1)", "PERM beta=0"]
     table = {m: np.zeros((len(cfg.episodes), cfg.seeds)) for m in methods}
     betas = {}
+    like = {m: np.zeros(cfg.seeds) for m in methods}
     for i, K in enumerate(cfg.episodes):
         beta = pevi.default_beta(d, H, K)
         betas[K] = beta
-        for s in range(cfg.seeds):
-            key = jax.random.PRNGKey(1000 * s + K)
-            k_data, k_perm, k_pppo = jax.random.split(key, 3)
-            ids = np.arange(cfg.num_envs) % 2
-            data = dataset.collect_dataset(k_data, fam, support[ids], behaviour, K, context_ids=ids)
-            merged = baselines.merged_pevi(fam.phi, data, pevi.default_beta(d, H, cfg.num_envs * K))
-            table["merged PEVI"][i, s] = value(merged.policy)
-            table["PERM (gradient)"][i, s] = value(perm.perm_gradient(k_perm, fam.phi, data, beta).policy)
-            table["PERM (enumeration)"][i, s] = value(perm.perm_enumerate(fam.phi, data, beta).policy)
-            it = pppo.pppo(k_pppo, fam.phi, data, beta).iterates
-            table["PPPO mixture (theory step)"][i, s] = float(pppo.mixture_zero_shot_value(fam, support, it))
-            out1 = pppo.pppo(k_pppo, fam.phi, data, beta, step_size=1.0)
-            table["PPPO mixture (step 1)"][i, s] = float(pppo.mixture_zero_shot_value(fam, support, out1.iterates))
-            table["PPPO final iterate (step 1)"][i, s] = value(out1.final)
-            table["PERM beta=0"][i, s] = value(baselines.perm_without_pessimism(k_perm, fam.phi, data).policy)
+
+        def row(K=K, beta=beta):
+            out = {m: np.zeros(cfg.seeds) for m in methods}
+            for s in range(cfg.seeds):
+                key = jax.random.PRNGKey(1000 * s + K)
+                k_data, k_perm, k_pppo = jax.random.split(key, 3)
+                ids = np.arange(cfg.num_envs) % 2
+                data = LinearData(fam.phi, dataset.collect_dataset(k_data, fam, support[ids], behaviour, K,
+                                                                   context_ids=ids))
+                merged = baselines.merged_pevi(data, pevi.default_beta(d, H, cfg.num_envs * K))
+                out["merged PEVI"][s] = value(merged.policy)
+                out["PERM (gradient)"][s] = value(perm.run_perm(k_perm, data, perm.PERMConfig(beta)).policy)
+                out["PERM (enumeration)"][s] = value(perm.perm_enumerate(data, beta).policy)
+                it = pppo.run_pppo(k_pppo, data, pppo.PPPOConfig(beta)).iterates
+                out["PPPO mixture (theory step)"][s] = float(pppo.mixture_zero_shot_value(fam, support, it))
+                out1 = pppo.run_pppo(k_pppo, data, pppo.PPPOConfig(beta, step_size=1.0))
+                out["PPPO mixture (step 1)"][s] = float(pppo.mixture_zero_shot_value(fam, support, out1.iterates))
+                out["PPPO final iterate (step 1)"][s] = value(out1.final)
+                no_pess = jax.jit(baselines.make_no_pessimism(perm.PERMConfig()))(k_perm, data)
+                out["PERM beta=0"][s] = value(no_pess.policy)
+            return out
+
+        got = driver.compute(f"K={K}", row, like)
+        for m in methods:
+            table[m][i] = got[m]
         print(f"K={K}: " + ", ".join(f"{m} {table[m][i].mean():.3f}" for m in methods), flush=True)
     pppo_table = {name: np.zeros((len(cfg.pppo_envs), cfg.seeds)) for name in ("theory step", "step 1")}
     beta = pevi.default_beta(d, H, cfg.pppo_episodes)
     for i, n in enumerate(cfg.pppo_envs):
-        ids = np.arange(n) % 2
-        for s in range(cfg.seeds):
-            k_data, k_pppo = jax.random.split(jax.random.PRNGKey(7919 * s + n))
-            data = dataset.collect_dataset(k_data, fam, support[ids], behaviour, cfg.pppo_episodes, context_ids=ids)
-            for name, step in (("theory step", None), ("step 1", 1.0)):
-                it = pppo.pppo(k_pppo, fam.phi, data, beta, step_size=step).iterates
-                pppo_table[name][i, s] = float(pppo.mixture_zero_shot_value(fam, support, it))
+
+        def pppo_row(n=n):
+            ids = np.arange(n) % 2
+            out = {name: np.zeros(cfg.seeds) for name in pppo_table}
+            for s in range(cfg.seeds):
+                k_data, k_pppo = jax.random.split(jax.random.PRNGKey(7919 * s + n))
+                data = LinearData(fam.phi, dataset.collect_dataset(k_data, fam, support[ids], behaviour,
+                                                                   cfg.pppo_episodes, context_ids=ids))
+                for name, step in (("theory step", None), ("step 1", 1.0)):
+                    it = pppo.run_pppo(k_pppo, data, pppo.PPPOConfig(beta, step_size=step)).iterates
+                    out[name][s] = float(pppo.mixture_zero_shot_value(fam, support, it))
+            return out
+
+        got = driver.compute(f"PPPO n={n}", pppo_row, {name: np.zeros(cfg.seeds) for name in pppo_table})
+        for name in pppo_table:
+            pppo_table[name][i] = got[name]
         print(f"PPPO n={n}: " + ", ".join(f"{k} {v[i].mean():.3f}" for k, v in pppo_table.items()), flush=True)
     return {"methods": methods, "table": table, "betas": betas, "pppo_table": pppo_table}
 
 
 def main(cfg: Config) -> None:
+    driver = open_run(cfg.out, cfg, cfg.resume)
     t0 = time.time()
-    res = run(cfg)
+    res = run(cfg, driver)
     import matplotlib
 
     matplotlib.use("Agg")

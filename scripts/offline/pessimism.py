@@ -26,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsgjax.options import parse_dataclass  # noqa: E402
-from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies  # noqa: E402
+from zsgjax.offline.linear import LinearData, dataset, mdp, perm, pevi, policies  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
@@ -47,10 +48,12 @@ class Config:
     test_contexts: int = 1000
     family_seed: int = 0
     out: str = "docs/offline_pessimism"
+    resume: bool = False  # reuse the rows checkpointed by an earlier run with the same settings (OUT.checkpoints/)
 
 
-def run(cfg: Config) -> dict:
-    fam = linear_mdp.random_contextual_mdp(
+def run(cfg: Config, driver: OfflineRun) -> dict:
+    """Each coverage (all seeds) is a checkpointed cell of ``driver``."""
+    fam = mdp.random_contextual_mdp(
         jax.random.PRNGKey(cfg.family_seed), cfg.num_states, cfg.num_actions, cfg.horizon, cfg.num_bases,
         None if cfg.features == "tabular" else cfg.dim, features=cfg.features,
     )
@@ -58,32 +61,42 @@ def run(cfg: Config) -> dict:
     conc = jnp.full((cfg.num_bases,), cfg.context_concentration)
     test = jax.random.dirichlet(jax.random.PRNGKey(10_000 + cfg.family_seed), conc, (cfg.test_contexts,))
     actions = policies.enumerate_deterministic_policies(S, A, H)
-    test_values = np.asarray(linear_mdp.deterministic_zero_shot_values(fam, test, actions))
+    test_values = np.asarray(mdp.deterministic_zero_shot_values(fam, test, actions))
     best = int(test_values.argmax())
     optimum = float(test_values[best])
     expert = policies.deterministic_policy(actions[best], A)
     theory = pevi.theory_beta(d, H, cfg.num_episodes)
-    value = lambda pi: float(linear_mdp.zero_shot_value(fam, test, pi))  # noqa: E731
+    value = lambda pi: float(mdp.zero_shot_value(fam, test, pi))  # noqa: E731
     methods = [f"PERM enum, beta={s:g} x theory" for s in cfg.beta_scales] + ["PERM gradient, beta=0", "PERM gradient, default beta"]
     sub = {m: np.zeros((len(cfg.coverages), cfg.seeds)) for m in methods}
     for i, cov in enumerate(cfg.coverages):
-        behaviour = dataset.behaviour_policy(expert, cov)
-        for s in range(cfg.seeds):
-            k_ctx, k_data, k_perm = jax.random.split(jax.random.PRNGKey(s), 3)
-            contexts = jax.random.dirichlet(k_ctx, conc, (cfg.num_envs,))
-            data = dataset.collect_dataset(k_data, fam, contexts, behaviour, cfg.num_episodes)
-            for scale in cfg.beta_scales:
-                enum = perm.perm_enumerate(fam.phi, data, scale * theory)
-                sub[f"PERM enum, beta={scale:g} x theory"][i, s] = optimum - test_values[int(jnp.argmax(enum.objectives))]
-            for name, beta in (("PERM gradient, beta=0", 0.0), ("PERM gradient, default beta", pevi.default_beta(d, H, cfg.num_episodes))):
-                sub[name][i, s] = optimum - value(perm.perm_gradient(k_perm, fam.phi, data, beta).policy)
+
+        def row(cov=cov):
+            behaviour = dataset.behaviour_policy(expert, cov)
+            out = {m: np.zeros(cfg.seeds) for m in methods}
+            for s in range(cfg.seeds):
+                k_ctx, k_data, k_perm = jax.random.split(jax.random.PRNGKey(s), 3)
+                contexts = jax.random.dirichlet(k_ctx, conc, (cfg.num_envs,))
+                data = LinearData(fam.phi, dataset.collect_dataset(k_data, fam, contexts, behaviour, cfg.num_episodes))
+                for scale in cfg.beta_scales:
+                    enum = perm.perm_enumerate(data, scale * theory)
+                    out[f"PERM enum, beta={scale:g} x theory"][s] = optimum - test_values[int(jnp.argmax(enum.objectives))]
+                for name, beta in (("PERM gradient, beta=0", 0.0),
+                                   ("PERM gradient, default beta", pevi.default_beta(d, H, cfg.num_episodes))):
+                    out[name][s] = optimum - value(perm.run_perm(k_perm, data, perm.PERMConfig(beta)).policy)
+            return out
+
+        got = driver.compute(f"coverage={cov:g}", row, {m: np.zeros(cfg.seeds) for m in methods})
+        for m in methods:
+            sub[m][i] = got[m]
         print(f"coverage {cov}: " + ", ".join(f"{m}: {sub[m][i].mean():.4f}" for m in methods), flush=True)
     return dict(optimum=optimum, theory_beta=theory, methods=methods, sub=sub)
 
 
 def main(cfg: Config) -> None:
+    driver = open_run(cfg.out, cfg, cfg.resume)
     t0 = time.time()
-    res = run(cfg)
+    res = run(cfg, driver)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -25,7 +25,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from zsgjax.options import parse_dataclass  # noqa: E402
-from zsgjax.offline import dataset, linear_mdp, perm, pevi, policies, pppo  # noqa: E402
+from zsgjax.offline.linear import LinearData, dataset, mdp, perm, pevi, policies, pppo  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 
@@ -45,39 +46,50 @@ class Config:
     test_contexts: int = 1000
     family_seed: int = 0
     out: str = "docs/offline_scaling"
+    resume: bool = False  # reuse the seeds checkpointed by an earlier run with the same settings (OUT.checkpoints/)
 
 
-def run(cfg: Config) -> dict:
-    fam = linear_mdp.random_contextual_mdp(
+def run(cfg: Config, driver: OfflineRun) -> dict:
+    """Each seed (both sweeps) is a checkpointed cell of ``driver``."""
+    fam = mdp.random_contextual_mdp(
         jax.random.PRNGKey(cfg.family_seed), cfg.num_states, cfg.num_actions, cfg.horizon, cfg.num_bases, cfg.dim
     )
     H, S, A, d = fam.horizon, fam.num_states, fam.num_actions, fam.dim
     conc = jnp.full((cfg.num_bases,), cfg.context_concentration)
     test = jax.random.dirichlet(jax.random.PRNGKey(10_000 + cfg.family_seed), conc, (cfg.test_contexts,))
     actions = policies.enumerate_deterministic_policies(S, A, H)
-    test_values = np.asarray(linear_mdp.deterministic_zero_shot_values(fam, test, actions))
+    test_values = np.asarray(mdp.deterministic_zero_shot_values(fam, test, actions))
     optimum = float(test_values.max())
-    per_context_opt = float(jax.vmap(lambda c: linear_mdp.optimal_value(fam.at(c)))(test).mean())
-    uniform_value = float(linear_mdp.zero_shot_value(fam, test, dataset.uniform_policy(H, S, A)))
+    per_context_opt = float(jax.vmap(lambda c: mdp.optimal_value(fam.at(c)))(test).mean())
+    uniform_value = float(mdp.zero_shot_value(fam, test, dataset.uniform_policy(H, S, A)))
     print(f"zero-shot optimum {optimum:.4f}, mean per-context optimum {per_context_opt:.4f}, uniform policy {uniform_value:.4f}", flush=True)
 
     n_max, k_max = max(max(cfg.envs), cfg.envs_fixed), max(max(cfg.episodes), cfg.episodes_fixed)
     sweeps = {"n": [(n, cfg.episodes_fixed) for n in cfg.envs], "K": [(cfg.envs_fixed, k) for k in cfg.episodes]}
     methods = ("PERM", "PPPO (theory step)", "PPPO (step 1)")
     sub = {name: {m: np.zeros((len(pts), cfg.seeds)) for m in methods} for name, pts in sweeps.items()}
-    for s in range(cfg.seeds):
+    def one_seed(s: int) -> dict:
         k_ctx, k_data, k_pppo = jax.random.split(jax.random.PRNGKey(s), 3)
         contexts = jax.random.dirichlet(k_ctx, conc, (n_max,))
         full = dataset.collect_dataset(k_data, fam, contexts, dataset.uniform_policy(H, S, A), k_max)
+        out = {name: {m: np.zeros(len(pts)) for m in methods} for name, pts in sweeps.items()}
         for name, pts in sweeps.items():
             for j, (n, K) in enumerate(pts):
-                data = full.subset(n, K)
+                data = LinearData(fam.phi, full.subset(n, K))
                 beta = pevi.default_beta(d, H, K)
-                enum = perm.perm_enumerate(fam.phi, data, beta)
-                sub[name]["PERM"][j, s] = optimum - test_values[int(jnp.argmax(enum.objectives))]
+                enum = perm.perm_enumerate(data, beta)
+                out[name]["PERM"][j] = optimum - test_values[int(jnp.argmax(enum.objectives))]
                 for m, step in (("PPPO (theory step)", None), ("PPPO (step 1)", 1.0)):
-                    it = pppo.pppo(k_pppo, fam.phi, data, beta, step_size=step).iterates
-                    sub[name][m][j, s] = optimum - float(pppo.mixture_zero_shot_value(fam, test, it))
+                    it = pppo.run_pppo(k_pppo, data, pppo.PPPOConfig(beta, step_size=step)).iterates
+                    out[name][m][j] = optimum - float(pppo.mixture_zero_shot_value(fam, test, it))
+        return out
+
+    like = {name: {m: np.zeros(len(pts)) for m in methods} for name, pts in sweeps.items()}
+    for s in range(cfg.seeds):
+        got = driver.compute(f"seed={s}", lambda s=s: one_seed(s), like)
+        for name in sweeps:
+            for m in methods:
+                sub[name][m][:, s] = got[name][m]
         print(f"seed {s}: PERM n-sweep {np.round(sub['n']['PERM'][:, s], 4).tolist()}", flush=True)
     xs = {"n": list(cfg.envs), "K": list(cfg.episodes)}
     slopes = {name: {m: stats.loglog_slope(xs[name], sub[name][m].mean(1), drop_nonpositive=True) for m in methods} for name in sweeps}
@@ -87,8 +99,9 @@ def run(cfg: Config) -> dict:
 
 
 def main(cfg: Config) -> None:
+    driver = open_run(cfg.out, cfg, cfg.resume)
     t0 = time.time()
-    res = run(cfg)
+    res = run(cfg, driver)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -40,6 +40,7 @@ def main() -> None:
     E.add_run_options(p, OUT, iterations=None)
     args = p.parse_args()
     t0 = time.time()
+    run = E.open_run(args)
     cfg = E.small_perm_config(args.scale)
     data_s = E.datasets(0, args.seeds, args.num_envs, args.transitions, E.random_behaviour(), balanced=True)
     policy = C.policy_of(cfg, E.first_seed(data_s))
@@ -47,14 +48,15 @@ def main() -> None:
                             improve_steps=int(100 * args.scale), step_size=1.0)
     methods = {}
     print(f"FlipGate, n={args.num_envs}, N={args.transitions} per env, {args.seeds} seeds")
-    methods["PERM (beta=1)"] = E.run_method("PERM (beta=1)", C.make_perm(cfg), policy, data_s, 0)
-    methods["PERM (beta=0)"] = E.run_method("PERM (beta=0)", C.make_no_pessimism(cfg), policy, data_s, 0)
-    methods["merged data (average MDP)"] = E.run_method("merged", C.make_merged(cfg), policy, data_s, 0)
-    methods["TD3+BC (merged data)"] = E.run_method("TD3+BC", C.make_td3_bc(cfg), policy, data_s, 0)
-    methods["PPPO (drawn iterate)"] = E.run_method("PPPO drawn", C.make_pppo(pppo_cfg), policy, data_s, 0,
-                                                   params_of=lambda r: r.policy)
-    methods["PPPO (final iterate)"] = E.run_method("PPPO final", C.make_pppo(pppo_cfg), policy, data_s, 0,
-                                                   params_of=lambda r: r.final)
+    methods["PERM (beta=1)"] = E.run_method(run, "PERM (beta=1)", C.make_perm(cfg), policy, data_s, 0, config=cfg)
+    methods["PERM (beta=0)"] = E.run_method(run, "PERM (beta=0)", C.make_no_pessimism(cfg), policy, data_s, 0,
+                                            config=cfg)
+    methods["merged data (average MDP)"] = E.run_method(run, "merged", C.make_merged(cfg), policy, data_s, 0,
+                                                        config=cfg)
+    methods["TD3+BC (merged data)"] = E.run_method(run, "TD3+BC", C.make_td3_bc(cfg), policy, data_s, 0, config=cfg)
+    pppo, seconds = E.train_seeds(run, "PPPO", C.make_pppo(pppo_cfg), data_s, 0, pppo_cfg)
+    methods["PPPO (drawn iterate)"] = E.report("PPPO drawn", policy, pppo.policy, seconds)
+    methods["PPPO (final iterate)"] = E.report("PPPO final", policy, pppo.final, 0.0)
     refs = E.reference_values()
     neg_share = float(np.mean(np.asarray(data_s.contexts)[..., 0] < 0))
     result = {"experiment": "offline_control/average_mdp", "args": vars(args), "machine": machine.machine_description(),
@@ -63,7 +65,7 @@ def main() -> None:
               "training_share_c_negative": neg_share,
               "training_contexts": np.asarray(data_s.contexts)[..., 0].tolist(), "methods": methods,
               "wall_seconds": time.time() - t0}
-    files.write_json(args.out + ".json", result)
+    files.write_json(run.path(".json"), result)
     lines = [f"# Average-MDP failure on FlipGate (n = {args.num_envs}, N = {args.transitions}, {args.seeds} seeds)", "",
              "Held-out return (10 contexts, both signs), mean ± 95% Student-t half-width over seeds; "
              "`first a` = the action at the start state, per seed.", "",
@@ -74,8 +76,8 @@ def main() -> None:
     lines += ["", "Closed-form held-out values (docs/offline_control.md):", ""]
     lines += [f"* {k}: {v:.2f}" for k, v in refs.items()]
     lines += ["", f"Share of training contexts with c < 0: {neg_share:.2f}. Wall time {result['wall_seconds']:.0f} s."]
-    files.atomic_write(args.out + ".md", "\n".join(lines) + "\n")
-    plot(methods, refs, args.out + ".png")
+    files.atomic_write(run.path(".md"), "\n".join(lines) + "\n")
+    plot(methods, refs, run.path(".png"))
     print("\n".join(lines))
 
 

@@ -3,8 +3,10 @@
 FlipGate (zsgjax.offline.control.flip_gate) is registered as ``flip_gate`` so that the
 data helper's :func:`zsgjax.offline.control.collect.collect` can roll it out. Every
 seed is one independent replicate: its own training contexts, its own dataset, its own
-training key; the S seeds of a method train in one ``jax.vmap`` and are evaluated by
-true rollouts on a fixed set of held-out contexts (95% Student-t intervals over seeds).
+training key; the S seeds of a method train in one ``jax.vmap`` (through the run driver
+:class:`zsgjax.offline.runner.OfflineRun`: checkpointed, ``--resume``-able) and are
+evaluated by true rollouts on a fixed set of held-out contexts (95% Student-t intervals
+over seeds).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 from typing import Callable
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -24,6 +25,7 @@ import numpy as np  # noqa: E402
 from zsgjax.envs import registry  # noqa: E402
 from zsgjax.offline import control as C  # noqa: E402
 from zsgjax.offline.control import collect as collect_mod  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import stats  # noqa: E402
 
 ENV_NAME = "flip_gate"
@@ -41,6 +43,13 @@ def add_run_options(p, out: str, iterations: int | None = 1000) -> None:
         p.add_argument("--iterations", type=int, default=iterations)
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the training iterations")
     p.add_argument("--out", default=out)
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the trained cells checkpointed by an earlier run with the same settings (OUT.checkpoints/)")
+
+
+def open_run(args, **settings) -> OfflineRun:
+    """The run driver for ``args.out`` (checked before any training), settings = the parsed options + ``settings``."""
+    return open_run(args.out, {**vars(args), **settings}, args.resume)
 
 
 def small_perm_config(scale: float = 1.0, iterations: int = 1500) -> C.PERMConfig:
@@ -77,12 +86,11 @@ def datasets(seed: int, num_seeds: int, num_envs: int, num_transitions: int, beh
     return jax.tree.map(lambda *xs: jnp.stack(xs), *out)
 
 
-def train_seeds(train: Callable, data_s: C.Transitions, seed: int):
-    """``jit(vmap(train))`` over the seed axis; returns (result, seconds incl. compile)."""
+def train_seeds(run: OfflineRun, name: str, train: Callable, data_s: C.Transitions, seed: int, config=None):
+    """``jit(vmap(train))`` over the seed axis, as the run's cell ``name``; returns (result, seconds incl. compile;
+    0 when restored)."""
     keys = jax.random.split(jax.random.PRNGKey(seed + 7), data_s.obs.shape[0])
-    t = time.perf_counter()
-    res = jax.block_until_ready(jax.jit(jax.vmap(train))(keys, data_s))
-    return res, time.perf_counter() - t
+    return run.train(name, train, keys, data_s, config)
 
 
 def held_out(policy: C.Policy, params_s, num_episodes: int = 1) -> dict:
@@ -128,11 +136,15 @@ PROBES = np.array([[0.0, 1.0], [0.5, 0.0], [2.0, 0.0]], np.float32)
 """Observations (x, first) at which the learned actions are reported: the start, and x = 0.5, 2 later."""
 
 
-def run_method(name: str, train: Callable, policy: C.Policy, data_s: C.Transitions, seed: int,
-               params_of: Callable = lambda r: r.policy_params) -> dict:
-    """Train S seeds in one vmap, evaluate held out, report actions at :data:`PROBES`."""
-    res, seconds = train_seeds(train, data_s, seed)
-    params = params_of(res)
+def run_method(run: OfflineRun, name: str, train: Callable, policy: C.Policy, data_s: C.Transitions, seed: int,
+               params_of: Callable = lambda r: r.policy_params, config=None) -> dict:
+    """Train S seeds in one vmap (the run's cell ``name``), evaluate held out, report actions at :data:`PROBES`."""
+    res, seconds = train_seeds(run, name, train, data_s, seed, config)
+    return report(name, policy, params_of(res), seconds)
+
+
+def report(name: str, policy: C.Policy, params, seconds: float) -> dict:
+    """Held-out returns of trained parameters (leading seed axis) and their actions at :data:`PROBES`."""
     out = held_out(policy, params)
     acts = jax.vmap(lambda p: policy.act(p, jnp.asarray(PROBES), jnp.zeros((policy.context_dim,))))(params)
     out["actions_at_probes"] = np.asarray(acts)[..., 0].tolist()  # (S, 3)

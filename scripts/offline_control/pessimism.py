@@ -38,6 +38,7 @@ def main() -> None:
     E.add_run_options(p, OUT, iterations=1000)
     args = p.parse_args()
     t0 = time.time()
+    run = E.open_run(args)
     base = E.small_perm_config(args.scale, args.iterations)
     rows = []
     for label, behaviour, betas in (("narrow", E.narrow_behaviour(args.noise_std), args.betas),
@@ -49,14 +50,14 @@ def main() -> None:
         max_abs_action = float(np.abs(np.asarray(data_s.action)).max())
         for beta in betas:
             cfg = dataclasses.replace(base, critic=dataclasses.replace(base.critic, beta=float(beta)))
-            r = E.run_method(f"{label} beta={beta:g}", C.make_perm(cfg), policy, data_s, 0)
+            r = E.run_method(run, f"{label} beta={beta:g}", C.make_perm(cfg), policy, data_s, 0, config=cfg)
             r.update(data=label, beta=float(beta), max_abs_data_action=max_abs_action)
             rows.append(r)
     refs = E.reference_values()
     result = {"experiment": "offline_control/pessimism", "args": vars(args), "machine": machine.machine_description(),
               "config": E.config_dict(base), "closed_form_reference": refs, "rows": rows,
               "wall_seconds": time.time() - t0}
-    files.write_json(args.out + ".json", result)
+    files.write_json(run.path(".json"), result)
     lines = [f"# Pessimism ablation: PERM on FlipGate (n = {args.num_envs}, N = {args.transitions}, {args.seeds} seeds)", "",
              f"`narrow`: behaviour actions clip(N(0, {args.noise_std}^2)); `random`: uniform. Held-out return, "
              "mean ± 95% Student-t half-width over seeds; `first a`: the learned action at the start, per seed.", "",
@@ -67,8 +68,8 @@ def main() -> None:
                      f"{first} | {r['max_abs_data_action']:.2f} |")
     lines += ["", f"Best blind policy on the held-out contexts: {max(refs.values()):.2f}. "
               f"Wall time {result['wall_seconds']:.0f} s."]
-    files.atomic_write(args.out + ".md", "\n".join(lines) + "\n")
-    plot(rows, refs, args.out + ".png")
+    files.atomic_write(run.path(".md"), "\n".join(lines) + "\n")
+    plot(rows, refs, run.path(".png"))
     print("\n".join(lines))
 
 

@@ -13,8 +13,10 @@ against the best blind policy of the held-out goals is exactly ``sum_t (x_t - hb
   error alone, >= 0).
 
 Per seed: its own goals, uniform-random data (N transitions per environment) and key;
-the seeds train in one ``vmap``. Points are written as they finish (JSON, table, plot);
-``--resume`` keeps the finished points of an earlier run with the same settings.
+the seeds train in one ``vmap``, one checkpointed cell of the run driver
+(:class:`zsgjax.offline.runner.OfflineRun`) per point. Points are written as they finish
+(JSON, table, plot); ``--resume`` reuses the trained points of an earlier run with the
+same settings (``OUT.checkpoints/``) and trains the rest.
 
     python scripts/offline_control/scaling.py                 # n = 1..512 at N = 256; N = 16..2048 at n = 64
     python scripts/offline_control/scaling.py --envs 1 4 16 --transitions 64 256 --seeds 3
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -40,6 +41,7 @@ from zsgjax.envs import registry  # noqa: E402
 from zsgjax.offline import control as C  # noqa: E402
 from zsgjax.offline.control import collect as collect_mod  # noqa: E402
 from zsgjax.offline.control import goal_line as G  # noqa: E402
+from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
 from zsgjax.reporting import files, machine, stats  # noqa: E402
 
 OUT = "docs/experiments/offline_control/scaling"
@@ -98,12 +100,12 @@ def summary(per_seed) -> dict:
     return {"mean": float(m), "ci95": float(ci), "per_seed": np.asarray(per_seed).tolist()}
 
 
-def one(n: int, N: int, args, env: G.GoalLine, held: np.ndarray) -> dict:
+def one(run: OfflineRun, n: int, N: int, args, env: G.GoalLine, held: np.ndarray) -> dict:
     t0 = time.perf_counter()
     cfg = perm_config(args)
     data_s, train_goals = datasets(n, N, args.seeds, env.horizon, args.fixed_transitions)
     policy = C.policy_of(cfg, E.first_seed(data_s))
-    res, train_s = E.train_seeds(C.make_perm(cfg), data_s, n + N)
+    res, train_s = E.train_seeds(run, f"n={n} N={N}", C.make_perm(cfg), data_s, n + N, cfg)
     params = res.policy_params
     ev = C.zero_shot(env, policy, params, C.held_out_grid(env, held), num_episodes=1, rng=jax.random.PRNGKey(0))
     returns = ev.per_seed(range(len(held)))  # (S,) mean held-out return of each seed
@@ -130,13 +132,13 @@ def fmt(s: dict, digits: int = 4) -> str:
 
 
 def settings(args) -> dict:
-    """What a finished point depends on (``--resume`` reuses points only when these match)."""
+    """What a trained point depends on besides its data (``--resume`` reuses points only when these match)."""
     return {"seeds": args.seeds, "iterations": args.iterations, "hidden": list(args.hidden),
             "batch_size": args.batch_size, "critic_lr": args.critic_lr,
             "actor_lr": args.actor_lr, "horizon": args.horizon, "power": POWER, "held_out": NUM_HELD_OUT}
 
 
-def write(args, points: dict, t0: float, env: G.GoalLine, held: np.ndarray, done: bool) -> None:
+def write(run: OfflineRun, args, points: dict, t0: float, env: G.GoalLine, held: np.ndarray, done: bool) -> None:
     H, sigma2 = env.horizon, G.goal_variance(POWER)
     vs_n = [points[(n, args.fixed_transitions)] for n in args.envs if (n, args.fixed_transitions) in points]
     vs_N = [points[(args.fixed_envs, N)] for N in args.transitions if (args.fixed_envs, N) in points]
@@ -149,7 +151,7 @@ def write(args, points: dict, t0: float, env: G.GoalLine, held: np.ndarray, done
               "vs_num_envs": vs_n, "vs_transitions": vs_N, "wall_seconds": time.time() - t0,
               "points_seconds_total": sum(r["seconds"] for r in vs_n + vs_N),
               "loglog_slope_vs_n": slopes(vs_n, "num_envs"), "loglog_slope_vs_N": slopes(vs_N, "transitions")}
-    files.write_json(args.out + ".json", result)
+    files.write_json(run.path(".json"), result)
     head = "| n | N | PERM regret | SL only (exact) | difference | H sigma^2 / n | PERM regret on its training goals |"
 
     def row(r):
@@ -172,9 +174,9 @@ def write(args, points: dict, t0: float, env: G.GoalLine, held: np.ndarray, done
     lines += ["", f"{'Complete' if done else 'Partial (still running or cut off)'}; "
               f"{result['points_seconds_total']:.0f} s of training and evaluation in all (this invocation: "
               f"{result['wall_seconds']:.0f} s wall)."]
-    files.atomic_write(args.out + ".md", "\n".join(lines) + "\n")
+    files.atomic_write(run.path(".md"), "\n".join(lines) + "\n")
     if vs_n or vs_N:
-        plot(vs_n, vs_N, args, H * sigma2, args.out + ".png")
+        plot(vs_n, vs_N, args, H * sigma2, run.path(".png"))
 
 
 def slopes(rows: list, key: str) -> dict:
@@ -224,21 +226,6 @@ def plot(vs_n, vs_N, args, h_sigma2: float, path: str) -> None:
     files.save_figure(fig, path)
 
 
-def load_points(args) -> dict:
-    """The finished points of an earlier run with the same :func:`settings` (``--resume``)."""
-    try:
-        with open(args.out + ".json") as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if old.get("settings") != settings(args):
-        print("  --resume: the earlier run used other settings; starting afresh", flush=True)
-        return {}
-    # a point is kept when its goals were drawn as this run draws them (for N = --fixed-transitions)
-    return {(r["num_envs"], r["transitions"]): r for r in old["vs_num_envs"] + old["vs_transitions"]
-            if r.get("goals_drawn_for_transitions", r["transitions"]) == args.fixed_transitions}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--envs", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
@@ -252,7 +239,8 @@ def main() -> None:
     p.add_argument("--critic-lr", type=float, default=1e-2)
     p.add_argument("--actor-lr", type=float, default=1e-2)
     p.add_argument("--horizon", type=int, default=10)
-    p.add_argument("--resume", action="store_true", help="keep the finished points of an earlier run")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the trained points of an earlier run with the same settings (OUT.checkpoints/)")
     p.add_argument("--out", default=OUT)
     args = p.parse_args()
     for name in ("envs", "transitions"):
@@ -260,19 +248,18 @@ def main() -> None:
             p.error(f"--{name} values must be >= 1")
     if args.seeds < 2:
         p.error("--seeds must be >= 2 (Student-t intervals over seeds)")
+    run = open_run(args.out, settings(args), args.resume)
     t0 = time.time()
     env = G.GoalLine(horizon=args.horizon)
     held = G.goal_quantiles(NUM_HELD_OUT, POWER)
-    points = load_points(args) if args.resume else {}
+    points = {}
     todo = [(n, args.fixed_transitions) for n in args.envs] + [(args.fixed_envs, N) for N in args.transitions]
-    print(f"GoalLine, H = {env.horizon}, {args.seeds} seeds; {len(todo)} points ({len(points)} already done)",
-          flush=True)
+    print(f"GoalLine, H = {env.horizon}, {args.seeds} seeds; {len(todo)} points", flush=True)
     for key in sorted(dict.fromkeys(todo), key=lambda k: (k[0], k[1])):  # cheap (small n) first
-        if key not in points:
-            points[key] = one(*key, args, env, held)
-            write(args, points, t0, env, held, done=False)
-    write(args, points, t0, env, held, done=True)
-    with open(args.out + ".md") as f:
+        points[key] = one(run, *key, args, env, held)
+        write(run, args, points, t0, env, held, done=False)
+    write(run, args, points, t0, env, held, done=True)
+    with open(run.path(".md")) as f:
         print(f.read())
 
 

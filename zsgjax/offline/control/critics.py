@@ -197,22 +197,6 @@ class EnsembleFQE:
                                    data.next_obs, data.terminal, data.contexts)
         return self.apply_grads(state, grads), {"loss": loss}
 
-    def update_loop(self, state: CriticState, data: Transitions, next_action_fn: NextActionFn, key: jax.Array):
-        """The same step as :meth:`update` with a Python loop over environments (the
-        reference of the tests and the baseline of the benchmark)."""
-        n = data.obs.shape[0]
-        keys = jax.random.split(key, n)
-        take = lambda tree, i: jax.tree.map(lambda x: x[i], tree)  # noqa: E731
-        losses, grads = [], []
-        for i in range(n):
-            loss, g = self.env_grads(take(state.params, i), take(state.target_params, i), keys[i], data.obs[i],
-                                     data.action[i], data.reward[i], data.next_obs[i], data.terminal[i],
-                                     data.contexts[i], next_action_fn)
-            losses.append(loss)
-            grads.append(g)
-        grads = jax.tree.map(lambda *xs: jnp.stack(xs), *grads)
-        return self.apply_grads(state, grads), {"loss": jnp.stack(losses)}
-
     def pessimistic(self, state: CriticState, obs: jax.Array, action: jax.Array, beta: Any = None) -> jax.Array:
         """``Q_i^-`` of every environment on its own inputs ``obs (n, B, obs_dim)``,
         ``action (n, B, act)`` -> ``(n, B)``."""

@@ -1,7 +1,7 @@
 """FlipGate: a continuous-control family on which the merged data's optimum is poor.
 
 The continuous analogue of the two-context construction of arXiv 2503.07988's
-Proposition (:func:`zsgjax.offline.linear_mdp.two_context_mdp`); the derivation is in
+Proposition (:func:`zsgjax.offline.linear.mdp.two_context_mdp`); the derivation is in
 docs/offline_control.md. A point on a line, context ``c in [-1, 1]`` (its sign flips
 the action's effect, its size scales it), action ``a in [-1, 1]`` (clipped)::
 

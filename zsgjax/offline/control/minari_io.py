@@ -12,7 +12,16 @@ needs ``h5py``, Minari's ``hdf5`` extra). No Gymnasium environment is involved: 
 spaces are given explicitly (observation ``Box(-inf, inf, (obs_dim,))`` without the
 context, action ``Box(-s, s, (act_dim,))`` with ``s`` the behaviour's action range),
 and the context, its names, the environment name and options and the behaviour are
-stored in the dataset metadata under the key ``"zsgjax"``.
+stored in the dataset metadata under the key ``"zsgjax"``. Each episode carries its
+context too, as the per-step info ``infos["context"]`` (``(T + 1, context_dim)``), so a
+user of Minari's own API sees it with the data.
+
+Integrity: the ``"zsgjax"`` record holds ``data_digest``, a BLAKE2b digest of the
+environment's arrays as exported (as :mod:`~zsgjax.offline.control.storage`'s ``.npz``
+format does per field), and ``record_digest``, one of the record itself. :func:`from_minari`
+recomputes both, and refuses a set whose data (a flipped byte in the HDF5 file) or
+metadata (an edited ``num_envs`` or context) no longer match, or that holds more
+environments than its records say. Every error names the dataset id and the file.
 
 Episodes: environment ``i``'s transitions are split after every transition with
 ``terminal`` or ``truncated`` (the data of :func:`~zsgjax.offline.control.collect.collect`
@@ -32,6 +41,7 @@ failed export leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -44,6 +54,7 @@ from typing import Iterator
 import jax.numpy as jnp
 import numpy as np
 
+from zsgjax.checkpoint import leaf_digests
 from zsgjax.offline.control.transitions import (
     FIELDS, DatasetInfo, Transitions, as_float32, check_transitions,
 )
@@ -158,6 +169,12 @@ def to_minari(data: Transitions, info: DatasetInfo, root, name: str, *, author: 
         with _datasets_root(tmp_root), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(eval_env|env_spec).*", category=UserWarning)
             for i, (eps, did) in enumerate(zip(episodes, ids)):
+                record = {
+                    "format": MINARI_FORMAT, "format_version": MINARI_FORMAT_VERSION, "env_index": i,
+                    "num_envs": data.num_envs, "num_transitions": data.num_transitions,
+                    "context": arr["contexts"][i].tolist(), "info": info.to_dict(),
+                    "data_digest": env_digest({f: arr[f][i] for f in FIELDS}),
+                }
                 dataset = minari.create_dataset_from_buffers(
                     did, eps, observation_space=obs_space, action_space=act_space,
                     algorithm_name=f"zsgjax behaviour '{info.behaviour.get('label', 'custom')}'", author=author,
@@ -166,11 +183,7 @@ def to_minari(data: Transitions, info: DatasetInfo, root, name: str, *, author: 
                                                f"(environment {i} of {data.num_envs})",
                     data_format="hdf5",
                 )
-                dataset.storage.update_metadata({METADATA_KEY: {
-                    "format": MINARI_FORMAT, "format_version": MINARI_FORMAT_VERSION, "env_index": i,
-                    "num_envs": data.num_envs, "num_transitions": data.num_transitions,
-                    "context": arr["contexts"][i].tolist(), "info": info.to_dict(),
-                }})
+                dataset.storage.update_metadata({METADATA_KEY: {**record, "record_digest": record_digest(record)}})
         _publish(tmp_root, root, name)
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
@@ -204,17 +217,42 @@ def _episodes(arr: dict[str, np.ndarray], i: int) -> list:
         out.append(EpisodeBuffer(
             observations=np.concatenate([obs, nxt[-1:]], axis=0), actions=arr["action"][i, start:stop],
             rewards=arr["reward"][i, start:stop], terminations=arr["terminal"][i, start:stop],
-            truncations=arr["truncated"][i, start:stop], infos={},
+            truncations=arr["truncated"][i, start:stop],
+            infos={"context": np.repeat(arr["contexts"][i][None], stop - start + 1, axis=0)},
         ))
     return out
+
+
+def env_digest(arrays: dict[str, np.ndarray]) -> str:
+    """BLAKE2b digest of one environment's fields (``FIELDS`` order; dtype, shape and bytes of each)."""
+    h = hashlib.blake2b(digest_size=16)
+    for d in leaf_digests([np.asarray(arrays[f]) for f in FIELDS]):
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+def record_digest(record: dict) -> str:
+    """BLAKE2b digest of a ``"zsgjax"`` metadata record without its ``record_digest`` (canonical JSON)."""
+    body = {k: v for k, v in record.items() if k != "record_digest"}
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _files(root: str, did: str) -> tuple[str, str]:
+    """The data and metadata files of dataset ``did`` under ``root`` (Minari's HDF5 layout)."""
+    folder = os.path.join(root, did, "data")
+    return os.path.join(folder, "main_data.hdf5"), os.path.join(folder, "metadata.json")
 
 
 def from_minari(root, name: str) -> tuple[Transitions, DatasetInfo]:
     """Read a set written by :func:`to_minari` back: ``(data, info)`` (exact round trip).
 
     Reads local files only (``minari.load_dataset(..., download=False)``). ``ValueError``
-    for a missing dataset, one not written by zsgjax, or environments that disagree
-    (format, description, number of transitions).
+    naming the dataset id and its file for: a missing dataset or file, an unreadable or
+    truncated file, one not written by zsgjax, metadata edited after the export
+    (``record_digest``), data that do not match ``data_digest`` (flipped bytes), episodes
+    whose ``infos["context"]`` differs from the record's context, environments that
+    disagree (format, description, number of transitions), or more environments on disk
+    than the records' ``num_envs``.
     """
     name = _check_name(name)
     root = _root(root)
@@ -225,49 +263,86 @@ def from_minari(root, name: str) -> tuple[Transitions, DatasetInfo]:
         i = 0
         while n is None or i < n:
             did = dataset_id(name, i)
+            data_file, meta_file = _files(root, did)
+            if not os.path.isdir(os.path.join(root, did)):
+                raise ValueError(f"from_minari: no Minari dataset {did!r} under {root!r}"
+                                 + ("" if n is None else f" (the set has {n} environments)"))
+            for path in (meta_file, data_file):
+                if not os.path.isfile(path):
+                    raise ValueError(f"from_minari: {did!r}: file {path!r} is missing")
             try:
                 dataset = minari.load_dataset(did, download=False)
-            except FileNotFoundError:
-                raise ValueError(f"from_minari: no Minari dataset {did!r} under {root!r}"
-                                 + ("" if n is None else f" (the set has {n} environments)")) from None
-            meta = dataset.storage.metadata.get(METADATA_KEY)
-            if not isinstance(meta, dict) or meta.get("format") != MINARI_FORMAT:
-                raise ValueError(f"from_minari: {did!r} has no '{METADATA_KEY}' metadata of format {MINARI_FORMAT!r}; "
-                                 "not written by zsgjax.offline.control.to_minari")
-            if meta.get("format_version") != MINARI_FORMAT_VERSION:
-                raise ValueError(f"from_minari: {did!r} metadata `format_version` is {meta.get('format_version')!r}; "
-                                 f"this zsgjax reads version {MINARI_FORMAT_VERSION}")
+                meta = dataset.storage.metadata.get(METADATA_KEY)
+            except Exception as e:  # Minari / h5py / json raise many types for damaged files
+                raise ValueError(f"from_minari: {did!r}: cannot read {meta_file!r} / {data_file!r} "
+                                 f"({type(e).__name__}: {e})") from None
+            meta = _check_record(meta, did, meta_file, i)
             if n is None:
                 n, first = int(meta["num_envs"]), meta
-            elif meta["info"] != first["info"] or meta["num_transitions"] != first["num_transitions"]:
-                raise ValueError(f"from_minari: {did!r} disagrees with environment 0 of the set (its description or "
-                                 "number of transitions differs)")
-            if meta.get("env_index") != i:
-                raise ValueError(f"from_minari: {did!r} metadata `env_index` is {meta.get('env_index')!r}, "
-                                 f"expected {i}")
-            rows.append((_read_env(dataset, did, int(first["num_transitions"])), meta["context"]))
+            elif meta["info"] != first["info"] or meta["num_transitions"] != first["num_transitions"] \
+                    or meta["num_envs"] != n:
+                raise ValueError(f"from_minari: {did!r} ({meta_file!r}) disagrees with environment 0 of the set (its "
+                                 "description, number of environments or number of transitions differs)")
+            env = _read_env(dataset, did, data_file, int(first["num_transitions"]), meta["context"])
+            if env_digest(env) != meta["data_digest"]:
+                raise ValueError(f"from_minari: {did!r}: the data in {data_file!r} do not match the digest stored "
+                                 "in its metadata (the file is corrupt or was modified)")
+            rows.append(env)
             i += 1
+        extra = os.path.join(root, dataset_id(name, n))
+        if os.path.exists(extra):
+            raise ValueError(f"from_minari: {extra!r} exists, but the set's metadata say it has {n} environments "
+                             "(edited metadata or a mixed-up set)")
     info = DatasetInfo.from_dict(first["info"], f"from_minari: {dataset_id(name, 0)!r} metadata `info`")
-    stacked = {f: np.stack([r[0][f] for r in rows]) for f in ("obs", "action", "reward", "next_obs", "terminal",
-                                                              "truncated")}
-    contexts = np.asarray([r[1] for r in rows], np.float32)
-    data = Transitions(**{f: jnp.asarray(v) for f, v in stacked.items()}, contexts=jnp.asarray(contexts))
+    data = Transitions(**{f: jnp.asarray(np.stack([r[f] for r in rows])) for f in FIELDS})
     info.check_compatible(data)
     return check_transitions(data), info
 
 
-def _read_env(dataset, did: str, num_transitions: int) -> dict[str, np.ndarray]:
+def _check_record(meta, did: str, meta_file: str, index: int) -> dict:
+    """The ``"zsgjax"`` record of ``did``, checked (format, version, its own digest, the index)."""
+    where = f"from_minari: {did!r} ({meta_file!r})"
+    if not isinstance(meta, dict) or meta.get("format") != MINARI_FORMAT:
+        raise ValueError(f"{where} has no '{METADATA_KEY}' metadata of format {MINARI_FORMAT!r}; "
+                         "not written by zsgjax.offline.control.to_minari")
+    if meta.get("format_version") != MINARI_FORMAT_VERSION:
+        raise ValueError(f"{where} metadata `format_version` is {meta.get('format_version')!r}; "
+                         f"this zsgjax reads version {MINARI_FORMAT_VERSION}")
+    if meta.get("record_digest") != record_digest(meta):
+        raise ValueError(f"{where}: its '{METADATA_KEY}' metadata do not match their digest (edited after the export, "
+                         "or corrupt)")
+    if meta.get("env_index") != index:
+        raise ValueError(f"{where} metadata `env_index` is {meta.get('env_index')!r}, expected {index}")
+    return meta
+
+
+def _read_env(dataset, did: str, data_file: str, num_transitions: int, context: list) -> dict[str, np.ndarray]:
     parts = {f: [] for f in ("obs", "action", "reward", "next_obs", "terminal", "truncated")}
-    for ep in dataset.iterate_episodes():
-        o = np.asarray(ep.observations, np.float32)
-        parts["obs"].append(o[:-1])
-        parts["next_obs"].append(o[1:])
-        parts["action"].append(np.asarray(ep.actions, np.float32))
-        parts["reward"].append(np.asarray(ep.rewards, np.float32))
-        parts["terminal"].append(np.asarray(ep.terminations, bool))
-        parts["truncated"].append(np.asarray(ep.truncations, bool))
+    want = np.asarray(context, np.float32)
+    try:
+        for k, ep in enumerate(dataset.iterate_episodes()):
+            o = np.asarray(ep.observations, np.float32)
+            parts["obs"].append(o[:-1])
+            parts["next_obs"].append(o[1:])
+            parts["action"].append(np.asarray(ep.actions, np.float32))
+            parts["reward"].append(np.asarray(ep.rewards, np.float32))
+            parts["terminal"].append(np.asarray(ep.terminations, bool))
+            parts["truncated"].append(np.asarray(ep.truncations, bool))
+            ctx = np.asarray(ep.infos.get("context", np.zeros((0,))), np.float32)
+            if ctx.shape != (len(o), len(want)) or not np.array_equal(ctx, np.broadcast_to(want, ctx.shape)):
+                raise ValueError(f"from_minari: {did!r}: episode {k} in {data_file!r} has `infos['context']` of shape "
+                                 f"{ctx.shape} that is not the metadata's context {context} at every step")
+    except ValueError as e:
+        if str(e).startswith("from_minari:"):
+            raise
+        raise ValueError(f"from_minari: {did!r}: cannot read the episodes in {data_file!r} "
+                         f"({type(e).__name__}: {e})") from None
+    except Exception as e:  # h5py raises OSError, KeyError, RuntimeError... for damaged files
+        raise ValueError(f"from_minari: {did!r}: cannot read the episodes in {data_file!r} "
+                         f"({type(e).__name__}: {e})") from None
     out = {f: np.concatenate(v, axis=0) if v else np.zeros((0,)) for f, v in parts.items()}
     if len(out["reward"]) != num_transitions:
-        raise ValueError(f"from_minari: {did!r} holds {len(out['reward'])} transitions, its metadata says "
-                         f"{num_transitions}")
+        raise ValueError(f"from_minari: {did!r}: {data_file!r} holds {len(out['reward'])} transitions, its metadata "
+                         f"say {num_transitions}")
+    out["contexts"] = want
     return out

@@ -38,17 +38,19 @@ from zsgjax.offline.control.transitions import Transitions, check_transitions
 
 @struct.dataclass
 class PERMResult:
-    """Output of PERM's ``train``.
+    """Output of PERM's ``train`` (the fields the linear PERM's result shares come first).
 
     policy_params: the trained policy's parameters (apply with :func:`policy_of`)
-    critics:       the final :class:`~zsgjax.offline.control.critics.CriticState` (leaves ``(n, M, ...)``)
+    objective:     ``()`` the last iteration's objective (``trace["objective"][-1]``)
     trace:         per-iteration metrics, each ``(iterations,)``: ``objective`` (mean Q^-
                    of the policy's actions on the actor batch), ``critic_loss``, ``bc_mse``
+    critics:       the final :class:`~zsgjax.offline.control.critics.CriticState` (leaves ``(n, M, ...)``)
     """
 
     policy_params: Any
-    critics: CriticState
+    objective: jax.Array
     trace: dict
+    critics: CriticState
 
 
 def policy_of(config: PERMConfig, data: Transitions) -> Policy:
@@ -121,7 +123,7 @@ def make_perm(config: PERMConfig) -> Callable[[jax.Array, Transitions], PERMResu
 
         (pp, _, cs), trace = jax.lax.scan(iteration, (policy_params, opt.init(policy_params), critic_state),
                                           jax.random.split(k_run, config.iterations))
-        return PERMResult(policy_params=pp, critics=cs, trace=trace)
+        return PERMResult(policy_params=pp, objective=trace["objective"][-1], trace=trace, critics=cs)
 
     return train
 

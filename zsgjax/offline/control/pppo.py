@@ -31,7 +31,7 @@ from flax import struct
 from zsgjax import checks
 from zsgjax.offline.control.configs import PPPOConfig
 from zsgjax.offline.control.critics import EnsembleFQE
-from zsgjax.offline.control.policy import make_policy
+from zsgjax.offline.control.policy import Policy, make_policy
 from zsgjax.offline.control.transitions import Transitions, check_transitions
 
 
@@ -53,6 +53,31 @@ class PPPOResult:
     final: Any
 
 
+def proximal_loss(config: PPPOConfig, policy: Policy, critics: EnsembleFQE, params, anchor_params, critic_params,
+                  obs: jax.Array, action: jax.Array, context: jax.Array):
+    """PPPO's improvement loss on one batch of environment k; ``(loss, objective)``.
+
+    ``-mean Q_k^-(s, pi(s)) + (1 / step_size) mean |m(s) - m_k(s)|^2 / (2 policy_std^2)``
+    (TD3+BC's scaled form of the first term when ``actor.bc_alpha`` is set), with
+    ``params`` the policy being improved (differentiate with respect to it alone),
+    ``anchor_params`` ``pi_k``, ``critic_params`` env k's ensemble (leaves ``(M, ...)``),
+    ``obs/action (B, ...)``.
+    """
+    ac = config.actor
+    m = policy.mean(params, obs, context)
+    pi = ac.action_scale * jnp.tanh(m)
+    q = critics.pessimistic_env(critic_params, obs, pi)
+    anchor = policy.mean(anchor_params, obs, context)
+    kl = jnp.mean(jnp.sum(jnp.square(m - anchor), -1)) / (2.0 * config.policy_std**2)
+    objective = jnp.mean(q)
+    if ac.bc_alpha is None:
+        pg = -objective
+    else:
+        lam = ac.bc_alpha / jax.lax.stop_gradient(jnp.maximum(jnp.mean(jnp.abs(q)), 1e-6))
+        pg = -lam * objective + jnp.mean(jnp.sum(jnp.square(pi - action), -1))
+    return pg + kl / config.step_size, objective
+
+
 def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResult]:
     """``train(key, data) -> PPPOResult`` over ``data``'s environments in stored order (jittable)."""
     if not isinstance(config, PPPOConfig):
@@ -67,7 +92,6 @@ def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResu
         opt = optax.adam(ac.learning_rate)
         k_pi, k_envs, k_index = jax.random.split(key, 3)
         params0 = policy.init(k_pi)
-        inv_var = 1.0 / (2.0 * config.policy_std**2)
 
         def one_env(pp, inp):
             k, env = inp  # env: one environment's Transitions, leaves (N, ...) / contexts (k,)
@@ -82,23 +106,11 @@ def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResu
             params_env = jax.tree.map(lambda x: x[0], cs.params)
             ctx = env.contexts
 
-            def loss_fn(p, obs, action):
-                m = policy.mean(p, obs, ctx)
-                pi = ac.action_scale * jnp.tanh(m)
-                q = critics.pessimistic_env(params_env, obs, pi)
-                kl = inv_var * jnp.mean(jnp.sum(jnp.square(m - jax.lax.stop_gradient(policy.mean(pp, obs, ctx))), -1))
-                objective = jnp.mean(q)
-                if ac.bc_alpha is None:
-                    pg = -objective
-                else:
-                    lam = ac.bc_alpha / jax.lax.stop_gradient(jnp.maximum(jnp.mean(jnp.abs(q)), 1e-6))
-                    pg = -lam * objective + jnp.mean(jnp.sum(jnp.square(pi - action), -1))
-                return pg + kl / config.step_size, objective
-
             def improve_step(carry, kk):
                 p, o_state = carry
                 idx = jax.random.randint(kk, (ac.batch_size,), 0, env.obs.shape[0])
-                g = jax.grad(lambda q: loss_fn(q, env.obs[idx], env.action[idx])[0])(p)
+                g = jax.grad(lambda q: proximal_loss(config, policy, critics, q, pp, params_env, env.obs[idx],
+                                                     env.action[idx], ctx)[0])(p)
                 upd, o_state = opt.update(g, o_state, p)
                 return (optax.apply_updates(p, upd), o_state), None
 

@@ -34,7 +34,8 @@ from zsgjax.checkpoint import leaf_digests
 from zsgjax.offline.control.transitions import (
     BOOL_FIELDS, FIELDS, DatasetInfo, Transitions, as_float32, check_transitions,
 )
-from zsgjax.reporting.files import atomic_path, check_file_path
+from zsgjax.offline.npz import write_npz
+from zsgjax.reporting.files import check_file_path
 
 FORMAT_NAME = "zsgjax.offline.control.transitions"
 FORMAT_VERSION = 1
@@ -76,11 +77,7 @@ def save(path: str | os.PathLike, data: Transitions, info: DatasetInfo) -> str:
                    for f, d in zip(FIELDS, digests)},
     }
     payload = {_HEADER: np.asarray(json.dumps(header, sort_keys=True)), **arrays}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
+    write_npz(path, payload)
     return path
 
 

@@ -33,8 +33,8 @@ import numpy as np
 from flax import struct
 
 from zsgjax import checks
-from zsgjax.offline.dataset import OfflineDataset, check_dataset
-from zsgjax.offline.policies import check_policy
+from zsgjax.offline.linear.dataset import OfflineDataset, check_dataset
+from zsgjax.offline.linear.policies import check_policy
 
 DEFAULT_BETA_SCALE = 0.02
 
@@ -138,7 +138,7 @@ def pessimistic_evaluation(
 def check_inputs(phi, dataset: OfflineDataset, policy=None, beta: float = 0.0, lam: float = 1.0) -> None:
     """Host-side argument checks shared by the PEVI entry points (raise ``ValueError`` naming the argument).
 
-    ``dataset``: :func:`zsgjax.offline.dataset.check_dataset` (n, K, H >= 1, indices in
+    ``dataset``: :func:`zsgjax.offline.linear.dataset.check_dataset` (n, K, H >= 1, indices in
     range, finite rewards); ``phi``: finite real ``(S, A, d)``, ``d >= 1``; ``policy``:
     ``(H, S, A)`` probabilities; ``beta``: a finite real ``>= 0`` and ``lam`` one
     ``> 0``, each a scalar, whether a Python, NumPy or jax number (traced values get
@@ -181,7 +181,7 @@ def pevi(phi: jax.Array, dataset: OfflineDataset, policy: jax.Array | None = Non
 
     Args:
       phi: ``(S, A, d)``.
-      dataset: n environments (use :func:`zsgjax.offline.dataset.merge_environments` for the pooled baseline).
+      dataset: n environments (use :func:`zsgjax.offline.linear.dataset.merge_environments` for the pooled baseline).
       policy: ``(H, S, A)`` shared policy to evaluate pessimistically, or ``None`` for
         each environment's greedy pessimistic policy.
       beta: pessimism coefficient (see :func:`default_beta`); lam: ridge lambda.

@@ -26,11 +26,12 @@ import numpy as np
 from flax import struct
 
 from zsgjax import checks
-from zsgjax.reporting.files import atomic_path
-from zsgjax.offline.linear_mdp import ContextualLinearMDP, check_contexts
-from zsgjax.offline.policies import check_policy
+from zsgjax.reporting.files import check_file_path
+from zsgjax.offline.npz import write_npz
+from zsgjax.offline.linear.mdp import ContextualLinearMDP, check_contexts
+from zsgjax.offline.linear.policies import check_policy
 
-FORMAT_NAME = "zsgjax.offline.dataset"
+FORMAT_NAME = "zsgjax.offline.dataset"  # the file format's name (kept across the move to offline.linear)
 FORMAT_VERSION = 1
 _ARRAYS = ("states", "actions", "rewards", "next_states", "context_ids", "contexts")
 _META = ("format_name", "format_version", "num_states", "num_actions", "num_envs", "num_episodes", "horizon", "context_dim")
@@ -74,6 +75,31 @@ class OfflineDataset:
             states=cut(self.states), actions=cut(self.actions), rewards=cut(self.rewards), next_states=cut(self.next_states),
             context_ids=self.context_ids[:n], contexts=self.contexts[:n],
         )
+
+
+@struct.dataclass
+class LinearData:
+    """What the linear-MDP algorithms learn from: the known features and n environments' data.
+
+    phi:     ``(S, A, d)`` features (known to the learner, as in the linear-MDP setting)
+    dataset: the per-environment :class:`OfflineDataset` (leaves ``(n, K, H)``)
+
+    The ``data`` argument of :func:`zsgjax.offline.linear.perm.run_perm` and
+    :func:`zsgjax.offline.linear.pppo.run_pppo` (the neural algorithms take a
+    :class:`~zsgjax.offline.control.transitions.Transitions` in the same place). A
+    pytree: stack several on a leading axis to ``vmap`` a trainer over seeds.
+    """
+
+    phi: jax.Array
+    dataset: OfflineDataset
+
+    @property
+    def num_envs(self) -> int:
+        return self.dataset.num_envs
+
+    def merge(self) -> "LinearData":
+        """The same features with every environment's episodes pooled (:func:`merge_environments`)."""
+        return self.replace(dataset=merge_environments(self.dataset))
 
 
 def check_dataset(dataset, name: str = "dataset") -> OfflineDataset:
@@ -210,6 +236,32 @@ def merge_environments(dataset: OfflineDataset) -> OfflineDataset:
     )
 
 
+def check_stored_contexts(context_ids: np.ndarray, contexts: np.ndarray, where: str) -> None:
+    """``ValueError`` (prefixed by ``where``) unless every labelled environment's context lies on the simplex.
+
+    Rows with ``context_ids >= 0`` must be finite, non-negative and sum to 1 (within
+    1e-4); rows with ``context_ids == -1`` (a merged dataset, :func:`merge_environments`)
+    must be all-NaN; no other id is valid.
+    """
+    if contexts.dtype.kind != "f":
+        raise ValueError(f"{where} field `contexts` must be floating point, got {contexts.dtype}")
+    ids = np.asarray(context_ids)
+    if ids.size and ids.min() < -1:
+        raise ValueError(f"{where} field `context_ids` has {int(ids.min())}; ids are >= 0, or -1 for merged data")
+    merged, labelled = contexts[ids == -1], contexts[ids >= 0].astype(np.float64)
+    if merged.size and not np.all(np.isnan(merged)):
+        raise ValueError(f"{where} field `contexts`: rows with context id -1 (merged data) must be NaN")
+    if not np.all(np.isfinite(labelled)):
+        row = int(np.nonzero(~np.all(np.isfinite(contexts), axis=-1) & (ids >= 0))[0][0])
+        raise ValueError(f"{where} field `contexts` row {row} is not finite ({contexts[row].tolist()}); contexts "
+                         "must lie on the probability simplex")
+    off = (np.any(labelled < -1e-6, axis=-1) | (np.abs(labelled.sum(-1) - 1.0) > 1e-4))
+    if np.any(off):
+        row = int(np.nonzero(ids >= 0)[0][np.argmax(off)])
+        raise ValueError(f"{where} field `contexts` row {row} = {contexts[row].tolist()} is off the probability "
+                         "simplex (entries >= 0 summing to 1)")
+
+
 def check_compatible(dataset: OfflineDataset, family: ContextualLinearMDP) -> None:
     """Raise ``ValueError`` unless the dataset's S, A, H and context dimension match ``family``."""
     want = (family.num_states, family.num_actions, family.horizon, family.num_bases)
@@ -232,11 +284,7 @@ def save_dataset(path: str | os.PathLike, dataset: OfflineDataset) -> None:
         num_envs=np.asarray(dataset.num_envs), num_episodes=np.asarray(dataset.num_episodes),
         horizon=np.asarray(dataset.horizon), context_dim=np.asarray(dataset.contexts.shape[1]),
     )
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
+    write_npz(check_file_path(path, "path"), payload)
 
 
 def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_actions: int | None = None, horizon: int | None = None) -> OfflineDataset:
@@ -252,9 +300,17 @@ def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_act
     if not os.path.isfile(path):
         raise ValueError(f"load_dataset: `path` {path!r} is not a file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"load_dataset: {path!r} holds a single {np.shape(archive)} array (a plain .npy file); "
+                             f"expected a {FORMAT_NAME} .npz archive written by save_dataset")
+        with archive as z:
             data = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise ValueError(f"load_dataset: {path!r} is not a readable zsgjax dataset file ({type(e).__name__}: {e})") from e
+    except ValueError as e:
+        if str(e).startswith("load_dataset:"):
+            raise
         raise ValueError(f"load_dataset: {path!r} is not a readable zsgjax dataset file ({type(e).__name__}: {e})") from e
     missing = [k for k in _ARRAYS + _META if k not in data]
     if missing:
@@ -284,6 +340,7 @@ def load_dataset(path: str | os.PathLike, num_states: int | None = None, num_act
         raise ValueError(f"load_dataset: {path!r} field `rewards` must be real, got {data['rewards'].dtype}")
     if not np.all(np.isfinite(data["rewards"])):
         raise ValueError(f"load_dataset: {path!r} field `rewards` has non-finite values")
+    check_stored_contexts(data["context_ids"], data["contexts"], f"load_dataset: {path!r}")
     for name, want, got in (("num_states", num_states, S), ("num_actions", num_actions, A), ("horizon", horizon, H)):
         if want is not None and int(want) != got:
             raise ValueError(f"load_dataset: {path!r} has {name} = {got}, expected {want}")

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from zsgjax.offline.policies import deterministic_policy
+from zsgjax.offline.linear.policies import deterministic_policy
 
 _TOL = 1e-5
 
@@ -289,7 +289,7 @@ def deterministic_zero_shot_values(
     """Zero-shot values of many deterministic policies: ``actions (P, H, S)`` -> ``(P,)``.
 
     With every deterministic policy (see
-    :func:`zsgjax.offline.policies.enumerate_deterministic_policies`), the maximum is
+    :func:`zsgjax.offline.linear.policies.enumerate_deterministic_policies`), the maximum is
     the exact zero-shot optimum over Markov policies on these contexts.
     """
     w = _weights(contexts, weights)
