@@ -481,7 +481,7 @@ def _train_command(args: argparse.Namespace) -> int:
               "--out with other options (for example a smaller learning rate)", flush=True)
         return 1
     except ValueError as e:  # bad input found only once running (e.g. a file changed meanwhile): one line, no traceback
-        args.subparser.error(_flag_message(str(e), args.run_flags))
+        args.subparser.exit(2, f"{args.subparser.prog}: error: {_flag_message(str(e), args.run_flags)}\n")
     except OSError as e:
         print(f"zsgjax train: error: cannot write the results under --out '{command.out}': {e}", file=sys.stderr,
               flush=True)

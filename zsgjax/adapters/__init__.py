@@ -11,5 +11,18 @@
 
 This package imports nothing itself (each submodule imports its own framework), so
 the environment registry can read :mod:`zsgjax.adapters.playground_envs` (its
-``zsgjax.envs`` entry point) cheaply.
+``zsgjax.envs`` entry point) cheaply. It defines the adapters' two shared signals.
 """
+
+
+class MissingExtra(ImportError, ValueError):
+    """An adapter's third-party package is not installed; the message names the extra to install.
+
+    Both an ``ImportError`` (what it is) and a ``ValueError`` (so that ``zsgjax train --env
+    playground:<Name>`` reports it in one line, as it does any other bad choice of environment).
+    """
+
+
+class DefaultContextWarning(UserWarning):
+    """An adapter runs a zsgjax env without a context sampler or explicit contexts: every episode is at the
+    default context (zero-shot training, by design; for ``simple_direction`` every reward there is 0)."""
