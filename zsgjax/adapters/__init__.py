@@ -5,7 +5,8 @@
   features (gravity, masses, friction, actuator gains, damping), registered as
   ``zsgjax.envs.make("playground:<Name>", physical=(...))``;
 * :mod:`zsgjax.adapters.gymnax` -- a zsgjax environment as a gymnax
-  ``Environment`` whose ``EnvParams`` carry the context (rejax, purejaxrl, Stoix);
+  ``Environment`` whose ``EnvParams`` carry the context (Stoix, gymnax's wrappers),
+  and ``FiveValueStep``, gymnax 0.x's step signature for rejax and purejaxrl;
 * :mod:`zsgjax.adapters.brax` -- brax training wrappers that draw a fresh context
   at every auto-reset (LDR/DR under brax's own PPO/SAC) and brax registry entries.
 

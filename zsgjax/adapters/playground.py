@@ -33,7 +33,13 @@ Limits:
   use) can be passed as an instance; it must keep its model in ``_mjx_model``
   (every playground env does) and have a flat array observation.
 * Physics runs on MJX's JAX implementation (``impl="jax"``, forced for names;
-  playground's default ``"warp"`` needs a GPU and has no forward-mode derivatives).
+  playground's default ``"warp"`` has no forward-mode derivatives and is refused).
+* Under brax's trainers use :func:`zsgjax.adapters.brax.wrap_for_training`:
+  playground's own ``wrap_for_brax_training`` reads ``state.data``, which a zsgjax
+  state (a :class:`PlaygroundContextState`) refuses with an error naming
+  :data:`WORKING_TRAINING_PATH`.
+* Without mujoco_playground, importing this module raises
+  :class:`zsgjax.adapters.MissingExtra` naming ``pip install 'zsgjax[adapters]'``.
 * Constants a playground env computes from its model in ``__init__`` (body ids,
   joint ranges, initial poses) keep their nominal values; the features change
   only the model fields they name (see :mod:`zsgjax.envs.mjx.features`, also for
