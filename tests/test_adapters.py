@@ -153,8 +153,10 @@ def test_gymnax_reset_and_step_equal_the_zsgjax_env():
     np.testing.assert_array_equal(GymnaxEnv(env, sampler=env.context_space.sample_uniform).default_params.context,
                                   env.default_context())
     assert isinstance(genv.action_space(params), spaces.Box) and genv.action_space(params).high == 1.0
+    assert genv.action_space(params).low == -1.0
     assert genv.action_space(params).shape == (2,) and genv.observation_space(params).shape == (4,)
-    np.testing.assert_array_equal(genv.observation_space(params).high[2:], [1.0, 1.0])
+    np.testing.assert_array_equal(genv.observation_space(params).high, [np.inf, np.inf, 1.0, 1.0])
+    np.testing.assert_array_equal(genv.observation_space(params).low, [-np.inf, -np.inf, -1.0, -1.0])
 
     key = jax.random.PRNGKey(3)
     obs, gstate = genv.reset(key, params)
@@ -169,6 +171,7 @@ def test_gymnax_reset_and_step_equal_the_zsgjax_env():
             np.testing.assert_array_equal(obs, state.obs)
         np.testing.assert_array_equal(info["final_observation"], state.obs)
         np.testing.assert_allclose(reward, state.reward, rtol=1e-6)
+        assert float(info["discount"]) == 1.0  # 1 - terminated: a truncation bootstraps
     assert int(gstate.time) == 0  # gymnax's auto-reset started a new episode at the same context
     np.testing.assert_array_equal(obs[2:], context)
 
@@ -187,6 +190,8 @@ def test_gymnax_reset_and_step_equal_the_zsgjax_env():
         genv.params_at([3.0, 0.0])
     with pytest.raises(ValueError, match="must have shape \\(2,\\)"):
         genv.params_at([0.0])
+    with pytest.raises(ValueError, match="`max_steps_in_episode`"):
+        genv.params_at(context, max_steps_in_episode=0)
     with pytest.raises(ValueError, match="`env` must be a zsgjax ContextualEnv"):
         GymnaxEnv("simple_direction")
 

@@ -93,7 +93,7 @@ def test_zero_size_leaves_roundtrip(tmp_path):
     with their shape and dtype, next to typed keys; a different zero-size shape is caught by the digest."""
     from zsgjax.checkpoint import CorruptCheckpoint
 
-    state = {"act": jnp.zeros((2, 0)), "ids": jnp.zeros((0,), jnp.int32), "w": jnp.arange(3.0),
+    state = {"act": jnp.zeros((2, 0)), "ids": jnp.zeros((0,), jnp.int32), "w": jnp.arange(3.0), "one": jnp.full((1,), 7),
              "key": jax.random.split(jax.random.key(1), 2), "empty_keys": jax.random.split(jax.random.key(2), 0)}
     ck = Checkpointer(tmp_path / "ck", CONFIG)
     ck.save(1, state)
