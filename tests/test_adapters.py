@@ -370,7 +370,9 @@ def test_purejaxrl_ppo_scripts_train_through_the_adapter():
 
 # ----------------------------------------------------------------------- brax
 def _rollout_contexts(wrapped, num_envs, steps):
-    """``(steps + 1, num_envs, dim)`` contexts of ``info`` and of the obs, and ``done (steps, num_envs)``."""
+    """``(steps + 1, num_envs, dim)`` contexts of ``info`` and of the obs, ``done (steps, num_envs)`` and
+    ``(steps + 1, num_envs, 2)`` the state part of the obs minus the position in ``pipeline_state``
+    (simple_direction observes its position: zero unless an auto-reset mixed up states)."""
     dim = 2
 
     def run(rng):
@@ -378,11 +380,12 @@ def _rollout_contexts(wrapped, num_envs, steps):
 
         def step(s, _):
             s = wrapped.step(s, jnp.zeros((num_envs, 2)))
-            return s, (s.info["context"], s.obs[:, -dim:], s.done)
+            return s, (s.info["context"], s.obs[:, -dim:], s.done, s.obs[:, :2] - s.pipeline_state)
 
-        _, (ctx, obs_ctx, done) = jax.lax.scan(step, state, None, steps)
+        _, (ctx, obs_ctx, done, mismatch) = jax.lax.scan(step, state, None, steps)
         return (jnp.concatenate([state.info["context"][None], ctx]),
-                jnp.concatenate([state.obs[None, :, -dim:], obs_ctx]), done)
+                jnp.concatenate([state.obs[None, :, -dim:], obs_ctx]), done,
+                jnp.concatenate([(state.obs[:, :2] - state.pipeline_state)[None], mismatch]))
 
     return jax.jit(run)(jax.random.PRNGKey(0))
 
@@ -396,8 +399,9 @@ def test_brax_wrapper_draws_a_new_context_at_every_auto_reset():
     env = make("simple_direction")
     sampler = DR().context_sampler(env.context_space)
     ours = wrap_for_training(env, episode_length=3, sampler=sampler)
-    ctx, obs_ctx, done = _rollout_contexts(ours, num_envs=4, steps=9)
+    ctx, obs_ctx, done, mismatch = _rollout_contexts(ours, num_envs=4, steps=9)
     np.testing.assert_array_equal(ctx, obs_ctx)  # the observation carries the slot's context
+    np.testing.assert_array_equal(mismatch, np.zeros_like(mismatch))  # a fresh reset's obs comes with its state
     np.testing.assert_array_equal(np.asarray(done)[:, 0], [0, 0, 1] * 3)
     episodes = np.asarray(ctx)[::3]  # (4 episodes, 4 slots, dim): contexts at the starts of episodes
     for k in range(3):  # constant within an episode
@@ -406,7 +410,7 @@ def test_brax_wrapper_draws_a_new_context_at_every_auto_reset():
     env.context_space.validate(episodes)  # drawn inside the DR box (the whole space)
     # brax's own wrapper keeps each slot's first context forever (the default one here)
     theirs = brax_training.wrap(env, episode_length=3)
-    ctx_b, _, _ = _rollout_contexts(theirs, num_envs=4, steps=9)
+    ctx_b, _, _, _ = _rollout_contexts(theirs, num_envs=4, steps=9)
     np.testing.assert_array_equal(ctx_b, np.zeros_like(ctx_b))
 
     with pytest.raises(ValueError, match="`sampler` must be a callable"):
@@ -432,8 +436,14 @@ def test_brax_registry_entries_sample_their_contexts():
     contexts = jax.vmap(lambda k: entry.reset(k).info["context"])(jax.random.split(jax.random.PRNGKey(0), 64))
     make("simple_direction").context_space.validate(contexts)
     assert np.all(np.asarray(contexts).std(axis=0) > 0.3)  # uniform on [-1, 1]: std 0.58
+    # the start position and the context come from independent keys (both are uniform on [-1, 1]^2)
+    start = jax.vmap(entry.reset)(jax.random.split(jax.random.PRNGKey(0), 8))
+    assert np.all(np.asarray(start.obs[:, :2]) != np.asarray(start.info["context"]))
     wrapped = wrap_for_training(entry, episode_length=3)
     assert wrapped.reset(jax.random.split(jax.random.PRNGKey(1), 2)).info["context"].shape == (2, 2)
+    fixed = wrap_for_training(entry, episode_length=3, sampler=lambda rng: jnp.asarray([0.25, -0.5]))
+    np.testing.assert_array_equal(fixed.reset(jax.random.split(jax.random.PRNGKey(1), 2)).info["context"],
+                                  [[0.25, -0.5]] * 2)  # an explicit sampler wins over the entry's
     with pytest.warns(DefaultContextWarning, match="zsgjax_cart_goal.*default context"):
         bare = brax.envs.get_environment("zsgjax_cart_goal", sampler=None)
     assert bare.context_space.names == make("cart_goal").context_space.names
