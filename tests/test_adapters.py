@@ -1,14 +1,17 @@
 """Adapters: mujoco_playground envs as ContextualEnvs, zsgjax envs as gymnax envs, brax wrappers.
 
-Fast tests (default suite): the playground adapter's names and errors, and its
-reset/step/context Jacobian on CartpoleBalance in float64 against central finite
-differences; the gymnax adapter against the zsgjax env it wraps and a tiny
-purejaxrl-style PPO trained through gymnax's own ``LogWrapper``; the brax
-auto-reset wrapper drawing a new context per slot and episode, and the brax
-registry entries. Slow (``-m slow``): brax's own PPO and SAC on a zsgjax env through
-the wrapper; the playground adapter against playground's own reset/step,
-``context_jacobian`` against ``step_and_jacobian`` and zsgjax's CSE trainer on a
-playground env; every supported playground env built, reset and stepped."""
+Fast tests (default suite): the playground adapter's names and errors (an unknown name, the
+Warp backend, a missing extra, playground's own brax wrapper), and its reset/step/context
+Jacobian on CartpoleBalance in float64 against central finite differences; the gymnax adapter
+against the zsgjax env it wraps, its shape checks under ``jit``, ``FiveValueStep`` and one
+episode through rejax's and purejaxrl's own env calls; the brax auto-reset wrapper drawing a
+new context per slot and episode, and the brax registry entries sampling theirs. Slow
+(``-m slow``): rejax's SAC and PPO and purejaxrl's two PPO scripts (tests/third_party) training
+through the gymnax adapter; brax's own PPO and SAC through the wrapper, and brax's PPO on a
+registry entry; the playground adapter against playground's own reset/step,
+``context_jacobian`` against ``step_and_jacobian`` and zsgjax's CSE trainer on a playground
+env; every supported playground env built, reset and stepped, and trained two chunks and
+resumed through the CLI."""
 
 import copy
 import functools
