@@ -41,9 +41,9 @@ matmul peak measured in the same run (``_common.matmul_peak``).
 
 gymnax 1.0.1's ``Environment.step`` returns six values ``(obs, state, reward,
 terminated, truncated, info)``; rejax 0.1.3 unpacks the five of older gymnax
-``(obs, state, reward, done, info)``. :class:`FiveTupleEnv` gives rejax the old
-signature with ``done = terminated | truncated`` (the benchmark's only shim; stored
-in the JSON).
+``(obs, state, reward, done, info)``. The adapter's
+:class:`~zsgjax.adapters.gymnax.FiveValueStep` gives rejax the old signature with
+``done = terminated | truncated`` (noted in the JSON).
 
 Run: ``python benchmarks/sac_vs_rejax.py`` (CPU sizes).
 """
@@ -83,49 +83,20 @@ DIFFERENCES = (
 
 SHIM_NOTE = (
     "gymnax 1.0.1 Environment.step returns (obs, state, reward, terminated, truncated, info); rejax 0.1.3 "
-    "unpacks (obs, state, reward, done, info). FiveTupleEnv (this benchmark only) gives rejax the old "
+    "unpacks (obs, state, reward, done, info). zsgjax.adapters.gymnax.FiveValueStep gives rejax the old "
     "signature with done = terminated | truncated, as gymnax < 1.0 returned."
 )
-
-
-class FiveTupleEnv:
-    """A gymnax 1.x environment with the gymnax 0.x ``step`` signature rejax 0.1.3 expects.
-
-    ``step(key, state, action, params) -> (obs, state, reward, done, info)`` with
-    ``done = terminated | truncated``; ``reset``, ``default_params``, ``action_space``
-    and ``observation_space`` are the wrapped env's.
-    """
-
-    def __init__(self, env):
-        self.env = env
-
-    @property
-    def default_params(self):
-        return self.env.default_params
-
-    def action_space(self, params=None):
-        return self.env.action_space(params)
-
-    def observation_space(self, params=None):
-        return self.env.observation_space(params)
-
-    def reset(self, key, params=None):
-        return self.env.reset(key, params)
-
-    def step(self, key, state, action, params=None):
-        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
-        return obs, state, reward, jnp.logical_or(terminated, truncated), info
 
 
 def make_rejax(env, sampler, s: dict):
     """``rejax.SAC`` on ``GymnaxEnv(env, sampler)`` at the settings ``s`` (see the module docstring)."""
     from rejax import SAC
 
-    from zsgjax.adapters.gymnax import GymnaxEnv
+    from zsgjax.adapters.gymnax import FiveValueStep, GymnaxEnv
 
     genv = GymnaxEnv(env, sampler=sampler, action_bound=1.0)
     return SAC.create(
-        env=FiveTupleEnv(genv),
+        env=FiveValueStep(genv),
         env_params=genv.default_params,
         num_envs=s["num_envs"],
         batch_size=s["batch_size"],
@@ -292,7 +263,7 @@ def main(argv=None) -> dict:
     result["method"] = (
         "zsgjax: jit(trainer.run).lower(state, 1).compile() apart, the compiled run of `rounds` batched steps from a "
         "prefilled state; rejax: jit(fori_loop(0, rounds, algo.train_iteration)) compiled apart, from a state past "
-        "fill_buffer; same env (rejax through zsgjax.adapters.gymnax.GymnaxEnv and the five-tuple shim); alternated "
+        "fill_buffer; same env (rejax through zsgjax.adapters.gymnax.GymnaxEnv and FiveValueStep); alternated "
         "ABBA; median of paired ratios rejax time / zsgjax time (= zsgjax/rejax steps/s)."
     )
     env = sac_vs_brax.build_env(args.env)

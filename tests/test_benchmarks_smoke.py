@@ -53,32 +53,6 @@ def test_load_average_and_roofline():
     assert _common.roofline(None, 0.5, 8.0)["fraction_of_peak"] is None
 
 
-def test_five_tuple_env_gives_rejax_the_old_gymnax_step():
-    import sac_vs_rejax
-
-    class SixTuple:  # the gymnax 1.x signature
-        default_params = "params"
-
-        def action_space(self, params=None):
-            return ("action_space", params)
-
-        def observation_space(self, params=None):
-            return ("observation_space", params)
-
-        def reset(self, key, params=None):
-            return "obs0", ("state0", key, params)
-
-        def step(self, key, state, action, params=None):
-            return "obs", "state", 1.5, np.array([True, False, False]), np.array([False, True, False]), {"k": key}
-
-    env = sac_vs_rejax.FiveTupleEnv(SixTuple())
-    assert env.default_params == "params" and env.action_space("p") == ("action_space", "p")
-    assert env.reset(7, "p") == ("obs0", ("state0", 7, "p"))
-    obs, state, reward, done, info = env.step(3, "s", 0.0, "p")
-    assert (obs, state, reward, info) == ("obs", "state", 1.5, {"k": 3})
-    np.testing.assert_array_equal(done, [True, True, False])  # terminated | truncated
-
-
 def test_device_put_replicated_shim():
     import sac_vs_brax
 

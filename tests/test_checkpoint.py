@@ -57,6 +57,10 @@ def test_roundtrip_and_keep_last(tmp_path):
 
 
 def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
+    """A save that fails removes its temporary folder; one left by a killed process (no cleanup
+    ran) is ignored and removed when the directory is opened again."""
+    from zsgjax import checkpoint
+
     ck = Checkpointer(tmp_path / "ck", CONFIG)
     ck.save(1, toy_state(1))
 
@@ -64,7 +68,12 @@ def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
         raise OSError("simulated crash before the atomic rename")
 
     monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", crash)
-    with pytest.raises(Exception, match="simulated crash"):
+    with pytest.raises(OSError, match="simulated crash"):
+        ck.save(2, toy_state(2))
+    assert sorted(os.listdir(tmp_path / "ck")) == ["1"]  # the failed save cleaned up after itself
+    assert ck.all_steps() == [1]
+    monkeypatch.setattr(checkpoint, "_remove_partial_saves", lambda directory, step: None)  # as after kill -9
+    with pytest.raises(OSError, match="simulated crash"):
         ck.save(2, toy_state(2))
     leftovers = [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]
     assert leftovers, "orbax should have written into a temporary directory"
@@ -77,6 +86,26 @@ def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
     assert fresh.all_steps() == [1, 2]
     assert_same(fresh.restore(toy_state()), toy_state(2))
     assert not [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]
+
+
+def test_zero_size_leaves_roundtrip(tmp_path):
+    """Zero-size leaves (MuJoCo's ``data.act`` of a model without activations) are saved and come back
+    with their shape and dtype, next to typed keys; a different zero-size shape is caught by the digest."""
+    from zsgjax.checkpoint import CorruptCheckpoint
+
+    state = {"act": jnp.zeros((2, 0)), "ids": jnp.zeros((0,), jnp.int32), "w": jnp.arange(3.0), "one": jnp.full((1,), 7),
+             "key": jax.random.split(jax.random.key(1), 2), "empty_keys": jax.random.split(jax.random.key(2), 0)}
+    ck = Checkpointer(tmp_path / "ck", CONFIG)
+    ck.save(1, state)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["1"]
+    like = jax.tree.map(lambda x: x, state) | {"w": jnp.zeros(3)}
+    restored = Checkpointer(tmp_path / "ck", CONFIG).restore(like)
+    assert_same(restored, state)
+    for name in ("act", "ids"):
+        assert restored[name].shape == state[name].shape and restored[name].dtype == state[name].dtype
+    assert jax.dtypes.issubdtype(restored["empty_keys"].dtype, jax.dtypes.prng_key)
+    with pytest.raises(CorruptCheckpoint, match="do not match their stored digest"):
+        ck.restore(like | {"act": jnp.zeros((3, 0))})
 
 
 def test_errors(tmp_path):

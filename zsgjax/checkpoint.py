@@ -16,6 +16,12 @@ atomicity.AtomicRenameTemporaryPath``), so a crash mid-write leaves the earlier
 checkpoints intact and the partial one is ignored (and removed when the directory
 is opened again). Saving is synchronous.
 
+A save that fails (a full disk, a leaf orbax cannot write) removes its temporary
+folder before the error propagates. Zero-size leaves (MuJoCo's ``data.act`` of a
+model without activations, an empty replay field), which orbax refuses to write,
+are stored as a 0-d placeholder and restored as zeros of the expected shape and
+dtype (their digest covers dtype and shape, which is all they hold).
+
 Errors are ``ValueError``\\ s naming the directory: no checkpoint there, a corrupt
 one (unreadable files, or data that do not match the stored digest: a
 :class:`CorruptCheckpoint`), one written for a different config, or one whose state
@@ -29,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from typing import Any, Mapping
 
 import jax
@@ -98,6 +105,31 @@ def _to_savable(tree: PyTree) -> PyTree:
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
+def _is_empty(x) -> bool:
+    return int(np.prod(np.shape(x))) == 0
+
+
+def _placeholders_for_empty(tree: PyTree) -> PyTree:
+    """Zero-size leaves become 0-d zeros of their dtype (orbax cannot write size-0 arrays)."""
+    return jax.tree.map(lambda x: np.zeros((), np.dtype(x.dtype)) if _is_empty(x) else x, tree)
+
+
+def _partial_saves(directory: str, step: int) -> list[str]:
+    """The temporary folders orbax writes checkpoint ``step`` into (``<step>.orbax-checkpoint-tmp...``)."""
+    prefix = f"{step}.orbax-checkpoint-tmp"
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names if n.startswith(prefix)]
+
+
+def _remove_partial_saves(directory: str, step: int) -> None:
+    """Remove what a failed save of ``step`` left (best effort: the error being raised matters more)."""
+    for path in _partial_saves(directory, step):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _from_savable(tree: PyTree, like: PyTree) -> PyTree:
     return jax.tree.map(
         lambda x, l: jax.random.wrap_key_data(x, impl=jax.random.key_impl(l)) if _is_key(l) else x, tree, like
@@ -163,14 +195,20 @@ class Checkpointer:
         except ValueError:
             raise ValueError(f"`step` must be a non-negative integer, got {step!r}") from None
         _check_state(state, "state")
+        savable = _to_savable(state)
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_savable(state)),
+            state=ocp.args.StandardSave(_placeholders_for_empty(savable)),
             config=ocp.args.JsonSave(self.config),
             digest=ocp.args.JsonSave({"blake2b_16": leaf_digests(state),
-                                      "dtypes": [np.dtype(x.dtype).str for x in jax.tree.leaves(_to_savable(state))]}),
+                                      "dtypes": [np.dtype(x.dtype).str for x in jax.tree.leaves(savable)]}),
         )
-        self._manager.save(int(step), args=args, force=True)
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(int(step), args=args, force=True)
+            self._manager.wait_until_finished()
+        except BaseException:
+            _remove_partial_saves(self.directory, int(step))
+            self._manager.reload()
+            raise
 
     # ----------------------------------------------------------------- restore
     def _resolve_step(self, step: int | None) -> int:
@@ -236,10 +274,13 @@ class Checkpointer:
                 f"({len(stored)} leaves stored, {len(leaves)} expected)"
             )
         # Read every leaf in the dtype it was written in (the digest is of those bytes), then cast.
-        exact = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(t.shape, np.dtype(d)) for t, d in zip(leaves, dtypes)])
+        # Zero-size leaves were written as 0-d placeholders (see _placeholders_for_empty).
+        exact = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(() if _is_empty(t) else t.shape, np.dtype(d))
+                                             for t, d in zip(leaves, dtypes)])
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(exact)))
-            state = restored["state"]
+            state = jax.tree.map(lambda x, t: np.zeros(t.shape, x.dtype) if _is_empty(t) else x,
+                                 restored["state"], target)
         except Exception as e:  # orbax raises many types for damaged or mismatched files
             raise CorruptCheckpoint(
                 f"cannot restore checkpoint {step} in '{self.directory}': corrupt files or a state structure "

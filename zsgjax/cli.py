@@ -700,8 +700,8 @@ def _train(args: argparse.Namespace, options: MeshOptions) -> int:
         print(f"zsgjax train: {e}. Results of the methods that finished are written; start again in another "
               "--out with other options (for example a smaller learning rate)", flush=True)
         return 1
-    except ValueError as e:  # bad input found only once running (a locked --out, a conflicting checkpoint)
-        args.subparser.error(_flag_message(str(e), args.run_flags))
+    except ValueError as e:  # bad input found only once running (a locked --out, a conflicting checkpoint): one line
+        args.subparser.exit(2, f"{args.subparser.prog}: error: {_flag_message(str(e), args.run_flags)}\n")
     except OSError as e:
         print(f"zsgjax train: error: cannot write the results under --out '{command.out}': {e}", file=sys.stderr,
               flush=True)

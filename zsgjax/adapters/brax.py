@@ -20,7 +20,11 @@ it where an episode ended (as brax's own ``full_reset`` does); it costs one
 :func:`register_brax_envs` adds zsgjax environments to brax's registry
 (``brax.envs.get_environment("zsgjax_cheetah_velocity", physical=("gravity",))``);
 importing this module registers every environment known to :func:`zsgjax.envs.make`
-at that time.
+at that time. A registry entry samples its contexts (:func:`brax_env`): its
+``reset(rng)`` draws the episode's context uniformly from the context space (DR),
+because brax's trainers call ``reset(rng)`` without a context and a zsgjax env
+alone would train at its default context only (where, for ``simple_direction``,
+every reward is 0). ``sampler=None`` gives that single-context env, with a warning.
 
 brax 0.14.2's ``ppo.train`` and ``sac.train`` call ``jax.device_put_replicated``,
 which jax 0.10 removed (an ``AttributeError`` before any training step, whatever
@@ -31,7 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Callable, Sequence
+import warnings
+from typing import Callable, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +44,10 @@ from brax import envs as brax_envs
 from brax.envs.base import State, Wrapper
 from brax.envs.wrappers import training as brax_training
 
+from zsgjax.adapters import DefaultContextWarning
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.registry import make, registered_names
+from zsgjax.methods import DR
 from zsgjax.methods.base import ContextSampler
 
 BRAX_PREFIX = "zsgjax_"
@@ -124,12 +131,12 @@ class ContextAutoResetWrapper(Wrapper):
 
 
 def wrap_for_training(
-    env: ContextualEnv,
+    env: ContextualEnv | SampledContextEnv,
     episode_length: int = 1000,
     action_repeat: int = 1,
     randomization_fn=None,
     *,
-    sampler: ContextSampler,
+    sampler: ContextSampler | None = None,
 ) -> Wrapper:
     """brax's ``wrap`` with a fresh context from ``sampler`` at every (auto-)reset.
 
@@ -137,10 +144,16 @@ def wrap_for_training(
     ``functools.partial(wrap_for_training, sampler=...)`` as ``wrap_env_fn`` to brax's
     ``ppo.train``/``sac.train``); ``randomization_fn`` (brax's system randomization)
     is not supported: the context is the randomization.
+
+    ``env``: a zsgjax env (then ``sampler`` is required) or a :class:`SampledContextEnv`
+    (a brax registry entry, :func:`brax_env`), whose own sampler is used unless
+    ``sampler`` is given.
     """
     if randomization_fn is not None:
         raise ValueError("wrap_for_training: `randomization_fn` is not supported; the sampled context is the "
                          "domain randomization (put physical features in the context instead)")
+    if isinstance(env, SampledContextEnv):
+        env, sampler = env.env, env.sampler if sampler is None else sampler
     _check_sampler(sampler, "wrap_for_training")
     inner = SampledContextEnv(env, sampler)
     wrapped = brax_training.EpisodeWrapper(brax_training.VmapWrapper(inner), episode_length, action_repeat)
@@ -180,11 +193,38 @@ def brax_name(name: str) -> str:
     return BRAX_PREFIX + name.replace(":", "_")
 
 
+def brax_env(name: str, sampler: ContextSampler | Literal["dr"] | None = "dr", **env_kwargs):
+    """What ``brax.envs.get_environment(brax_name(name), **kwargs)`` builds.
+
+    ``make(name, **env_kwargs)`` as a :class:`SampledContextEnv` whose every
+    ``reset(rng)`` draws its context from ``sampler``: ``"dr"`` (default) uniform over
+    the context space, or any ``rng -> context (dim,)``. Under brax's own
+    ``training.wrap`` each env slot then keeps its first draw (brax's auto-reset
+    restores first states); :func:`wrap_for_training` as ``wrap_env_fn`` draws a new
+    context at every episode. ``sampler=None``: the zsgjax env itself, whose
+    ``reset(rng)`` is at the default context (a :class:`DefaultContextWarning`).
+    """
+    env = make(name, **env_kwargs)
+    if sampler is None:
+        warnings.warn(
+            f"brax env {brax_name(name)!r} without a sampler: brax's trainers reset it without a context, so every "
+            f"episode runs at the default context {tuple(env.context_space.default)} "
+            f"({', '.join(env.context_space.names)}); pass a sampler (the default, 'dr', draws contexts uniformly)",
+            DefaultContextWarning, stacklevel=2)
+        return env
+    if isinstance(sampler, str):
+        if sampler != "dr":
+            raise ValueError(f"brax_env: `sampler` must be 'dr', None or a callable rng -> context, got {sampler!r}")
+        sampler = DR().context_sampler(env.context_space)
+    return SampledContextEnv(env, sampler)
+
+
 def register_brax_envs(names: Sequence[str] | None = None) -> list[str]:
     """Register zsgjax environments in brax's registry; returns the brax names.
 
     ``names``: zsgjax registry names (default: all registered now). Each brax entry
-    builds ``zsgjax.envs.make(name, **kwargs)``.
+    is :func:`brax_env` ``(name, **kwargs)``: contexts drawn uniformly at every reset
+    unless ``sampler`` says otherwise.
     """
     names = registered_names() if names is None else list(names)
     known = set(registered_names())
@@ -194,7 +234,7 @@ def register_brax_envs(names: Sequence[str] | None = None) -> list[str]:
                          f"{', '.join(sorted(known))}")
     out = []
     for name in names:
-        brax_envs.register_environment(brax_name(name), functools.partial(make, name))
+        brax_envs.register_environment(brax_name(name), functools.partial(brax_env, name))
         out.append(brax_name(name))
     return out
 

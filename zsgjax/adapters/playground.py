@@ -33,7 +33,13 @@ Limits:
   use) can be passed as an instance; it must keep its model in ``_mjx_model``
   (every playground env does) and have a flat array observation.
 * Physics runs on MJX's JAX implementation (``impl="jax"``, forced for names;
-  playground's default ``"warp"`` needs a GPU and has no forward-mode derivatives).
+  playground's default ``"warp"`` has no forward-mode derivatives and is refused).
+* Under brax's trainers use :func:`zsgjax.adapters.brax.wrap_for_training`:
+  playground's own ``wrap_for_brax_training`` reads ``state.data``, which a zsgjax
+  state (a :class:`PlaygroundContextState`) refuses with an error naming
+  :data:`WORKING_TRAINING_PATH`.
+* Without mujoco_playground, importing this module raises
+  :class:`zsgjax.adapters.MissingExtra` naming ``pip install 'zsgjax[adapters]'``.
 * Constants a playground env computes from its model in ``__init__`` (body ids,
   joint ranges, initial poses) keep their nominal values; the features change
   only the model fields they name (see :mod:`zsgjax.envs.mjx.features`, also for
@@ -47,23 +53,58 @@ construction; build the environment inside ``jax.enable_x64(True)`` for float64.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from brax.envs.base import State
+from flax import struct
 from mujoco import mjx
-from mujoco_playground import dm_control_suite
-from mujoco_playground._src import mjx_env
 
 from zsgjax import checks
+from zsgjax.adapters import MissingExtra
 from zsgjax.adapters.playground_envs import DM_CONTROL_ENVS, PREFIX
+
+try:
+    from mujoco_playground import dm_control_suite
+    from mujoco_playground._src import mjx_env
+except ModuleNotFoundError as e:
+    raise MissingExtra(
+        f"zsgjax's playground:* environments need mujoco_playground ({e.name} is not installed); install the "
+        "adapters extra: pip install 'zsgjax[adapters]'", name=e.name) from None
+
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, make_features
+from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, check_physical_ranges, make_features
 from zsgjax.envs.registry import register
 
 PlaygroundState = mjx_env.State
+
+WORKING_TRAINING_PATH = (
+    "load the playground env on MJX's JAX backend (registry.load(name, config_overrides={'impl': 'jax'})), wrap it "
+    "as zsgjax.adapters.playground.PlaygroundEnv(pg_env, physical=(...)) and train it under brax with "
+    "zsgjax.adapters.brax.wrap_for_training (as wrap_env_fn=functools.partial(wrap_for_training, sampler=...))")
+"""The path from a mujoco_playground env to brax's trainers that works (``docs/adapters.md``)."""
+
+
+@struct.dataclass
+class PlaygroundContextState(State):
+    """The brax ``State`` of a :class:`PlaygroundEnv`: playground's own ``State`` is its ``pipeline_state``.
+
+    The same fields as brax's ``State``; reading ``.data`` (what playground's
+    ``wrap_for_brax_training`` does to the states of its own envs) raises an
+    ``AttributeError`` that names the training path that works.
+    """
+
+    def __getattr__(self, name: str):
+        if name == "data":
+            raise AttributeError(
+                "a zsgjax PlaygroundEnv state has no `data` (playground's mjx.Data is state.pipeline_state.data): "
+                "mujoco_playground's wrap_for_brax_training cannot drive a zsgjax environment; instead "
+                + WORKING_TRAINING_PATH)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def load_playground(name: str, config_overrides: Mapping[str, Any] | None = None) -> mjx_env.MjxEnv:
@@ -149,6 +190,7 @@ class PlaygroundEnv(ContextualEnv):
             horizon = int(pg_env._config.episode_length)
         self.horizon = checks.integer(horizon, "PlaygroundEnv: `horizon`", low=1)
         self.state_obs_size = int(pg_env.observation_size)
+        check_physical_ranges(self, first_dim=0)  # widened ranges are simulated at their corners
 
     @staticmethod
     def _check_playground_env(pg_env) -> None:
@@ -157,8 +199,9 @@ class PlaygroundEnv(ContextualEnv):
             raise ValueError(f"{where} does not keep its mjx.Model in `_mjx_model`, where the context is written")
         impl = getattr(getattr(pg_env.mjx_model, "impl", None), "value", "jax")
         if impl != "jax":
-            raise ValueError(f"{where} was built with impl={impl!r}; build it with config_overrides="
-                             "{'impl': 'jax'} (MJX's JAX backend, which has forward-mode derivatives)")
+            raise ValueError(f"{where} was built with impl={impl!r}; zsgjax needs MJX's JAX backend (forward-mode "
+                             "derivatives): load it with registry.load(name, config_overrides={'impl': 'jax'}) or "
+                             "set impl = 'jax' in the config you pass as registry.load(name, config=config)")
         if not isinstance(pg_env.observation_size, int):
             raise ValueError(f"{where} has a dict observation {pg_env.observation_size}; a flat array is needed")
 
@@ -187,6 +230,11 @@ class PlaygroundEnv(ContextualEnv):
         return env
 
     # ------------------------------------------------------ ContextualEnv API
+    def reset(self, rng: jax.Array, context: jax.Array | None = None) -> PlaygroundContextState:
+        """:meth:`ContextualEnv.reset`, as a :class:`PlaygroundContextState` (steps keep its type)."""
+        state = super().reset(rng, context)
+        return PlaygroundContextState(**{f.name: getattr(state, f.name) for f in dataclasses.fields(state)})
+
     def init_env_state(self, rng: jax.Array, context: jax.Array) -> PlaygroundState:
         """Playground's ``reset(rng)`` at ``context (dim,)``: its whole ``State``."""
         return self.playground_at(context).reset(rng)
