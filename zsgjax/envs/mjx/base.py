@@ -29,6 +29,11 @@ observation use).
 
 Precision: the ``mjx.Model`` is built at construction in the precision active
 then; build the environment inside ``jax.enable_x64(True)`` for a float64 model.
+
+Threads: importing this module gives XLA:CPU's intra-op pool one thread
+(``NPROC=1``, unless set) where the installed jaxlib may otherwise deadlock on
+batched MJX steps (~1000 half-cheetahs, ~220 ants on 2 cores); see
+:mod:`zsgjax.envs.mjx.cpu_pool`.
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ from mujoco import mjx
 
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.mjx import implicit
+from zsgjax.envs.mjx import cpu_pool, implicit
 from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, make_features
 
 SOLVER_TANGENTS = ("auto", "implicit", "unrolled")
+
+# Before any MJX computation starts the CPU backend: batched MJX steps must not deadlock.
+cpu_pool.limit_intra_op_pool()
 
 
 @struct.dataclass
