@@ -112,25 +112,40 @@ def _child(cfg: dict) -> None:
     compiled = jax.jit(program).lower(*args, jax.random.PRNGKey(0)).compile()
     compile_s = time.perf_counter() - t0
     print(f"PID {os.getpid()} compiled in {compile_s:.1f} s", flush=True)
-    calls = []
+    calls, cpu = [], []
     for i in range(cfg["calls"]):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(compiled(*args, jax.random.PRNGKey(i)))
         calls.append(time.perf_counter() - t0)
-    print("RESULT " + json.dumps({"compile_s": compile_s, "call_s": calls}), flush=True)
+        cpu.append(time.process_time() - c0)
+    print("RESULT " + json.dumps({"compile_s": compile_s, "call_s": calls, "call_cpu_s": cpu}), flush=True)
 
 
 # ----------------------------------------------------------------- parent side
 def _stack_summary(text: str) -> dict:
-    """Thread counts of a ``gdb`` dump: all threads, and those blocked in jaxlib's parallel batch map."""
-    threads = text.split("\nThread ")
-    blocked = [t for t in threads if "ParallelBatchMap" in t and "BlockingCounter::Wait" in t]
+    """Of a ``gdb`` dump: XLA:CPU pool threads, those blocked in jaxlib's parallel batch map, their LAPACK kernels."""
+    threads = text.split("\nThread ")[1:]
+    pool = [t for t in threads if '"tf_XLAEigen"' in t.split("\n", 1)[0]]
+    blocked = [t for t in pool if "ParallelBatchMap" in t and "BlockingCounter::Wait" in t]
     kernels = sorted({w for t in blocked for w in t.split() if w.startswith("lapack_") and w.endswith("_ffi")})
-    return {"threads": len(threads) - 1, "in_parallel_batch_map_wait": len(blocked), "lapack_kernels": kernels}
+    return {"threads": len(threads), "pool_threads": len(pool), "pool_threads_in_batch_map_wait": len(blocked),
+            "lapack_kernels": kernels}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_try(cfg: dict, timeout_s: float, stacks_dir: Path | None, cache_dir: str, label: str) -> dict:
-    """One try in a fresh process: ``{"status": "ok"|"hung"|"error", ...}``; a hung process is dumped (gdb) and killed."""
+    """One try in a fresh process: ``{"status": "ok"|"hung"|"slow"|"error", ...}``.
+
+    A process still running after ``timeout_s`` is ``"hung"`` when it used no CPU over
+    the next 10 s (a deadlock), else ``"slow"``; with ``stacks_dir`` its native stacks
+    are dumped (gdb) before it is killed.
+    """
     env = dict(os.environ)
     env["JAX_COMPILATION_CACHE_DIR"] = cache_dir  # later tries skip the compile
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
@@ -142,10 +157,13 @@ def run_try(cfg: dict, timeout_s: float, stacks_dir: Path | None, cache_dir: str
     try:
         out, _ = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        row = {"status": "hung", "wall_s": time.perf_counter() - t0}
+        cpu0 = _cpu_seconds(proc.pid)
+        time.sleep(10.0)
+        idle = _cpu_seconds(proc.pid) - cpu0 < 0.01
+        row = {"status": "hung" if idle else "slow", "wall_s": time.perf_counter() - t0}
         if stacks_dir is not None and shutil.which("gdb"):
             dump = subprocess.run(["gdb", "-p", str(proc.pid), "-batch", "-ex", "thread apply all bt"],
-                                  capture_output=True, text=True, timeout=120).stdout
+                                  capture_output=True, text=True, timeout=300).stdout
             stacks_dir.mkdir(parents=True, exist_ok=True)
             path = stacks_dir / f"{label}.txt"
             path.write_text(dump)
@@ -203,12 +221,16 @@ def main(argv=None) -> dict:
                           f"{' '.join(f'{c:.2f}' for c in row.get('call_s', []))}", flush=True)
                 ok = [t for t in tries if t["status"] == "ok"]
                 step_s = [min(t["call_s"][1:] or t["call_s"]) / steps / num for t in ok]
+                step_cpu_s = [min(t["call_cpu_s"][1:] or t["call_cpu_s"]) / steps / num for t in ok if "call_cpu_s" in t]
                 result["runs"].append({
                     **cfg,
                     "tries": len(tries),
                     "hung": sum(t["status"] == "hung" for t in tries),
+                    "slow": sum(t["status"] == "slow" for t in tries),
                     "errors": sum(t["status"] == "error" for t in tries),
                     "us_per_env_step_median": 1e6 * sorted(step_s)[len(step_s) // 2] if step_s else None,
+                    "cpu_us_per_env_step_median": (1e6 * sorted(step_cpu_s)[len(step_cpu_s) // 2]
+                                                   if step_cpu_s else None),
                     "details": tries,
                 })
                 print(f"== {args.case} {variant} envs={num}: {result['runs'][-1]['hung']}/{len(tries)} hung, "

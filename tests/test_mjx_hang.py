@@ -69,11 +69,30 @@ def test_limit_sets_one_thread_keeps_the_users_setting_and_warns_when_too_late(m
     assert cpu_pool.limit_intra_op_pool() is False
     assert os.environ["NPROC"] == "2"
 
+    monkeypatch.delenv("NPROC")
+    monkeypatch.setattr(cpu_pool, "intra_op_pool_threads", lambda: 1)  # started with one thread: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cpu_pool.limit_intra_op_pool()
+
     if affected:  # the backend already runs two threads: too late to change, say so
         monkeypatch.delenv("NPROC")
         monkeypatch.setattr(cpu_pool, "intra_op_pool_threads", lambda: 2)
         with pytest.warns(RuntimeWarning, match="already runs 2 intra-op threads.*NPROC=1"):
             assert cpu_pool.limit_intra_op_pool() is True
+
+
+def test_importing_the_mjx_envs_sets_one_thread_before_jax_starts():
+    code = ("import os, jax, zsgjax.envs.mjx; from zsgjax.envs.mjx import cpu_pool; "
+            "jax.block_until_ready(jax.numpy.ones(2) + 1); print(os.environ.get('NPROC'), cpu_pool.intra_op_pool_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    affected = cpu_pool.jaxlib_splits_lapack_batches()
+    nproc, threads = out.stdout.split()
+    assert nproc == ("1" if affected else "None")
+    if affected:
+        assert threads == "1"
 
 
 @pytest.mark.slow
