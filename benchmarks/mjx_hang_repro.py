@@ -67,6 +67,7 @@ def _cholesky_program(num: int, steps: int, chunk: int | None):
         l2 = jnp.linalg.cholesky(x + jnp.eye(n))
         return 0.5 * (l1 @ jnp.swapaxes(l1, -1, -2) + l2 @ jnp.swapaxes(l2, -1, -2)) - 0.5 * jnp.eye(n)
 
+    # lax.map with a batch_size vmaps its (per-element) function over chunks of that size
     batched = (lambda x: jax.lax.map(pair, x, batch_size=chunk)) if chunk else pair
 
     def program(x, key):
@@ -85,10 +86,13 @@ def _cheetah_program(num: int, steps: int, chunk: int | None):
     env = make("cheetah_velocity", physical=MJX_FEATURES)
     contexts = jax.vmap(env.context_space.sample_uniform)(jax.random.split(jax.random.PRNGKey(5), num))
     states = jax.vmap(env.init_env_state)(jax.random.split(jax.random.PRNGKey(0), num), contexts)
-    step = jax.vmap(lambda s, a, c: env.env_step(s, a, c)[0])
-    if chunk:
-        vmapped = step
-        step = lambda s, a, c: jax.lax.map(lambda x: vmapped(*x), (s, a, c), batch_size=chunk)  # noqa: E731
+    def one(s, a, c):
+        return env.env_step(s, a, c)[0]
+
+    if chunk:  # lax.map with a batch_size vmaps its (per-element) function over chunks of that size
+        step = lambda s, a, c: jax.lax.map(lambda x: one(*x), (s, a, c), batch_size=chunk)  # noqa: E731
+    else:
+        step = jax.vmap(one)
 
     def program(states, key):
         def body(carry, _):
@@ -187,6 +191,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunk", type=int, default=512, help="batch_size of the chunked variant")
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per try")
+    parser.add_argument("--compile-timeout", type=float, default=900.0,
+                        help="seconds for each variant's first try, which compiles")
     parser.add_argument("--stacks", type=Path, default=None, help="write gdb stacks of hung tries here")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
@@ -199,6 +205,7 @@ def main(argv=None) -> dict:
     import jaxlib
 
     steps = args.steps or (2000 if args.case == "cholesky" else 5)
+    out = args.out or Path(__file__).parent / "results" / f"mjx_hang_repro_{args.case}.json"
     result = {
         "benchmark": "mjx_hang_repro",
         "case": args.case,
@@ -215,13 +222,17 @@ def main(argv=None) -> dict:
                 tries = []
                 for i in range(args.tries):
                     label = f"{args.case}_{variant}_{num}_{i}"
-                    row = run_try(cfg, args.timeout, args.stacks, os.path.join(cache_root, variant), label)
+                    # one compilation cache for all (keyed by the program; the pool size is a run-time setting);
+                    # the first try of a variant may compile: give it longer
+                    row = run_try(cfg, args.timeout if i else max(args.timeout, args.compile_timeout), args.stacks,
+                                  cache_root, label)
                     tries.append(row)
                     print(f"{label:28s} {row['status']:5s} "
                           f"{' '.join(f'{c:.2f}' for c in row.get('call_s', []))}", flush=True)
                 ok = [t for t in tries if t["status"] == "ok"]
                 step_s = [min(t["call_s"][1:] or t["call_s"]) / steps / num for t in ok]
-                step_cpu_s = [min(t["call_cpu_s"][1:] or t["call_cpu_s"]) / steps / num for t in ok if "call_cpu_s" in t]
+                step_cpu_s = [min(t["call_cpu_s"][1:] or t["call_cpu_s"]) / steps / num
+                              for t in ok if "call_cpu_s" in t]
                 result["runs"].append({
                     **cfg,
                     "tries": len(tries),
@@ -235,14 +246,19 @@ def main(argv=None) -> dict:
                 })
                 print(f"== {args.case} {variant} envs={num}: {result['runs'][-1]['hung']}/{len(tries)} hung, "
                       f"{result['runs'][-1]['us_per_env_step_median']} us/env-step", flush=True)
+                _write(out, result)  # after every variant: an interrupted run keeps what it measured
     result["load_average_end"] = list(os.getloadavg())
-    out = args.out or Path(__file__).parent / "results" / f"mjx_hang_repro_{args.case}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)
+    _write(out, result)
     print(f"wrote {out}")
     return result
+
+
+def _write(path: Path, result: dict) -> None:
+    """Write ``result`` as JSON to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

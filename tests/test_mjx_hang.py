@@ -22,7 +22,7 @@ CHEETAH_SCAN = """
 import jax, sys
 from zsgjax.envs import make
 from zsgjax.envs.mjx import cpu_pool
-num, steps, calls = 1024, 5, 8
+num, steps, calls = 1024, 5, 6
 features = ("gravity", "mass_scale", "mass_scale:torso", "friction_scale", "actuator_gain", "damping_scale")
 env = make("cheetah_velocity", physical=features)
 contexts = jax.vmap(env.context_space.sample_uniform)(jax.random.split(jax.random.PRNGKey(5), num))
@@ -84,7 +84,8 @@ def test_limit_sets_one_thread_keeps_the_users_setting_and_warns_when_too_late(m
 
 def test_importing_the_mjx_envs_sets_one_thread_before_jax_starts():
     code = ("import os, jax, zsgjax.envs.mjx; from zsgjax.envs.mjx import cpu_pool; "
-            "jax.block_until_ready(jax.numpy.ones(2) + 1); print(os.environ.get('NPROC'), cpu_pool.intra_op_pool_threads())")
+            "jax.block_until_ready(jax.numpy.ones(2) + 1); "
+            "print(os.environ.get('NPROC'), cpu_pool.intra_op_pool_threads())")
     env = {k: v for k, v in os.environ.items() if k != "NPROC"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -96,17 +97,17 @@ def test_importing_the_mjx_envs_sets_one_thread_before_jax_starts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attempt", range(4))
+@pytest.mark.parametrize("attempt", range(3))
 def test_1024_batched_cheetah_steps_never_hang(attempt, tmp_path_factory):
-    """8 calls of a 5-step scan of 1024 cheetahs in a fresh process, 300 s at most (~30 s when it does not hang)."""
+    """6 calls of a 5-step scan of 1024 cheetahs in a fresh process, 900 s at most (1-4 min on a busy 2-core CPU)."""
     cache = tmp_path_factory.getbasetemp() / "mjx_hang_cache"  # shared by the attempts: compile once
     env = {k: v for k, v in os.environ.items() if k != "NPROC"}  # zsgjax.envs.mjx decides the pool
     env.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     try:
         proc = subprocess.run([sys.executable, "-c", CHEETAH_SCAN], env=env, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=900)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"attempt {attempt}: 1024 batched cheetah steps did not return within 300 s (deadlock)")
+        pytest.fail(f"attempt {attempt}: 1024 batched cheetah steps did not return within 900 s (deadlock)")
     assert proc.returncode == 0, proc.stderr[-2000:]
     expected = "1" if cpu_pool.jaxlib_splits_lapack_batches() else None
     if expected is not None:
