@@ -37,7 +37,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-import zsgjax.envs.mjx  # noqa: F401  (first: one XLA:CPU intra-op thread for every measurement, see envs/mjx/cpu_pool.py)
+import zsgjax.envs.mjx  # noqa: F401  (first: the XLA:CPU pool with spare threads for every measurement, see envs/mjx/cpu_pool.py)
 from zsgjax import context_gradients
 from zsgjax.envs import make
 from zsgjax.methods import enhancement
@@ -189,8 +189,8 @@ def main(argv=None) -> dict:
             "(step + one directional derivative, one jvp pass, as context_jvp), divided by the plain "
             f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} "
             "in the context. Each measurement runs in its own process, one after another in this invocation. "
-            "Every measurement runs with XLA:CPU's intra-op pool at one thread (NPROC=1, set by importing "
-            "zsgjax.envs.mjx): with jaxlib's default pool, batched MJX steps can deadlock in jaxlib's parallel "
+            "Every measurement runs with XLA:CPU's intra-op pool of at least 4 threads (NPROC=4 on a 2-core "
+            "machine, set by importing zsgjax.envs.mjx): with jaxlib's default 2-thread pool, batched MJX steps can deadlock in jaxlib's parallel "
             "LAPACK batch map (docs/performance.md, 'Batched MJX steps hang on XLA:CPU'); measurements stay "
             "isolated in processes with a timeout. "
             "The 2-core CPU was shared with several other jobs (see load averages), so absolute times are "

@@ -30,10 +30,10 @@ observation use).
 Precision: the ``mjx.Model`` is built at construction in the precision active
 then; build the environment inside ``jax.enable_x64(True)`` for a float64 model.
 
-Threads: importing this module gives XLA:CPU's intra-op pool one thread
-(``NPROC=1``, unless set) where the installed jaxlib may otherwise deadlock on
-batched MJX steps (~1000 half-cheetahs, ~220 ants on 2 cores); see
-:mod:`zsgjax.envs.mjx.cpu_pool`.
+Threads: importing this module gives XLA:CPU's intra-op pool at least 4 threads
+(``NPROC=4``, unless set) on a machine with 2 or 3 usable cores, where the installed
+jaxlib may otherwise deadlock on batched MJX steps (~1000 half-cheetahs, ~220 ants);
+see :mod:`zsgjax.envs.mjx.cpu_pool`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, make_featu
 SOLVER_TANGENTS = ("auto", "implicit", "unrolled")
 
 # Before any MJX computation starts the CPU backend: batched MJX steps must not deadlock.
-cpu_pool.limit_intra_op_pool()
+cpu_pool.ensure_spare_threads()
 
 
 @struct.dataclass
