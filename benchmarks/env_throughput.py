@@ -37,9 +37,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+import zsgjax.envs.mjx  # noqa: F401  (first: the XLA:CPU pool with spare threads for every measurement, see envs/mjx/cpu_pool.py)
 from zsgjax import context_gradients
-from zsgjax.methods import enhancement
 from zsgjax.envs import make
+from zsgjax.methods import enhancement
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402  (benchmarks/_common.py)
@@ -179,6 +180,7 @@ def main(argv=None) -> dict:
                                                        for k, v in vars(args).items()})
     peak = result["matmul_peak"]["gflops"]
     result.update({
+        "xla_cpu_intra_op_threads": os.environ.get("NPROC", "default (one per core)"),
         "notes": (
             "Throughput: jit(lax.scan(vmap(step))) with random actions and per-env random contexts, "
             "compile time excluded (reported apart), best of "
@@ -187,9 +189,10 @@ def main(argv=None) -> dict:
             "(step + one directional derivative, one jvp pass, as context_jvp), divided by the plain "
             f"step's time at the same batch size. MJX envs run with all physical features {list(MJX_FEATURES)} "
             "in the context. Each measurement runs in its own process, one after another in this invocation. "
-            "The derivative cost is measured at 16 envs: with 64 envs, cheetah_velocity's step_and_jacobian "
-            "scan hung twice on this machine (every XLA thread waiting on a futex, no CPU used), which is "
-            "why measurements are isolated in processes with a timeout. "
+            "Every measurement runs with XLA:CPU's intra-op pool of at least 4 threads (NPROC=4 on a 2-core "
+            "machine, set by importing zsgjax.envs.mjx): with jaxlib's default 2-thread pool, batched MJX steps can deadlock in jaxlib's parallel "
+            "LAPACK batch map (docs/performance.md, 'Batched MJX steps hang on XLA:CPU'); measurements stay "
+            "isolated in processes with a timeout. "
             "The 2-core CPU was shared with several other jobs (see load averages), so absolute times are "
             "noisy and low; the ratios, taken minutes apart under the same load, are the meaningful output."
         ),

@@ -29,6 +29,11 @@ observation use).
 
 Precision: the ``mjx.Model`` is built at construction in the precision active
 then; build the environment inside ``jax.enable_x64(True)`` for a float64 model.
+
+Threads: importing this module gives XLA:CPU's intra-op pool at least 4 threads
+(``NPROC=4``, unless set) on a machine with 2 or 3 usable cores, where the installed
+jaxlib may otherwise deadlock on batched MJX steps (~1000 half-cheetahs, ~220 ants);
+see :mod:`zsgjax.envs.mjx.cpu_pool`.
 """
 
 from __future__ import annotations
@@ -46,10 +51,13 @@ from mujoco import mjx
 
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.mjx import implicit
+from zsgjax.envs.mjx import cpu_pool, implicit
 from zsgjax.envs.mjx.features import PhysicalFeature, apply_features, check_physical_ranges, make_features
 
 SOLVER_TANGENTS = ("auto", "implicit", "unrolled")
+
+# Before any MJX computation starts the CPU backend: batched MJX steps must not deadlock.
+cpu_pool.ensure_spare_threads()
 
 
 @struct.dataclass
