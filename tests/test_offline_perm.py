@@ -94,7 +94,7 @@ def test_perm_without_pessimism_and_bad_arguments(tiny):
         pm.run_perm(jax.random.PRNGKey(0), data, pm.PERMConfig(beta=0.3, iterations=0))
     with pytest.raises(ValueError, match="PERMConfig.learning_rate"):
         pm.run_perm(jax.random.PRNGKey(0), data, pm.PERMConfig(beta=0.3, learning_rate=0.0))
-    with pytest.raises(ValueError, match="PERMConfig.beta must be a number >= 0"):
+    with pytest.raises(ValueError, match="PERMConfig.beta must be a finite number >= 0"):
         pm.run_perm(jax.random.PRNGKey(0), data, pm.PERMConfig(beta=-0.5))
     with pytest.raises(ValueError, match="PPPOConfig.lam"):
         pp.run_pppo(jax.random.PRNGKey(0), data, pp.PPPOConfig(lam=0.0))

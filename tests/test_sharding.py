@@ -74,7 +74,10 @@ SCRIPT = textwrap.dedent(
             ref_critic_loss=np.asarray(ref_metrics["critic_loss"][:, -1]).tolist(),
             inner=inner, env_obs_shape=list(state.env.obs.shape), env_obs_shards=[list(x) for x in env_obs_shards],
         )
-        # resume on the mesh: drop the last checkpoint, continue, compare every state leaf
+        if (seeds, envs) != (2, 2):
+            continue
+        # resume on the 2x2 mesh (seeds and envs both split): drop the last checkpoint, continue,
+        # compare every state leaf (one mesh only: each resume compiles the programs again)
         import shutil
         shutil.rmtree(f"{directory}/checkpoints/3")
         resumed, again = runner.train(trainer, directory, runner.RunSpec(**{**spec.__dict__, "resume": True}),
@@ -128,9 +131,8 @@ def test_seed_sharding_matches_single_device(sharded_results):
 
 
 def test_resume_on_a_mesh_is_bit_identical(sharded_results):
-    for mesh in ("4x1", "2x2"):
-        r = sharded_results[mesh]
-        assert r["resumed_from"] == 2 and r["resume_identical"], mesh
+    r = sharded_results["2x2"]
+    assert r["resumed_from"] == 2 and r["resume_identical"]
 
 
 def test_data_parallel_matches_single_device(sharded_results):
