@@ -28,6 +28,7 @@ thread, ``NPROC=1``, which jaxlib's chunking takes as "do not parallelize"; what
 Usage::
 
     python benchmarks/mjx_hang_repro.py --case cholesky --tries 10
+    python benchmarks/mjx_hang_repro.py --case cholesky --tries 10 --pool-threads 4   # zsgjax's spare threads
     python benchmarks/mjx_hang_repro.py --case cheetah --variant baseline --envs 1024 --tries 10 --stacks /tmp/stacks
     python benchmarks/mjx_hang_repro.py --case cheetah --variant baseline one_thread --envs 64 512 --tries 3
 
@@ -154,7 +155,8 @@ def run_try(cfg: dict, timeout_s: float, stacks_dir: Path | None, cache_dir: str
     env["JAX_COMPILATION_CACHE_DIR"] = cache_dir  # later tries skip the compile
     env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     # NPROC sizes XLA:CPU's intra-op pool; zsgjax.envs.mjx would set 1 unless it is set: name it every time.
-    env["NPROC"] = "1" if cfg["variant"] == "one_thread" else str(len(os.sched_getaffinity(0)))
+    default = cfg.get("pool_threads") or len(os.sched_getaffinity(0))
+    env["NPROC"] = "1" if cfg["variant"] == "one_thread" else str(default)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(cfg)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -189,6 +191,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="scanned steps per call (default: 5; cholesky 2000)")
     parser.add_argument("--calls", type=int, default=3, help="calls of the compiled program per try")
     parser.add_argument("--chunk", type=int, default=512, help="batch_size of the chunked variant")
+    parser.add_argument("--pool-threads", type=int, default=None,
+                        help="XLA:CPU intra-op pool of the baseline and chunked variants (default: the usable cores, "
+                             "jax's default); e.g. 4 = what zsgjax.envs.mjx sets on a 2-core machine")
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per try")
     parser.add_argument("--compile-timeout", type=float, default=900.0,
@@ -218,7 +223,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as cache_root:
         for num in args.envs:
             for variant in args.variant:
-                cfg = dict(case=args.case, variant=variant, envs=num, steps=steps, calls=args.calls, chunk=args.chunk)
+                cfg = dict(case=args.case, variant=variant, envs=num, steps=steps, calls=args.calls, chunk=args.chunk,
+                           pool_threads=args.pool_threads)
                 tries = []
                 for i in range(args.tries):
                     label = f"{args.case}_{variant}_{num}_{i}"
