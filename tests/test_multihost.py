@@ -95,17 +95,6 @@ def test_digests_and_fingerprints_tell_values_apart():
     assert distributed.array_digest(np.zeros(4, np.float32)) != distributed.array_digest(np.zeros((2, 2), np.float32))
     assert distributed.fingerprint({"a": 1, "b": [2]}) == distributed.fingerprint({"b": [2], "a": 1})
     assert distributed.fingerprint({"a": 1}) != distributed.fingerprint({"a": 2})
-
-
-def test_digests_and_fingerprints_tell_values_apart():
-    a = {"x": np.arange(3, dtype=np.float32), "y": np.zeros((2, 2), np.int32)}
-    b = {"x": np.arange(3, dtype=np.float32), "y": np.zeros((2, 2), np.int32)}
-    assert distributed.array_digest(a) == distributed.array_digest(b)
-    b["x"][1] += 1e-7  # one ulp-scale change
-    assert distributed.array_digest(a) != distributed.array_digest(b)
-    assert distributed.array_digest(np.zeros(4, np.float32)) != distributed.array_digest(np.zeros((2, 2), np.float32))
-    assert distributed.fingerprint({"a": 1, "b": [2]}) == distributed.fingerprint({"b": [2], "a": 1})
-    assert distributed.fingerprint({"a": 1}) != distributed.fingerprint({"a": 2})
     # the collective check's comparison: every process against process 0
     assert distributed.mismatched([7, 7, 7]) == []
     assert distributed.mismatched([7, 8, 7, 9]) == [1, 3]
