@@ -362,12 +362,13 @@ def test_the_header_says_what_trains_where_and_the_rounded_steps(tmp_path):
     """The lines before training: the steps actually trained (``--steps`` rounded up to whole
     iterations), each method's training contexts, what the progress return means and the
     optimum at the training context where the env knows it."""
-    args = ["train", "--method", "vanilla", "ldr", "dr", "cse", "--steps", "100", "--out", str(tmp_path / "o")]
+    args = ["train", "--method", "vanilla", "ldr", "dr", "cse", "--steps", "100", "--ldr-scale", "0.3",
+            "--out", str(tmp_path / "o")]
     lines = cli.describe_run(cli.command_from_args(cli.build_parser().parse_args(args)))
     assert lines[0].startswith("zsgjax train: env=simple_direction methods=vanilla,ldr,dr,cse seeds=3 steps=192 ")
     assert lines[1] == "  steps: 100 asked, 192 trained per seed (2 whole iterations of 96 steps, 8 environments)"
     assert lines[2] == "  vanilla trains on episodes at the default context (0, 0)"
-    assert lines[3].startswith("  ldr trains on episodes at contexts drawn around the default (0, 0) (Gaussian, std 0.1")
+    assert lines[3].startswith("  ldr trains on episodes at contexts drawn around the default (0, 0) (Gaussian, std 0.3")
     assert lines[4] == "  dr trains on episodes at contexts uniform over the box (-1, -1) .. (1, 1)"
     assert "moved to contexts a step of norm 0.1 away" in lines[5]
     assert lines[6].endswith("(the optimal return at the default context is 0)")

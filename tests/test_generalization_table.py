@@ -88,5 +88,34 @@ def test_simple_direction_optimum_matches_rollouts_and_beats_other_policies(cont
         env.optimal_return(np.array([np.nan, 0.0]))
 
 
-def test_unknown_optimum_is_none():
+def test_unknown_optimum_is_none_and_a_partly_known_one_is_nan_where_unknown():
+    from zsgjax.evaluate import optimal_returns
+
     assert make("pendulum_goal").optimal_return(np.zeros(4)) is None
+    assert optimal_returns(make("pendulum_goal"), _grid4()) is None
+
+    class PartlyKnown:
+        def optimal_return(self, context):
+            return None if context[0] < 0 else 2.0 * float(context[0])
+
+    np.testing.assert_array_equal(optimal_returns(PartlyKnown(), _grid()), [0.0, np.nan, 2.0])
+
+
+def _grid4():
+    return ContextGrid(np.zeros((2, 4), np.float32), ("a", "b"), (None, None), ("g", "m", "l", "tau"),
+                       np.zeros(4, np.float32))
+
+
+def test_the_plugins_entry_points_register_lazily_and_an_explicit_registration_wins(monkeypatch):
+    """``zsgjax.envs.make`` reads the ``zsgjax.envs`` entry points on first use (the
+    ``playground:*`` names come from one), and a name registered explicitly keeps its constructor."""
+    from zsgjax.envs import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", {k: v for k, v in registry._REGISTRY.items()
+                                                if not k.startswith("playground:")})
+    monkeypatch.setattr(registry, "_PLUGINS_READ", [])
+    assert registry.constructor("playground:CartpoleBalance") is not None      # read on first use
+    monkeypatch.setattr(registry, "_PLUGINS_READ", [])
+    registry.register("playground:CartpoleBalance", "zsgjax.envs.simple_direction:SimpleDirection")
+    registry.registered_names()                                                 # reads the plugins again
+    assert registry._REGISTRY["playground:CartpoleBalance"] == "zsgjax.envs.simple_direction:SimpleDirection"

@@ -38,8 +38,13 @@ def test_divergence_stops_with_the_method_iteration_and_metric(tmp_path, capsys)
 def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypatch):
     trainer = make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
     spec = runner.RunSpec(seeds=2, chunks=2, keep=3, tensorboard=False, eval_episodes=2, sweep_points=3)
+    logged = []  # the evaluation reaches the loggers (TensorBoard / W&B) before they close
+    monkeypatch.setattr(runner.MetricsLog, "add_generalization",
+                        lambda self, result, step, table=None: logged.append((result, step, table)))
     runs = runner.run({"v": trainer}, str(tmp_path), spec)
     report = runs["v"].train
+    (result, step, table), = logged
+    assert result is runs["v"].result and step == report.chunks[-1].env_steps and "mean over" in table
     assert [c.iteration for c in report.chunks] == [2, 4] and report.resumed_from is None
     assert report.chunks[0].compile_s > 0 and report.chunks[1].compile_s == 0  # one program for both chunks
     assert report.chunks[-1].metrics["critic_loss"].shape == (2, 2)
