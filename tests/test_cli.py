@@ -45,9 +45,16 @@ def read_csv(path):
 
 
 @pytest.mark.xdist_group("tiny_train")  # shares compiled programs with the checkpoint and protocol tests
-def test_end_to_end_resume_and_conflicts(tmp_path, capsys):
+def test_end_to_end_resume_and_conflicts(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "run")
+    from zsgjax import runner
+
+    built = []  # one evaluation program for both methods (same env, same policy network)
+    real = runner.make_evaluator
+    monkeypatch.setattr(runner, "make_evaluator", lambda *a, **k: built.append(a[2:]) or real(*a, **k))
     results, lines = run_tiny(out)
+    assert len(built) == 1, built
+    monkeypatch.setattr(runner, "make_evaluator", real)
     check_outputs(out, results, lines)
     check_resume_equals_uninterrupted(out, results, str(tmp_path / "resumed"))
     check_existing_checkpoints_need_resume_and_same_config(out, capsys)

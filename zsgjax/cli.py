@@ -637,10 +637,11 @@ def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, 
 
         runs = {}
         diverged = None
+        evaluators: dict = {}  # one evaluation program for every method with the same policy shape
         for label, trainer in command.trainers.items():  # one label at a time, so each prints its evaluation line
             try:
                 (runs[label],) = runner.run({label: trainer}, out, spec, on_event, mesh=mesh,
-                                            lock_labels=False).values()
+                                            lock_labels=False, evaluators=evaluators).values()
             except runner.Diverged as e:
                 diverged = e
                 log(f"error: {e}")

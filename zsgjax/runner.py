@@ -54,7 +54,7 @@ import numpy as np
 from zsgjax import distributed, rollout
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
-from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_grid, policy_action
+from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, policy_action
 from zsgjax.reporting.files import DirectoryLock, check_writable_directory
 from zsgjax.reporting import tables
 from zsgjax.reporting.metrics_log import MetricsLog
@@ -632,7 +632,7 @@ def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any
 
 
 def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean",
-             mesh: Any = None) -> EvalResult:
+             mesh: Any = None, evaluators: dict | None = None) -> EvalResult:
     """Zero-shot returns ``(S, C, E)`` of every seed's policy over ``grid``, acting by
     ``actions`` (:func:`zsgjax.evaluate.policy_action`; default the deterministic policy).
 
@@ -640,17 +640,34 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
     the same for every label with the same base seed, so the seeds of two labels are
     paired. On a mesh the policy parameters are gathered first and every process
     evaluates them on its own default device (the same program and result as one device).
+    ``evaluators``: a dict kept across calls (:func:`evaluator_for`), so labels whose
+    policies have the same shape share one traced and compiled evaluation program.
     """
     params = jax.vmap(trainer.policy_params)(state)
     if mesh is not None:
         params = Placement(mesh).to_host(params)
     rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
     act_fn, sampled = policy_action(trainer.agent, actions)
-    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled)
+    evaluator = evaluator_for(trainer, num_episodes, actions, {} if evaluators is None else evaluators)
+    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
+                         evaluator=evaluator)
+
+
+def evaluator_for(trainer: Trainer, num_episodes: int, actions: str, evaluators: dict):
+    """The evaluation program of ``trainer``'s policies, from ``evaluators`` when a label with
+    the same environment (name and options), agent (network and settings), action mode and
+    episode count built it already, else built (:func:`zsgjax.evaluate.make_evaluator`) and
+    kept there: every method of a run with the same policy shape is traced and compiled once."""
+    key = (trainer.config.env, trainer.config.env_kwargs, trainer.agent, actions, num_episodes)
+    if key not in evaluators:
+        act_fn, sampled = policy_action(trainer.agent, actions)
+        evaluators[key] = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
+    return evaluators[key]
 
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
-        on_event: OnEvent | None = None, mesh: Any = None, lock_labels: bool = True) -> dict[str, MethodRun]:
+        on_event: OnEvent | None = None, mesh: Any = None, lock_labels: bool = True,
+        evaluators: dict | None = None) -> dict[str, MethodRun]:
     """Train and evaluate every labelled trainer under ``root/<label>``; ``{label: MethodRun}``.
 
     All trainers must share one environment (their results share one grid). Before any
@@ -659,6 +676,8 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     checkpoints may conflict with ``spec`` (:func:`preflight`). ``mesh``: see the module
     docstring. ``lock_labels=False``: the caller already holds :func:`label_locks` (a
     second lock on the same directory, even in this process, would be refused).
+    ``evaluators``: evaluation programs shared across calls (:func:`evaluator_for`); by
+    default the labels of this call share theirs.
     """
     if not trainers:
         raise ValueError("`trainers` is empty: give at least one label")
@@ -667,6 +686,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         raise ValueError(f"all trainers must share one environment, got {sorted(envs)}")
     placement = Placement(mesh)
     check_mesh_spans_processes(placement)
+    evaluators = {} if evaluators is None else evaluators
     on_process_0(lambda: check_writable_directory(root, "the output directory"), placement)
     with label_locks(root, list(trainers) if lock_labels else [], placement):
         preflight(trainers, root, spec, mesh)
@@ -677,7 +697,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
 
             def evaluation(state, trainer=trainer, evaluated=evaluated):
                 t0 = time.perf_counter()
-                result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh)
+                result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh, evaluators)
                 evaluated.append((result, time.perf_counter() - t0))
                 return result
 
