@@ -640,29 +640,22 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
     the same for every label with the same base seed, so the seeds of two labels are
     paired. On a mesh the policy parameters are gathered first and every process
     evaluates them on its own default device (the same program and result as one device).
-    ``evaluators``: a dict kept across calls (:func:`evaluator_for`), so labels whose
-    policies have the same shape share one traced and compiled evaluation program.
+    ``evaluators``: a dict kept across calls, keyed by environment (name and options),
+    agent (network and settings), action mode and episode count, so every label whose
+    policies have the same shape shares one traced and compiled evaluation program
+    (:func:`zsgjax.evaluate.make_evaluator`).
     """
     params = jax.vmap(trainer.policy_params)(state)
     if mesh is not None:
         params = Placement(mesh).to_host(params)
     rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
     act_fn, sampled = policy_action(trainer.agent, actions)
-    evaluator = evaluator_for(trainer, num_episodes, actions, {} if evaluators is None else evaluators)
-    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
-                         evaluator=evaluator)
-
-
-def evaluator_for(trainer: Trainer, num_episodes: int, actions: str, evaluators: dict):
-    """The evaluation program of ``trainer``'s policies, from ``evaluators`` when a label with
-    the same environment (name and options), agent (network and settings), action mode and
-    episode count built it already, else built (:func:`zsgjax.evaluate.make_evaluator`) and
-    kept there: every method of a run with the same policy shape is traced and compiled once."""
+    evaluators = {} if evaluators is None else evaluators
     key = (trainer.config.env, trainer.config.env_kwargs, trainer.agent, actions, num_episodes)
-    if key not in evaluators:
-        act_fn, sampled = policy_action(trainer.agent, actions)
+    if key not in evaluators:  # labels with the same environment, agent, action mode and episodes share it
         evaluators[key] = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
-    return evaluators[key]
+    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
+                         evaluator=evaluators[key])
 
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
@@ -676,7 +669,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     checkpoints may conflict with ``spec`` (:func:`preflight`). ``mesh``: see the module
     docstring. ``lock_labels=False``: the caller already holds :func:`label_locks` (a
     second lock on the same directory, even in this process, would be refused).
-    ``evaluators``: evaluation programs shared across calls (:func:`evaluator_for`); by
+    ``evaluators``: evaluation programs shared across calls (see :func:`evaluate`); by
     default the labels of this call share theirs.
     """
     if not trainers:
