@@ -411,6 +411,12 @@ def test_config_file_round_trips_run_json_and_flags_win(tmp_path):
     expected = {**first.trainers["cse"].config.record(), "gamma": 0.5, "total_steps": 128, "steps_per_iteration": 128,
                 "env_kwargs": {"integrator": "paper"}}
     assert config.record() == expected and changed.spec.seeds == 2
+    # each method starts from its own record (runs with other options merged into one --out)
+    merged = json.loads(run_json.read_text())
+    merged["configs"]["cse"]["gamma"] = 0.9
+    (tmp_path / "merged.json").write_text(json.dumps(merged))
+    gammas = {m: t.config.gamma for m, t in config_command(tmp_path / "merged.json", tmp_path / "e").trainers.items()}
+    assert gammas == {"vanilla": first.trainers["vanilla"].config.gamma, "cse": 0.9}
     # a method the file does not hold starts from its first record
     (dr,) = config_command(run_json, tmp_path / "d", "--method", "dr").trainers.values()
     assert dr.config.method == "dr" and dr.config.buffer_size == first.trainers["vanilla"].config.buffer_size
