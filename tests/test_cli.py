@@ -444,3 +444,14 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path, capsys):
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1, err
         assert err.startswith(f"zsgjax train: error: --config '{path}'") and message in err, err
+
+
+def test_unknown_env_is_left_to_trainconfig_when_the_env_plugins_changed(capsys):
+    """The early refusal trusts the cached environment names only while the installed
+    ``zsgjax.envs`` plugins are those the table was built with."""
+    spec = cli.option_spec()
+    with pytest.raises(SystemExit):
+        cli.build_parser(spec).parse_args(["train", "--env", "plugin_env"])
+    assert "--env must be one of ant_direction" in capsys.readouterr().err
+    stale = {**spec, "env_plugins": {**spec["env_plugins"], "entries": []}}
+    assert cli.build_parser(stale).parse_args(["train", "--env", "plugin_env"]).env == "plugin_env"
