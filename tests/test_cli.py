@@ -194,8 +194,8 @@ def test_module_entry_point_help_loads_no_jax_once_cached(tmp_path):
     for argv, message in ((["--env", "mars_lander"], "zsgjax train: error: --env must be one of ant_direction, "),
                           (["--config", str(tmp_path / "list.json")], f"--config '{tmp_path / 'list.json'}' is not "
                                                                        "a run.json written by zsgjax train")):
-        refused = subprocess.run([sys.executable, "-c", code.replace("'train', '--help'", repr(["train", *argv])[1:-1])],
-                                 capture_output=True, text=True, timeout=120, env=env)
+        script = code.replace("'train', '--help'", repr(["train", *argv])[1:-1])
+        refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
         assert refused.stderr.count("\n") == 1 and message in refused.stderr, refused.stderr
         assert refused.stdout.rsplit("LOADED", 1)[1].strip() == "[]"
 

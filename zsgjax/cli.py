@@ -23,6 +23,9 @@ Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
 ``--resume`` continues every method from its latest checkpoint in ``--out`` (a
 finished method is only re-evaluated); the result equals an uninterrupted run.
 
+``--config FILE`` takes the run's settings from a ``run.json`` (:func:`read_run_config`,
+:func:`train_configs`): an option given on the command line replaces the file's value.
+
 Every ``TrainConfig`` hyper-parameter is an option (``--cse-epsilon 0.05``,
 ``--hidden-sizes 64 64``, ``--no-normalize-obs`` ...); unset ones keep the
 environment's defaults. The environment's constructor options are
@@ -32,7 +35,8 @@ Bad options exit with status 2 and one line naming the option and what it accept
 Start-up: importing this module imports no JAX, brax or MuJoCo module. The option
 table (the ``TrainConfig`` fields, environment and method names) is built from the
 live classes once and kept in the user cache (:func:`cache_dir`), keyed by a hash
-of zsgjax's sources, so ``--help`` and usage errors answer without loading JAX.
+of zsgjax's sources, so ``--help`` and usage errors (an unknown ``--env``
+included) answer without loading JAX.
 JAX's persistent compilation cache is on by default (:func:`configure_compile_cache`).
 """
 
