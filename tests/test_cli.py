@@ -196,6 +196,15 @@ def test_module_entry_point_help_loads_no_jax_once_cached(tmp_path):
     help_text, loaded = warm.stdout.rsplit("LOADED", 1)
     assert help_text == cold.stdout
     assert loaded.strip() == "[]"
+    # refused from the cached table too: an unknown --env (TrainConfig's message) and a bad --config
+    (tmp_path / "list.json").write_text("[1]")
+    for argv, message in ((["--env", "mars_lander"], "zsgjax train: error: --env must be one of ant_direction, "),
+                          (["--config", str(tmp_path / "list.json")], f"--config '{tmp_path / 'list.json'}' is not "
+                                                                       "a run.json written by zsgjax train")):
+        script = code.replace("'train', '--help'", repr(["train", *argv])[1:-1])
+        refused = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+        assert refused.stderr.count("\n") == 1 and message in refused.stderr, refused.stderr
+        assert refused.stdout.rsplit("LOADED", 1)[1].strip() == "[]"
 
 
 def test_bad_options_are_one_line_with_a_hint(capsys):
@@ -382,3 +391,75 @@ def test_the_header_says_what_trains_where_and_the_rounded_steps(tmp_path):
     exact = cli.describe_run(cli.command_from_args(cli.build_parser().parse_args(
         ["train", "--env", "pendulum_goal", "--steps", "1000", "--out", str(tmp_path / "p")])))
     assert "asked" not in "".join(exact) and "optimal return" not in exact[-1]
+
+
+def config_command(path, out, *extra):
+    return cli.command_from_args(cli.build_parser().parse_args(["train", "--config", str(path), "--out", str(out),
+                                                                *extra]))
+
+
+def test_config_file_round_trips_run_json_and_flags_win(tmp_path):
+    """``--config run.json`` builds the TrainConfigs and RunSpec of the run that wrote it; an
+    option given on the command line replaces the file's value, the rest stay the file's."""
+    first = cli.command_from_args(cli.build_parser().parse_args(
+        TINY + ["--env", "pendulum_goal", "--env-option", "integrator=gym", "--seeds", "3", "--cse-epsilon", "0.2",
+                "--out", str(tmp_path / "a")]))
+    cli.start_results(first)  # writes run.json, as every run does before training
+    run_json = tmp_path / "a" / "run.json"
+    again = config_command(run_json, tmp_path / "b")
+    assert again.env == first.env and list(again.trainers) == ["vanilla", "cse"]
+    assert {m: t.config.record() for m, t in again.trainers.items()} == \
+        {m: t.config.record() for m, t in first.trainers.items()}
+    assert (again.spec.seeds, again.spec.eval_episodes, again.spec.sweep_points) == (3, 2, 3)
+    assert again.out == str(tmp_path / "b")
+
+    changed = config_command(run_json, tmp_path / "c", "--method", "cse", "--seeds", "2", "--gamma", "0.5",
+                             "--steps", "128", "--env-option", "integrator=paper")
+    (config,) = [t.config for t in changed.trainers.values()]
+    expected = {**first.trainers["cse"].config.record(), "gamma": 0.5, "total_steps": 128, "steps_per_iteration": 128,
+                "env_kwargs": {"integrator": "paper"}}
+    assert config.record() == expected and changed.spec.seeds == 2
+    # each method starts from its own record (runs with other options merged into one --out)
+    merged = json.loads(run_json.read_text())
+    merged["configs"]["cse"]["gamma"] = 0.9
+    (tmp_path / "merged.json").write_text(json.dumps(merged))
+    gammas = {m: t.config.gamma for m, t in config_command(tmp_path / "merged.json", tmp_path / "e").trainers.items()}
+    assert gammas == {"vanilla": first.trainers["vanilla"].config.gamma, "cse": 0.9}
+    # a method the file does not hold starts from its first record
+    (dr,) = config_command(run_json, tmp_path / "d", "--method", "dr").trainers.values()
+    assert dr.config.method == "dr" and dr.config.buffer_size == first.trainers["vanilla"].config.buffer_size
+
+
+def test_config_file_errors_are_one_line_naming_the_file(tmp_path, capsys):
+    good = {"env": "simple_direction", "methods": ["cse"], "num_seeds": 2,
+            "configs": {"cse": {"env": "simple_direction", "method": "cse", "gamma": 0.9}}}
+    cases = [
+        (tmp_path / "missing.json", None, "cannot read it (No such file or directory)"),
+        (tmp_path / "broken.json", "{", "is not JSON"),
+        (tmp_path / "other.json", json.dumps({"env": "simple_direction", "returns": [1]}),
+         "is not a run.json written by zsgjax train"),
+        (tmp_path / "seeds.json", json.dumps({**good, "num_seeds": "2"}), "'seeds' must be an integer, got '2'"),
+        (tmp_path / "field.json", json.dumps({**good, "configs": {"cse": {**good["configs"]["cse"], "gama": 1}}}),
+         "the config of cse: 'gama' is not a TrainConfig field"),
+        (tmp_path / "value.json", json.dumps({**good, "configs": {"cse": {**good["configs"]["cse"], "gamma": 2}}}),
+         "the config of cse: --gamma must be a finite number in [0, 1], got 2"),
+    ]
+    for path, text, message in cases:
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["train", "--config", str(path), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"zsgjax train: error: --config '{path}'") and message in err, err
+
+
+def test_unknown_env_is_left_to_trainconfig_when_the_env_plugins_changed(capsys):
+    """The early refusal trusts the cached environment names only while the installed
+    ``zsgjax.envs`` plugins are those the table was built with."""
+    spec = cli.option_spec()
+    with pytest.raises(SystemExit):
+        cli.build_parser(spec).parse_args(["train", "--env", "plugin_env"])
+    assert "--env must be one of ant_direction" in capsys.readouterr().err
+    stale = {**spec, "env_plugins": {**spec["env_plugins"], "entries": []}}
+    assert cli.build_parser(stale).parse_args(["train", "--env", "plugin_env"]).env == "plugin_env"

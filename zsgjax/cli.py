@@ -23,6 +23,9 @@ Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
 ``--resume`` continues every method from its latest checkpoint in ``--out`` (a
 finished method is only re-evaluated); the result equals an uninterrupted run.
 
+``--config FILE`` takes the run's settings from a ``run.json`` (:func:`read_run_config`,
+:func:`train_configs`): an option given on the command line replaces the file's value.
+
 Every ``TrainConfig`` hyper-parameter is an option (``--cse-epsilon 0.05``,
 ``--hidden-sizes 64 64``, ``--no-normalize-obs`` ...); unset ones keep the
 environment's defaults. The environment's constructor options are
@@ -32,7 +35,8 @@ Bad options exit with status 2 and one line naming the option and what it accept
 Start-up: importing this module imports no JAX, brax or MuJoCo module. The option
 table (the ``TrainConfig`` fields, environment and method names) is built from the
 live classes once and kept in the user cache (:func:`cache_dir`), keyed by a hash
-of zsgjax's sources, so ``--help`` and usage errors answer without loading JAX.
+of zsgjax's sources, so ``--help`` and usage errors (an unknown ``--env``
+included) answer without loading JAX.
 JAX's persistent compilation cache is on by default (:func:`configure_compile_cache`).
 """
 
@@ -56,7 +60,7 @@ from zsgjax.options import (DEFAULT_ENV, DEFAULT_METHODS, OWN_FIELDS as _OWN_FIE
                             add_env_options, add_run_logging_options, cache_dir, compile_cache_dir,
                             configure_compile_cache, env_kwargs_from_args, flag_message as _flag_message,
                             parse_dataclass, wandb_project)
-SPEC_VERSION = 2  # of the cached option table's layout
+SPEC_VERSION = 3  # of the cached option table's layout
 
 
 # ---------------------------------------------------------------- caches
@@ -89,6 +93,7 @@ def option_spec() -> dict[str, Any]:
     from zsgjax import train as train_lib
     from zsgjax.configs import field_check
     from zsgjax.envs import registered_names
+    from zsgjax.envs.registry import ENTRY_POINT_GROUP
     from zsgjax.methods import method_names, registered_settings
 
     config = train_lib.TrainConfig
@@ -101,12 +106,25 @@ def option_spec() -> dict[str, Any]:
     return {
         "version": SPEC_VERSION,
         "envs": list(registered_names()),
+        "env_plugins": {"group": ENTRY_POINT_GROUP, "entries": env_plugin_entries(ENTRY_POINT_GROUP)},
         "methods": list(method_names()),
         "run": {f.name: getattr(spec, f.name) for f in dataclasses.fields(runner.RunSpec)},
         "run_flags": {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(runner.RunSpec)},
         "train": {"seed": config.seed, "total_steps": config.total_steps, "num_envs": config.num_envs},
         "hyper": hyper,
     }
+
+
+def env_plugin_entries(group: str) -> list[str]:
+    """The installed environment plugins of the entry-point ``group``, one ``"name=value (dist version)"``
+    each, sorted: what the environment names of a cached option table depend on beyond zsgjax's sources."""
+    import importlib.metadata
+
+    entries = []
+    for e in importlib.metadata.entry_points(group=group):
+        dist = f" ({e.dist.name} {e.dist.version})" if e.dist is not None else ""
+        entries.append(f"{e.name}={e.value}{dist}")
+    return sorted(entries)
 
 
 def _hyper_option(name: str, check: Any, setting: Any) -> dict[str, Any]:
@@ -162,7 +180,128 @@ def cached_option_spec() -> dict[str, Any]:
     return spec
 
 
+# ------------------------------------------------------------ --config FILE
+# run.json key -> the train option it sets (the rest of the file: each method's TrainConfig record)
+CONFIG_RUN_OPTIONS = {"env": "env", "methods": "method", "num_seeds": "seeds", "eval_episodes": "eval_episodes",
+                      "sweep_points": "sweep_points"}
+
+
+def read_run_config(path: str) -> dict[str, Any]:
+    """The settings of a ``run.json`` written by ``zsgjax train``: ``{option dest: value}`` for
+    :data:`CONFIG_RUN_OPTIONS` plus ``"configs"``, ``{method: TrainConfig record}`` (the
+    methods in the file's order). ``ValueError`` naming ``--config`` and the file when it
+    cannot be read, is not JSON or is not such a file. Imports no JAX."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ValueError(f"--config '{path}': cannot read it ({e.strerror or e})") from None
+    except ValueError as e:
+        raise ValueError(f"--config '{path}' is not JSON ({e})") from None
+    configs = data.get("configs") if isinstance(data, dict) else None
+    if (not isinstance(configs, dict) or not configs or not isinstance(data.get("env"), str)
+            or not all(isinstance(c, dict) and c.get("method") == m for m, c in configs.items())):
+        raise ValueError(f"--config '{path}' is not a run.json written by zsgjax train (it needs 'env' and "
+                         "'configs': {method: TrainConfig record})")
+    methods = data.get("methods")
+    if not isinstance(methods, list) or set(methods) != set(configs):
+        methods = list(configs)
+    settings = {dest: data[key] for key, dest in CONFIG_RUN_OPTIONS.items() if key in data}
+    settings["method"] = list(methods)
+    for dest in ("seeds", "eval_episodes", "sweep_points"):
+        if dest in settings and not (isinstance(settings[dest], int) and not isinstance(settings[dest], bool)):
+            raise ValueError(f"--config '{path}': '{dest}' must be an integer, got {settings[dest]!r}")
+    return {**settings, "configs": {m: configs[m] for m in methods}}
+
+
+def train_configs(args: argparse.Namespace, methods: Sequence[str], hyper: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``TrainConfig`` per method from the options (``ValueError`` naming the bad one).
+
+    With ``--config FILE`` each method starts from its record in the file (a method the
+    file does not hold from the file's first record) and the options given on the
+    command line replace the recorded values; ``--physical``, ``--physical-range`` and
+    ``--env-option`` replace only the environment options they name. ``--steps`` or
+    ``--num-envs`` without ``--steps-per-iteration`` derive ``steps_per_iteration``
+    again (the file's was resolved for its own step count).
+    """
+    from zsgjax.train import TrainConfig
+
+    env_kwargs = env_kwargs_from_args(args)
+    records = getattr(args, "config_records", None)
+    if not records:
+        return {m: TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
+                               seed=args.seed, env_kwargs=env_kwargs).replace(**hyper) for m in methods}
+    given = set(getattr(args, "explicit_options", ()))
+    first = next(iter(records))
+    configs = {}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for m in methods:
+        source = m if m in records else first
+        try:
+            unknown = sorted(set(records[source]) - fields)
+            if unknown:
+                raise ValueError(f"'{unknown[0]}' is not a TrainConfig field")
+            base = TrainConfig(**records[source])
+        except ValueError as e:
+            raise ValueError(f"--config '{args.config}': the config of {source}: {e}") from None
+        changes = {"env": args.env, "method": m, "env_kwargs": {**base.env_kwargs, **env_kwargs}, **hyper}
+        for dest, field in (("steps", "total_steps"), ("num_envs", "num_envs"), ("seed", "seed")):
+            if dest in given:
+                changes[field] = getattr(args, dest)
+        if ({"steps", "num_envs"} & given) and "steps_per_iteration" not in hyper:
+            changes["steps_per_iteration"] = None
+        configs[m] = base.replace(**changes)
+    return configs
+
+
 # ---------------------------------------------------------------- parser
+_UNSET = object()  # an option the command line does not give
+
+
+class TrainParser(ArgumentParser):
+    """The ``train`` subcommand's parser. After parsing, ``--config FILE`` supplies every
+    run option the command line does not give (:func:`read_run_config`; the per-method
+    records go to ``config_records`` for :func:`train_configs`), the options given are
+    kept in ``explicit_options``, and an unknown ``--env`` is refused from the option
+    table, before anything imports JAX (``explicit_options``: sorted, so that every process of a
+    multi-host run fingerprints the same options)."""
+
+    option_envs: Sequence[str] = ()
+    env_plugins: Mapping[str, Any] | None = None
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = list(sys.argv[1:] if args is None else args)
+        dests = {a.dest for a in self._actions if a.dest != argparse.SUPPRESS}
+        probe, _ = super().parse_known_args(args, argparse.Namespace(**{dest: _UNSET for dest in dests}))
+        namespace, extra = super().parse_known_args(args, namespace)
+        namespace.explicit_options = tuple(sorted(d for d in dests if getattr(probe, d) is not _UNSET))
+        namespace.config_records = None
+        if extra:  # an unrecognized option is reported first, by the caller
+            return namespace, extra
+        if namespace.config is not None:
+            try:
+                settings = read_run_config(namespace.config)
+            except ValueError as e:
+                self.error(str(e))
+            for dest, value in settings.items():
+                if dest != "configs" and dest not in namespace.explicit_options:
+                    setattr(namespace, dest, value)
+            namespace.config_records = settings["configs"]
+        self.check_env(namespace.env)
+        return namespace, extra
+
+    def check_env(self, name: str) -> None:
+        """Exit with TrainConfig's message for an environment name the option table does not
+        list, unless the installed environment plugins changed since the table was built."""
+        from zsgjax.configs import Check
+
+        if name in self.option_envs or self.env_plugins is None:
+            return
+        if env_plugin_entries(self.env_plugins["group"]) != self.env_plugins["entries"]:
+            return  # a plugin was (un)installed: TrainConfig judges the name against the live registry
+        self.error(_flag_message(Check(kind=str, choices=tuple(self.option_envs)).message("TrainConfig.env", name)))
+
+
 def _add_hyper_options(group: argparse._ArgumentGroup, hyper: Sequence[Mapping[str, Any]]) -> None:
     """One option per TrainConfig hyper-parameter and method setting, from the option table.
 
@@ -191,14 +330,19 @@ def build_parser(spec: Mapping[str, Any] | None = None) -> argparse.ArgumentPars
     spec = cached_option_spec() if spec is None else spec
     run_defaults, train_defaults = spec["run"], spec["train"]
     parser = ArgumentParser(prog="zsgjax", description="Zero-shot context generalization in RL, in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=TrainParser)
     p = sub.add_parser(
         "train",
         help="train methods on an environment, evaluate them zero-shot, print the generalization table",
         description="Train one or several methods (all seeds of a method in one jitted vmap program), "
         "then evaluate every seed over the context grid and write table, CSV/JSON and plots.",
     )
+    p.option_envs, p.env_plugins = tuple(spec["envs"]), spec.get("env_plugins")
     run = p.add_argument_group("run")
+    run.add_argument("--config", default=None, metavar="FILE",
+                     help="take the run's settings from a run.json written by zsgjax train (the environment and "
+                     "its options, methods, seeds, evaluation and every method's TrainConfig); an option given "
+                     "on the command line replaces the file's value")
     run.add_argument("--env", default=DEFAULT_ENV, help=f"environment, one of: {', '.join(spec['envs'])} "
                      "(default: %(default)s)")
     run.add_argument("--method", nargs="+", default=list(DEFAULT_METHODS), metavar="METHOD",
@@ -363,9 +507,7 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
                           sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
                           wandb_project=wandb_project(args)).validate()
     hyper = {name: getattr(args, name) for name in args.hyper_options if getattr(args, name) is not None}
-    configs = {m: train_lib.TrainConfig(env=args.env, method=m, total_steps=args.steps, num_envs=args.num_envs,
-                                        seed=args.seed, env_kwargs=env_kwargs_from_args(args)).replace(**hyper)
-               for m in methods}  # each value is checked here, once, by TrainConfig
+    configs = train_configs(args, methods, hyper)  # each value is checked here, once, by TrainConfig
     env = next(iter(configs.values())).make_env()  # one instance shared by every method
     trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}
     if args.resume and not args.out:
