@@ -369,13 +369,16 @@ def available_memory(device: Any) -> tuple[int, str]:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free memory of this host"
 
 
-def memory_error(trainer: Trainer, seeds: int, placement: Placement = Placement()) -> str | None:
+def memory_error(trainer: Trainer, seeds: int, placement: Placement = Placement(),
+                 shapes: Any = None) -> str | None:
     """Why the training state of ``seeds`` seeds cannot fit, or ``None`` when it does: its
     bytes (:func:`estimate_state_bytes`) must be at most :data:`MEMORY_MARGIN` of what the
     device can allocate (:func:`available_memory`). On a mesh the state is split over the
     ``seeds`` axis and replicated over ``envs``: each accelerator holds ``1/seeds-axis`` of
-    it; on a CPU this process's devices share the host's memory, so their shares add up."""
-    shapes = state_shapes(trainer, seeds)
+    it; on a CPU this process's devices share the host's memory, so their shares add up.
+    ``shapes``: the state's ``ShapeDtypeStruct`` tree when the caller traced it already
+    (default: :func:`state_shapes`)."""
+    shapes = state_shapes(trainer, seeds) if shapes is None else shapes
     total = needed = tree_bytes(shapes)
     device, share = jax.devices()[0], ""
     if placement.mesh is not None:
@@ -394,10 +397,11 @@ def memory_error(trainer: Trainer, seeds: int, placement: Placement = Placement(
             f"{MEMORY_MARGIN:.0%} of it may be used: lower buffer_size, seeds or num_envs")
 
 
-def check_memory(trainer: Trainer, seeds: int, placement: Placement = Placement(), label: str | None = None) -> None:
+def check_memory(trainer: Trainer, seeds: int, placement: Placement = Placement(), label: str | None = None,
+                 shapes: Any = None) -> None:
     """``ValueError`` (with the :func:`memory_error`, prefixed by ``[label]``) when the training
     state cannot fit; checked by every process of a multi-process run, raised on all."""
-    error = memory_error(trainer, seeds, placement)
+    error = memory_error(trainer, seeds, placement, shapes)
     distributed.share_errors(None if error is None else f"[{label}] {error}" if label else error)
 
 
@@ -602,12 +606,13 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     check_mesh_spans_processes(placement)
     trainer = placement.prepare(trainer, spec.seeds)
     label = label or trainer.config.method
-    check_memory(trainer, spec.seeds, placement, label)
     emit = on_event or (lambda event: None)
     t_start = time.perf_counter()
     t0 = time.perf_counter()
     keys = placement.place(seed_keys(trainer, spec.seeds))
-    state = compile_init(trainer, keys, placement)(keys)
+    init = lower_init(trainer, keys, placement)
+    check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
+    state = init.compile(compiler_options("init"))(keys)
     pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
@@ -689,7 +694,12 @@ def compiler_options(program: str) -> dict[str, Any] | None:
 def compile_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placement()):
     """The compiled ``vmap(trainer.init)`` for seed keys like ``keys (S, 2)`` (on a mesh:
     keys and state split over its ``seeds`` axis)."""
-    return placement.jit(jax.vmap(trainer.init)).lower(keys).compile(compiler_options("init"))
+    return lower_init(trainer, keys, placement).compile(compiler_options("init"))
+
+
+def lower_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placement()):
+    """:func:`compile_init` before compilation (its ``out_info``: the state's shapes)."""
+    return placement.jit(jax.vmap(trainer.init)).lower(keys)
 
 
 def compile_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
