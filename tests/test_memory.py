@@ -1,0 +1,94 @@
+"""A training state that cannot fit is refused up front, with its estimate and what is available."""
+
+import math
+import os
+import re
+import types
+
+import jax
+import numpy as np
+import pytest
+from _tiny import TINY_SEEDS, TINY_TRAIN
+
+from zsgjax import cli, runner
+from zsgjax.train import MAX_BUFFER_SIZE, TrainConfig, make_train
+
+TINY_CLI = ["train", "--method", "vanilla", "--seeds", str(TINY_SEEDS), "--steps", "64", "--num-envs", "4",
+            "--steps-per-iteration", "16", "--learning-starts", "16", "--batch-size", "16",
+            "--hidden-sizes", "16", "16", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    return make_train(TrainConfig(method="vanilla", **TINY_TRAIN))
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_the_estimate_is_the_bytes_of_the_initialized_state(prioritized):
+    trainer = make_train(TrainConfig(method="vanilla", **{**TINY_TRAIN, "prioritized_replay": prioritized}))
+    keys = runner.seed_keys(trainer, TINY_SEEDS)
+    state = runner.compile_init(trainer, keys)(keys)
+    assert runner.estimate_state_bytes(trainer, TINY_SEEDS) == sum(x.nbytes for x in jax.tree.leaves(state))
+    # the replay stores observation, next observation, action, reward, done, context and more per slot:
+    # a hand lower bound of seeds * buffer_size * (2 * obs + action + reward) float32s
+    env = trainer.env
+    lower = TINY_SEEDS * TINY_TRAIN["buffer_size"] * (2 * env.observation_size + env.action_size + 1) * 4
+    assert runner.tree_bytes(state.replay) >= lower
+
+
+def test_memory_is_refused_above_the_margin_before_anything_compiles(trainer, tmp_path, monkeypatch):
+    total = runner.estimate_state_bytes(trainer, TINY_SEEDS)
+    enough = math.ceil(total / runner.MEMORY_MARGIN)  # the least available memory that fits the state
+    monkeypatch.setattr(runner, "available_memory", lambda device: (enough, "a test limit"))
+    assert runner.memory_error(trainer, TINY_SEEDS) is None
+    monkeypatch.setattr(runner, "available_memory", lambda device: (enough - 1, "a test limit"))
+    monkeypatch.setattr(runner, "compiler_options", lambda *a: pytest.fail("compiled before the memory check"))
+    spec = runner.RunSpec(seeds=TINY_SEEDS, tensorboard=False)
+    message = (rf"^\[vanilla\] the training state needs {re.escape(runner.format_bytes(total))} \(seeds=2, "
+               rf"buffer_size=128, num_envs=4, observation size=\d+; replay buffers .+\) but "
+               rf"{re.escape(runner.format_bytes(enough - 1))} is available \(a test limit\) and at most 90% .*"
+               "lower buffer_size, seeds or num_envs$")
+    with pytest.raises(ValueError, match=message):
+        runner.preflight({"vanilla": trainer}, str(tmp_path), spec)
+    with pytest.raises(ValueError, match=message):
+        runner.train(trainer, str(tmp_path / "vanilla"), spec)
+    assert not (tmp_path / "vanilla").exists()
+
+
+def test_a_mesh_on_a_host_counts_every_local_share(trainer, monkeypatch):
+    """CPU devices share the host's memory: a mesh of this process's devices needs the whole state."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("seeds", "envs"))
+    total = runner.estimate_state_bytes(trainer, TINY_SEEDS)
+    monkeypatch.setattr(runner, "available_memory", lambda device: (math.ceil(total / runner.MEMORY_MARGIN) - 1, "x"))
+    assert "of it on this host" in runner.memory_error(trainer, TINY_SEEDS, runner.Placement(mesh))
+
+
+def test_available_memory_reads_the_accelerator_or_the_host():
+    gpu = types.SimpleNamespace(platform="gpu", memory_stats=lambda: {"bytes_limit": 1000, "bytes_in_use": 300})
+    assert runner.available_memory(gpu)[0] == 700
+    free, where = runner.available_memory(jax.devices("cpu")[0])
+    assert 0 < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") and "host" in where
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
+                                     (10**9, "954 MiB"), (5 * 2**40, "5 TiB")])
+def test_format_bytes(n, text):
+    assert runner.format_bytes(n) == text
+
+
+def test_cli_refuses_a_replay_that_cannot_fit_in_one_line(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as exc:  # beyond the int32 indices of the prioritized sum tree
+        cli.main(TINY_CLI + ["--buffer-size", str(10**9), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--buffer-size must be an integer in [1, {MAX_BUFFER_SIZE}], got 1000000000" in err
+    assert len(err.strip().splitlines()) == 1
+    TrainConfig(buffer_size=MAX_BUFFER_SIZE)
+
+    monkeypatch.setattr(runner, "available_memory", lambda device: (2**30, "a test limit"))
+    with pytest.raises(SystemExit) as exc:  # in range, but 5e8 slots need far more than 1 GiB
+        cli.main(TINY_CLI + ["--buffer-size", str(5 * 10**8), "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"zsgjax train: error: \[vanilla\] the training state needs \d+(\.\d+)? GiB .* but 1 GiB is "
+                        r"available \(a test limit\).*\n", err), err
