@@ -55,19 +55,30 @@ def test_memory_is_refused_above_the_margin_before_anything_compiles(trainer, tm
     assert not (tmp_path / "vanilla").exists()
 
 
-def test_a_mesh_on_a_host_counts_every_local_share(trainer, monkeypatch):
-    """CPU devices share the host's memory: a mesh of this process's devices needs the whole state."""
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("seeds", "envs"))
+def fake_mesh(platform: str, seeds: int):
+    """A ``(seeds, 1)`` mesh of fake devices of this process (what memory_error reads of a mesh)."""
+    device = types.SimpleNamespace(platform=platform, process_index=jax.process_index())
+    return types.SimpleNamespace(devices=np.array([device] * seeds).reshape(seeds, 1), shape={"seeds": seeds, "envs": 1})
+
+
+@pytest.mark.parametrize("platform, fits", [("gpu", True), ("cpu", False)])
+def test_a_mesh_splits_the_state_over_accelerators_but_not_over_a_host(trainer, monkeypatch, platform, fits):
+    """On a 2-seed mesh each accelerator holds half the state; CPU devices share the host's memory."""
     total = runner.estimate_state_bytes(trainer, TINY_SEEDS)
     monkeypatch.setattr(runner, "available_memory", lambda device: (math.ceil(total / runner.MEMORY_MARGIN) - 1, "x"))
-    assert "of it on this host" in runner.memory_error(trainer, TINY_SEEDS, runner.Placement(mesh))
+    error = runner.memory_error(trainer, TINY_SEEDS, types.SimpleNamespace(mesh=fake_mesh(platform, 2)))
+    assert (error is None) == fits
+    monkeypatch.setattr(runner, "available_memory", lambda device: (math.ceil(total / 2 / runner.MEMORY_MARGIN) - 1, "x"))
+    error = runner.memory_error(trainer, TINY_SEEDS, types.SimpleNamespace(mesh=fake_mesh(platform, 2)))
+    where = "each device" if platform == "gpu" else "this host"
+    assert f"of it on {where}" in error
 
 
 def test_available_memory_reads_the_accelerator_or_the_host():
     gpu = types.SimpleNamespace(platform="gpu", memory_stats=lambda: {"bytes_limit": 1000, "bytes_in_use": 300})
     assert runner.available_memory(gpu)[0] == 700
     free, where = runner.available_memory(jax.devices("cpu")[0])
-    assert 0 < free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") and "host" in where
+    assert 2**28 <= free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") and "host" in where
 
 
 @pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
