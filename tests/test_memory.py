@@ -11,6 +11,7 @@ import pytest
 from _tiny import TINY_SEEDS, TINY_TRAIN
 
 from zsgjax import cli, runner
+from zsgjax.replay import Replay
 from zsgjax.train import MAX_BUFFER_SIZE, TrainConfig, make_train
 
 TINY_CLI = ["train", "--method", "vanilla", "--seeds", str(TINY_SEEDS), "--steps", "64", "--num-envs", "4",
@@ -85,6 +86,19 @@ def test_available_memory_reads_the_accelerator_or_the_host():
                                      (10**9, "954 MiB"), (5 * 2**40, "5 TiB")])
 def test_format_bytes(n, text):
     assert runner.format_bytes(n) == text
+
+
+@pytest.mark.parametrize("capacity", [MAX_BUFFER_SIZE, MAX_BUFFER_SIZE + 1])
+def test_max_buffer_size_is_where_the_prioritized_sum_tree_overflows_int32(capacity):
+    """Traced only: flashbax's add pads indices with ``2**(ceil(log2 capacity) + 1)``, an int32."""
+    replay = Replay(capacity=capacity, batch_size=4, prioritized=True)
+    state = jax.eval_shape(replay.init, {"x": jax.ShapeDtypeStruct((3,), np.float32)})
+    add = lambda: jax.eval_shape(replay.add, state, {"x": jax.ShapeDtypeStruct((2, 3), np.float32)})
+    if capacity > MAX_BUFFER_SIZE:
+        with pytest.raises(OverflowError):
+            add()
+    else:
+        add()
 
 
 def test_cli_refuses_a_replay_that_cannot_fit_in_one_line(tmp_path, monkeypatch, capsys):
