@@ -262,7 +262,7 @@ def test_train_config_accepts_numpy_scalars():
         (dict(env="cart_goal", dqn_lr=INF), r"TrainConfig.dqn_lr must be a finite number > 0"),
         (dict(batch_size=256, buffer_size=128), r"TrainConfig.batch_size must be in \[1, buffer_size=128\]"),
         (dict(steps_per_iteration=10, num_envs=4), r"TrainConfig.steps_per_iteration must be a positive multiple"),
-        (dict(buffer_size=2**31), r"TrainConfig.buffer_size must be an integer >= 1 and at most 2147483647"),
+        (dict(buffer_size=2**29 + 1), r"TrainConfig.buffer_size must be an integer in \[1, 536870912\]"),
     ],
 )
 def test_make_train_fields(fields, match):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import re
 import time
@@ -59,7 +60,7 @@ from zsgjax.reporting.files import DirectoryLock, check_writable_directory
 from zsgjax.reporting import tables
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.reporting.results import ContextGrid, EvalResult
-from zsgjax.sharding import Placement
+from zsgjax.sharding import SEEDS, Placement
 from zsgjax.train import Trainer
 
 T = TypeVar("T")
@@ -309,12 +310,15 @@ def check_mesh_spans_processes(placement: Placement) -> None:
 
 
 def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: Any = None) -> None:
-    """Before any training: ``root`` must be a writable directory (or creatable) and every
+    """Before any training: every label's training state must fit in memory
+    (:func:`check_memory`), ``root`` must be a writable directory (or creatable) and every
     label's checkpoints must match ``spec`` (``ValueError`` on a conflict; checked by
     process 0 in a multi-process run, raised on every process)."""
     spec.validate()
     placement = Placement(mesh)
     check_mesh_spans_processes(placement)
+    for label, trainer in trainers.items():
+        check_memory(placement.prepare(trainer, spec.seeds), spec.seeds, placement, label)
 
     def check() -> None:
         check_writable_directory(root, "the output directory")
@@ -322,6 +326,89 @@ def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: A
             open_checkpointer(trainer, os.path.join(root, label), spec).close()
 
     on_process_0(check, placement)
+
+
+# The state must fit in this share of the memory available: the rest is left for the
+# training program's temporaries (rollout batch, gradients), the compiled programs and
+# the runtime, which the estimate does not count.
+MEMORY_MARGIN = 0.9
+
+
+def state_shapes(trainer: Trainer, seeds: int) -> Any:
+    """The ``jax.ShapeDtypeStruct`` tree of the training state of ``seeds`` seeds
+    (``vmap(trainer.init)`` on ``(seeds, 2)`` keys): traced only, nothing compiled or allocated."""
+    keys = jax.eval_shape(lambda: seed_keys(trainer, seeds))
+    return jax.eval_shape(jax.vmap(trainer.init), keys)
+
+
+def tree_bytes(tree: Any) -> int:
+    """Sum of ``size * itemsize`` over the leaves of a tree of arrays or ``ShapeDtypeStruct``."""
+    return sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
+
+
+def estimate_state_bytes(trainer: Trainer, seeds: int) -> int:
+    """Bytes of the training state of ``seeds`` seeds of ``trainer`` (replay buffers included),
+    from its shapes alone (:func:`state_shapes`)."""
+    return tree_bytes(state_shapes(trainer, seeds))
+
+
+def available_memory(device: Any) -> tuple[int, str]:
+    """``(bytes, where)``: what ``device`` can still allocate. An accelerator's
+    ``memory_stats()`` (``bytes_limit - bytes_in_use``) when it reports them, else the
+    host's ``MemAvailable`` (``/proc/meminfo``; its free pages when that is missing)."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"free on {device}"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "MemAvailable of this host"
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free memory of this host"
+
+
+def memory_error(trainer: Trainer, seeds: int, placement: Placement = Placement(),
+                 shapes: Any = None) -> str | None:
+    """Why the training state of ``seeds`` seeds cannot fit, or ``None`` when it does: its
+    bytes (:func:`estimate_state_bytes`) must be at most :data:`MEMORY_MARGIN` of what the
+    device can allocate (:func:`available_memory`). On a mesh the state is split over the
+    ``seeds`` axis and replicated over ``envs``: each accelerator holds ``1/seeds-axis`` of
+    it; on a CPU this process's devices share the host's memory, so their shares add up.
+    ``shapes``: the state's ``ShapeDtypeStruct`` tree when the caller traced it already
+    (default: :func:`state_shapes`)."""
+    shapes = state_shapes(trainer, seeds) if shapes is None else shapes
+    total = needed = tree_bytes(shapes)
+    device, share = jax.devices()[0], ""
+    if placement.mesh is not None:
+        local = [d for d in placement.mesh.devices.flat if d.process_index == jax.process_index()]
+        device = local[0]
+        per_device = -(-total // placement.mesh.shape[SEEDS])
+        needed = per_device * (len(local) if device.platform == "cpu" else 1)
+        share = f", {format_bytes(needed)} of it on {'this host' if device.platform == 'cpu' else 'each device'}"
+    free, where = available_memory(device)
+    if needed <= MEMORY_MARGIN * free:
+        return None
+    c = trainer.config
+    return (f"the training state needs {format_bytes(total)}{share} (seeds={seeds}, buffer_size={c.buffer_size:,}, "
+            f"num_envs={c.num_envs}, observation size={trainer.env.observation_size}; replay buffers "
+            f"{format_bytes(tree_bytes(shapes.replay))}) but {format_bytes(free)} is available ({where}) and at most "
+            f"{MEMORY_MARGIN:.0%} of it may be used: lower buffer_size, seeds or num_envs")
+
+
+def check_memory(trainer: Trainer, seeds: int, placement: Placement = Placement(), label: str | None = None,
+                 shapes: Any = None) -> None:
+    """``ValueError`` (with the :func:`memory_error`, prefixed by ``[label]``) when the training
+    state cannot fit; checked by every process of a multi-process run, raised on all."""
+    error = memory_error(trainer, seeds, placement, shapes)
+    distributed.share_errors(None if error is None else f"[{label}] {error}" if label else error)
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes with 3 significant digits in B, KiB, MiB, GiB or TiB (the largest unit not above ``n``)."""
+    exponent = min(4, max(0, (int(n).bit_length() - 1) // 10))
+    return f"{n} B" if exponent == 0 else f"{n / 1024 ** exponent:.3g} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
 
 
 @contextlib.contextmanager
@@ -523,7 +610,9 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     t_start = time.perf_counter()
     t0 = time.perf_counter()
     keys = placement.place(seed_keys(trainer, spec.seeds))
-    state = compile_init(trainer, keys, placement)(keys)
+    init = lower_init(trainer, keys, placement)
+    check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
+    state = init.compile(compiler_options("init"))(keys)
     pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
@@ -605,7 +694,12 @@ def compiler_options(program: str) -> dict[str, Any] | None:
 def compile_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placement()):
     """The compiled ``vmap(trainer.init)`` for seed keys like ``keys (S, 2)`` (on a mesh:
     keys and state split over its ``seeds`` axis)."""
-    return placement.jit(jax.vmap(trainer.init)).lower(keys).compile(compiler_options("init"))
+    return lower_init(trainer, keys, placement).compile(compiler_options("init"))
+
+
+def lower_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placement()):
+    """:func:`compile_init` before compilation (its ``out_info``: the state's shapes)."""
+    return placement.jit(jax.vmap(trainer.init)).lower(keys)
 
 
 def compile_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):

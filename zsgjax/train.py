@@ -67,6 +67,9 @@ def _agent_field(**targets: str):
     return param(None, like=(AGENT_CONFIGS[kind], name), meta={"agent": dict(targets)})
 
 
+MAX_BUFFER_SIZE = 2**29  # TrainConfig.buffer_size: larger overflows the int32 indices of the prioritized sum tree
+
+
 def _loop_field(base: Any, kind: type = int, **check):
     """A loop setting: ``None`` resolves to the env's preset, else ``base``."""
     return param(None, kind=kind, meta={"base": base}, **check)
@@ -156,7 +159,8 @@ class TrainConfig:
     # loop
     steps_per_iteration: int | None = param(None, kind=int, low=1)
     learning_starts: int | None = _loop_field(1_000, low=0)
-    buffer_size: int | None = _loop_field(100_000, low=1)
+    # at most 2**29: prioritized replay's sum tree (flashbax) indexes 2**(ceil(log2(buffer_size)) + 1) nodes in int32
+    buffer_size: int | None = _loop_field(100_000, low=1, high=MAX_BUFFER_SIZE)
     batch_size: int | None = _loop_field(256, low=1)
     grad_updates_per_step: int | None = _loop_field(1, low=0)
     # replay sampling: uniform, or prioritized by |TD error| (zsgjax.replay)
