@@ -783,7 +783,8 @@ def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, 
         for label, trainer in command.trainers.items():  # one label at a time, so each prints its evaluation line
             try:
                 (runs[label],) = runner.run({label: trainer}, out, spec, on_event, mesh=mesh,
-                                            lock_labels=False, evaluators=evaluators).values()
+                                            lock_labels=False, evaluators=evaluators,
+                                            preflighted=True).values()
             except runner.Diverged as e:
                 diverged = e
                 log(f"error: {e}")

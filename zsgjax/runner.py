@@ -754,7 +754,7 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         on_event: OnEvent | None = None, mesh: Any = None, lock_labels: bool = True,
-        evaluators: dict | None = None) -> dict[str, MethodRun]:
+        evaluators: dict | None = None, preflighted: bool = False) -> dict[str, MethodRun]:
     """Train and evaluate every labelled trainer under ``root/<label>``; ``{label: MethodRun}``.
 
     All trainers must share one environment (their results share one grid). Before any
@@ -764,7 +764,9 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     docstring. ``lock_labels=False``: the caller already holds :func:`label_locks` (a
     second lock on the same directory, even in this process, would be refused).
     ``evaluators``: evaluation programs shared across calls (see :func:`evaluate`); by
-    default the labels of this call share theirs.
+    default the labels of this call share theirs. ``preflighted=True``: the caller
+    already ran :func:`preflight` on these trainers (the CLI does, for every method at
+    once), so its memory estimates are not traced again.
     """
     if not trainers:
         raise ValueError("`trainers` is empty: give at least one label")
@@ -776,7 +778,8 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     evaluators = {} if evaluators is None else evaluators
     on_process_0(lambda: check_writable_directory(root, "the output directory"), placement)
     with label_locks(root, list(trainers) if lock_labels else [], placement):
-        preflight(trainers, root, spec, mesh)
+        if not preflighted:
+            preflight(trainers, root, spec, mesh)
         grid = make_grid(next(iter(trainers.values())).env, spec.sweep_points)
         out: dict[str, MethodRun] = {}
         for label, trainer in trainers.items():
