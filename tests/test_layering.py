@@ -19,6 +19,7 @@ LAYERS = (
     ("context_gradients", "agents", "sharding"),
     ("methods", "rollout", "evaluate", "distributed"),
     ("train",),
+    ("memory",),
     ("runner",),
     ("offline", "adapters"),
     ("cli", "__main__"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _tiny import TINY_SEEDS, TINY_TRAIN
 
-from zsgjax import cli, runner
+from zsgjax import cli, memory, runner
 from zsgjax.replay import Replay
 from zsgjax.train import MAX_BUFFER_SIZE, TrainConfig, make_train
 
@@ -29,25 +29,25 @@ def test_the_estimate_is_the_bytes_of_the_initialized_state(prioritized):
     trainer = make_train(TrainConfig(method="vanilla", **{**TINY_TRAIN, "prioritized_replay": prioritized}))
     keys = runner.seed_keys(trainer, TINY_SEEDS)
     state = runner.compile_init(trainer, keys)(keys)
-    assert runner.estimate_state_bytes(trainer, TINY_SEEDS) == sum(x.nbytes for x in jax.tree.leaves(state))
+    assert memory.estimate_state_bytes(trainer, TINY_SEEDS) == sum(x.nbytes for x in jax.tree.leaves(state))
     # the replay stores observation, next observation, action, reward, done, context and more per slot:
     # a hand lower bound of seeds * buffer_size * (2 * obs + action + reward) float32s
     env = trainer.env
     lower = TINY_SEEDS * TINY_TRAIN["buffer_size"] * (2 * env.observation_size + env.action_size + 1) * 4
-    assert runner.tree_bytes(state.replay) >= lower
+    assert memory.tree_bytes(state.replay) >= lower
 
 
 def test_memory_is_refused_above_the_margin_before_anything_compiles(trainer, tmp_path, monkeypatch):
-    total = runner.estimate_state_bytes(trainer, TINY_SEEDS)
-    enough = math.ceil(total / runner.MEMORY_MARGIN)  # the least available memory that fits the state
-    monkeypatch.setattr(runner, "available_memory", lambda device: (enough, "a test limit"))
-    assert runner.memory_error(trainer, TINY_SEEDS) is None
-    monkeypatch.setattr(runner, "available_memory", lambda device: (enough - 1, "a test limit"))
+    total = memory.estimate_state_bytes(trainer, TINY_SEEDS)
+    enough = math.ceil(total / memory.MEMORY_MARGIN)  # the least available memory that fits the state
+    monkeypatch.setattr(memory, "available_memory", lambda device: (enough, "a test limit"))
+    assert memory.memory_error(trainer, TINY_SEEDS) is None
+    monkeypatch.setattr(memory, "available_memory", lambda device: (enough - 1, "a test limit"))
     monkeypatch.setattr(runner, "compiler_options", lambda *a: pytest.fail("compiled before the memory check"))
     spec = runner.RunSpec(seeds=TINY_SEEDS, tensorboard=False)
-    message = (rf"^\[vanilla\] the training state needs {re.escape(runner.format_bytes(total))} \(seeds=2, "
+    message = (rf"^\[vanilla\] the training state needs {re.escape(memory.format_bytes(total))} \(seeds=2, "
                rf"buffer_size=128, num_envs=4, observation size=\d+; replay buffers .+\) but "
-               rf"{re.escape(runner.format_bytes(enough - 1))} is available \(a test limit\) and at most 90% .*"
+               rf"{re.escape(memory.format_bytes(enough - 1))} is available \(a test limit\) and at most 90% .*"
                "lower buffer_size, seeds or num_envs$")
     with pytest.raises(ValueError, match=message):
         runner.preflight({"vanilla": trainer}, str(tmp_path), spec)
@@ -65,27 +65,27 @@ def fake_mesh(platform: str, seeds: int):
 @pytest.mark.parametrize("platform, fits", [("gpu", True), ("cpu", False)])
 def test_a_mesh_splits_the_state_over_accelerators_but_not_over_a_host(trainer, monkeypatch, platform, fits):
     """On a 2-seed mesh each accelerator holds half the state; CPU devices share the host's memory."""
-    total = runner.estimate_state_bytes(trainer, TINY_SEEDS)
-    monkeypatch.setattr(runner, "available_memory", lambda device: (math.ceil(total / runner.MEMORY_MARGIN) - 1, "x"))
-    error = runner.memory_error(trainer, TINY_SEEDS, types.SimpleNamespace(mesh=fake_mesh(platform, 2)))
+    total = memory.estimate_state_bytes(trainer, TINY_SEEDS)
+    monkeypatch.setattr(memory, "available_memory", lambda device: (math.ceil(total / memory.MEMORY_MARGIN) - 1, "x"))
+    error = memory.memory_error(trainer, TINY_SEEDS, fake_mesh(platform, 2))
     assert (error is None) == fits
-    monkeypatch.setattr(runner, "available_memory", lambda device: (math.ceil(total / 2 / runner.MEMORY_MARGIN) - 1, "x"))
-    error = runner.memory_error(trainer, TINY_SEEDS, types.SimpleNamespace(mesh=fake_mesh(platform, 2)))
+    monkeypatch.setattr(memory, "available_memory", lambda device: (math.ceil(total / 2 / memory.MEMORY_MARGIN) - 1, "x"))
+    error = memory.memory_error(trainer, TINY_SEEDS, fake_mesh(platform, 2))
     where = "each device" if platform == "gpu" else "this host"
     assert f"of it on {where}" in error
 
 
 def test_available_memory_reads_the_accelerator_or_the_host():
     gpu = types.SimpleNamespace(platform="gpu", memory_stats=lambda: {"bytes_limit": 1000, "bytes_in_use": 300})
-    assert runner.available_memory(gpu)[0] == 700
-    free, where = runner.available_memory(jax.devices("cpu")[0])
+    assert memory.available_memory(gpu)[0] == 700
+    free, where = memory.available_memory(jax.devices("cpu")[0])
     assert 2**28 <= free <= os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") and "host" in where
 
 
 @pytest.mark.parametrize("n, text", [(0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
                                      (10**9, "954 MiB"), (5 * 2**40, "5 TiB")])
 def test_format_bytes(n, text):
-    assert runner.format_bytes(n) == text
+    assert memory.format_bytes(n) == text
 
 
 @pytest.mark.parametrize("capacity", [MAX_BUFFER_SIZE, MAX_BUFFER_SIZE + 1])
@@ -110,7 +110,7 @@ def test_cli_refuses_a_replay_that_cannot_fit_in_one_line(tmp_path, monkeypatch,
     assert len(err.strip().splitlines()) == 1
     TrainConfig(buffer_size=MAX_BUFFER_SIZE)
 
-    monkeypatch.setattr(runner, "available_memory", lambda device: (2**30, "a test limit"))
+    monkeypatch.setattr(memory, "available_memory", lambda device: (2**30, "a test limit"))
     with pytest.raises(SystemExit) as exc:  # in range, but 5e8 slots need far more than 1 GiB
         cli.main(TINY_CLI + ["--buffer-size", str(5 * 10**8), "--out", str(tmp_path)])
     assert exc.value.code == 2

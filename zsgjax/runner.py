@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import re
 import time
@@ -52,7 +51,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 import jax
 import numpy as np
 
-from zsgjax import distributed, rollout
+from zsgjax import distributed, memory, rollout
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, policy_action
@@ -60,7 +59,7 @@ from zsgjax.reporting.files import DirectoryLock, check_writable_directory
 from zsgjax.reporting import tables
 from zsgjax.reporting.metrics_log import MetricsLog
 from zsgjax.reporting.results import ContextGrid, EvalResult
-from zsgjax.sharding import SEEDS, Placement
+from zsgjax.sharding import Placement
 from zsgjax.train import Trainer
 
 T = TypeVar("T")
@@ -328,87 +327,12 @@ def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: A
     on_process_0(check, placement)
 
 
-# The state must fit in this share of the memory available: the rest is left for the
-# training program's temporaries (rollout batch, gradients), the compiled programs and
-# the runtime, which the estimate does not count.
-MEMORY_MARGIN = 0.9
-
-
-def state_shapes(trainer: Trainer, seeds: int) -> Any:
-    """The ``jax.ShapeDtypeStruct`` tree of the training state of ``seeds`` seeds
-    (``vmap(trainer.init)`` on ``(seeds, 2)`` keys): traced only, nothing compiled or allocated."""
-    keys = jax.eval_shape(lambda: seed_keys(trainer, seeds))
-    return jax.eval_shape(jax.vmap(trainer.init), keys)
-
-
-def tree_bytes(tree: Any) -> int:
-    """Sum of ``size * itemsize`` over the leaves of a tree of arrays or ``ShapeDtypeStruct``."""
-    return sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in jax.tree.leaves(tree))
-
-
-def estimate_state_bytes(trainer: Trainer, seeds: int) -> int:
-    """Bytes of the training state of ``seeds`` seeds of ``trainer`` (replay buffers included),
-    from its shapes alone (:func:`state_shapes`)."""
-    return tree_bytes(state_shapes(trainer, seeds))
-
-
-def available_memory(device: Any) -> tuple[int, str]:
-    """``(bytes, where)``: what ``device`` can still allocate. An accelerator's
-    ``memory_stats()`` (``bytes_limit - bytes_in_use``) when it reports them, else the
-    host's ``MemAvailable`` (``/proc/meminfo``; its free pages when that is missing)."""
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"free on {device}"
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "MemAvailable of this host"
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free memory of this host"
-
-
-def memory_error(trainer: Trainer, seeds: int, placement: Placement = Placement(),
-                 shapes: Any = None) -> str | None:
-    """Why the training state of ``seeds`` seeds cannot fit, or ``None`` when it does: its
-    bytes (:func:`estimate_state_bytes`) must be at most :data:`MEMORY_MARGIN` of what the
-    device can allocate (:func:`available_memory`). On a mesh the state is split over the
-    ``seeds`` axis and replicated over ``envs``: each accelerator holds ``1/seeds-axis`` of
-    it; on a CPU this process's devices share the host's memory, so their shares add up.
-    ``shapes``: the state's ``ShapeDtypeStruct`` tree when the caller traced it already
-    (default: :func:`state_shapes`)."""
-    shapes = state_shapes(trainer, seeds) if shapes is None else shapes
-    total = needed = tree_bytes(shapes)
-    device, share = jax.devices()[0], ""
-    if placement.mesh is not None:
-        local = [d for d in placement.mesh.devices.flat if d.process_index == jax.process_index()]
-        device = local[0]
-        per_device = -(-total // placement.mesh.shape[SEEDS])
-        needed = per_device * (len(local) if device.platform == "cpu" else 1)
-        share = f", {format_bytes(needed)} of it on {'this host' if device.platform == 'cpu' else 'each device'}"
-    free, where = available_memory(device)
-    if needed <= MEMORY_MARGIN * free:
-        return None
-    c = trainer.config
-    return (f"the training state needs {format_bytes(total)}{share} (seeds={seeds}, buffer_size={c.buffer_size:,}, "
-            f"num_envs={c.num_envs}, observation size={trainer.env.observation_size}; replay buffers "
-            f"{format_bytes(tree_bytes(shapes.replay))}) but {format_bytes(free)} is available ({where}) and at most "
-            f"{MEMORY_MARGIN:.0%} of it may be used: lower buffer_size, seeds or num_envs")
-
-
 def check_memory(trainer: Trainer, seeds: int, placement: Placement = Placement(), label: str | None = None,
                  shapes: Any = None) -> None:
-    """``ValueError`` (with the :func:`memory_error`, prefixed by ``[label]``) when the training
+    """``ValueError`` (with :func:`zsgjax.memory.memory_error`, prefixed by ``[label]``) when the training
     state cannot fit; checked by every process of a multi-process run, raised on all."""
-    error = memory_error(trainer, seeds, placement, shapes)
+    error = memory.memory_error(trainer, seeds, placement.mesh, shapes)
     distributed.share_errors(None if error is None else f"[{label}] {error}" if label else error)
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes with 3 significant digits in B, KiB, MiB, GiB or TiB (the largest unit not above ``n``)."""
-    exponent = min(4, max(0, (int(n).bit_length() - 1) // 10))
-    return f"{n} B" if exponent == 0 else f"{n / 1024 ** exponent:.3g} {('KiB', 'MiB', 'GiB', 'TiB')[exponent - 1]}"
 
 
 @contextlib.contextmanager
