@@ -54,3 +54,36 @@ def test_cheetah_paper_command_runs_and_resumes(tmp_path):
     assert common.main(cheetah_velocity.EXPERIMENT, argv + ["--resume"]) == 0
     again = json.load(open(os.path.join(out, "results.json")))
     assert again["methods"] == first["methods"]  # resumed from the finished checkpoints: same policies, same returns
+
+
+def test_the_environment_module_is_imported_before_jax_starts(monkeypatch):
+    """``run_experiment`` imports the environment's module before anything can start JAX's CPU
+    backend (the machine description is the first thing that does), so an MJX environment sizes
+    XLA:CPU's thread pool in time (zsgjax.envs.mjx.cpu_pool): without it a paper-scale cheetah run
+    started with the 2-thread pool that can deadlock."""
+    import dataclasses
+    import types
+
+    from zsgjax.envs import registry
+
+    probe = types.ModuleType("zsgjax_probe_env_module")
+    probe.Env = object
+    imported = []
+    monkeypatch.setitem(sys.modules, "zsgjax_probe_env_module", probe)
+    monkeypatch.setattr(registry, "_REGISTRY", {**registry._REGISTRY, "probe_env": "zsgjax_probe_env_module:Env"})
+    real_import = registry.importlib.import_module
+    monkeypatch.setattr(registry.importlib, "import_module",
+                        lambda name: imported.append(name) or real_import(name))
+
+    class Started(Exception):
+        pass
+
+    def machine_description():
+        assert imported == ["zsgjax_probe_env_module"], imported
+        raise Started
+
+    monkeypatch.setattr(common.machine, "machine_description", machine_description)
+    exp = dataclasses.replace(cheetah_velocity.EXPERIMENT, env="probe_env")
+    monkeypatch.setattr(common, "configs_for", lambda *a, **k: {})
+    with pytest.raises(Started):
+        common.run_experiment(exp, out="unused", work="unused", log=lambda *a: None)

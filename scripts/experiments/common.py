@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from zsgjax import options, runner
+from zsgjax import envs, options, runner
 from zsgjax.evaluate import ACTION_MODES
 from zsgjax.reporting import machine, plots, tables, verdicts
 from zsgjax.reporting.files import atomic_write
@@ -309,6 +309,9 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     ``wandb_project``: also log to this W&B project; ``eval_actions``, ``eval_episodes``,
     ``sweep_points``: override the scale's evaluation (``None``: the scale's).
     """
+    # The environment's module first, before anything starts JAX's CPU backend: the MJX envs size
+    # XLA:CPU's thread pool on import so that batched steps cannot hang (zsgjax.envs.mjx.cpu_pool).
+    envs.constructor(exp.env)
     sc = exp.scale(scale)
     overrides = {"eval_actions": eval_actions, "eval_episodes": eval_episodes, "sweep_points": sweep_points}
     sc = dataclasses.replace(sc, **{k: v for k, v in overrides.items() if v is not None})
