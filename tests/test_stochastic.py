@@ -212,7 +212,7 @@ def test_noise_gradient_errors():
         with pytest.raises(ValueError, match=r"`noise_scale` must be a finite number >= 0"):
             make(name, noise_scale=-0.1)
     # the record of a config at the default leaves the setting out (earlier runs still resume)
-    assert "cse_noise_gradient" not in TrainConfig().record()
+    assert "cse_noise_gradient" not in TrainConfig().record() and TrainConfig().record()["cse_epsilon"] == 0.1
     assert TrainConfig(cse_noise_gradient="ignore").record()["cse_noise_gradient"] == "ignore"
 
 
