@@ -216,6 +216,13 @@ def test_noise_gradient_errors():
     assert TrainConfig(cse_noise_gradient="ignore").record()["cse_noise_gradient"] == "ignore"
 
 
+def test_noisy_variants_train_with_their_tasks_presets():
+    from zsgjax.presets import ENV_PRESETS
+    assert ENV_PRESETS["pendulum_goal_noisy"] == ENV_PRESETS["pendulum_goal"]
+    assert ENV_PRESETS["simple_direction_noisy"] == ENV_PRESETS["simple_direction"]
+    assert TrainConfig(env="pendulum_goal_noisy").resolve().action_scale == 2.0
+
+
 def test_zero_noise_scale_gives_the_deterministic_steps():
     for name, base in (("pendulum_goal_noisy", "pendulum_goal"), ("simple_direction_noisy", "simple_direction")):
         env, det = make(name, noise_scale=0.0), make(base)
