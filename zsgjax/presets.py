@@ -17,6 +17,8 @@ Where zsgjax differs:
 * DQN ``target_update_period`` counts gradient updates; the paper's "every 500
   sampled env steps" at one update per 8-env step is 62 updates.
 * ``action_scale`` 2 for pendulum_goal is the environment's torque range.
+* The stochastic variants ``pendulum_goal_noisy`` and ``simple_direction_noisy`` share
+  their deterministic task's row.
 * RLlib's SAC ``initial_alpha`` 1.001 is written 1.0.
 """
 
@@ -27,14 +29,20 @@ from typing import Any, Mapping
 
 _PER = dict(prioritized_replay=True, priority_exponent=0.6, importance_exponent=0.4)
 
+# get_simple_dir_config + RLlib SAC defaults (init alpha 1.0, PER 0.6/0.4, 1e6 buffer)
+_SIMPLE_DIRECTION = MappingProxyType(dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4, init_alpha=1.0,
+                                          learning_starts=256, buffer_size=1_000_000, **_PER))
+# get_pendulum_config: fully prioritized (alpha 1, beta 0), 100k buffer
+_PENDULUM_GOAL = MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
+                                       learning_starts=256, buffer_size=100_000, action_scale=2.0,
+                                       prioritized_replay=True, priority_exponent=1.0, importance_exponent=0.0))
+
 ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    # get_simple_dir_config + RLlib SAC defaults (init alpha 1.0, PER 0.6/0.4, 1e6 buffer)
-    "simple_direction": MappingProxyType(dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4,
-                                              init_alpha=1.0, learning_starts=256, buffer_size=1_000_000, **_PER)),
-    # get_pendulum_config: fully prioritized (alpha 1, beta 0), 100k buffer
-    "pendulum_goal": MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
-                                           learning_starts=256, buffer_size=100_000, action_scale=2.0,
-                                           prioritized_replay=True, priority_exponent=1.0, importance_exponent=0.0)),
+    "simple_direction": _SIMPLE_DIRECTION,
+    "pendulum_goal": _PENDULUM_GOAL,
+    # the stochastic variants (zsgjax.envs.noisy) train with their deterministic task's settings
+    "simple_direction_noisy": _SIMPLE_DIRECTION,
+    "pendulum_goal_noisy": _PENDULUM_GOAL,
     # get_cheetah_config
     "cheetah_velocity": MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
                                               learning_starts=10_000, buffer_size=100_000, **_PER)),

@@ -228,10 +228,14 @@ class TrainConfig:
     def record(self) -> dict[str, Any]:
         """The config as plain data (``dataclasses.asdict``) for ``run.json`` and checkpoints;
         ``method_options`` only when it holds something, so a config without settings
-        of late-registered methods records what zsgjax recorded before they existed."""
+        of late-registered methods records what zsgjax recorded before they existed, and
+        without the settings added since (``OMIT_AT_DEFAULT``) while they hold their default."""
         data = dataclasses.asdict(self)
         if not data["method_options"]:
             del data["method_options"]
+        for option, s in registered_settings().items():
+            if s.omit_at_default and option in data and data[option] == s.default:
+                del data[option]
         return data
 
     def make_env(self) -> ContextualEnv:

@@ -10,5 +10,8 @@ register("cart_goal", "zsgjax.envs.cart_goal:CartGoal")
 register("cheetah_velocity", "zsgjax.envs.mjx.cheetah:CheetahVelocity")
 register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
 register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
+register("pendulum_goal_noisy", "zsgjax.envs.noisy:PendulumGoalNoisy")
+register("simple_direction_noisy", "zsgjax.envs.noisy:SimpleDirectionNoisy")
+register("linear_gaussian", "zsgjax.envs.linear_gaussian:LinearGaussian")
 
 __all__ = ["ContextSpace", "ContextualEnv", "constructor", "make", "register", "registered_names"]

@@ -21,6 +21,14 @@ u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.context_gradients`):
 
 Enhanced samples whose derivatives (or recomputed transition) are not finite get
 weight 0 and are counted.
+
+On a stochastic environment (:mod:`zsgjax.envs.stochastic`: the PRNG key lives in
+the environment state) the derivatives are taken with the step's noise fixed, the
+reparameterisation (transport-map) derivative, and the exact mode replays the same
+noise. ``noise_gradient="ignore"`` (first-order only) holds the noise's
+context-dependent scale constant instead: the ablation that moves the next state's
+mean with the context but not its spread; on a deterministic environment it is an
+error (there is no noise to ignore).
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ import jax.numpy as jnp
 
 from zsgjax import context_gradients
 from zsgjax.configs import field_check, param
+from zsgjax.envs.stochastic import NOISE_GRADIENTS, differentiated_env
 from zsgjax.methods import enhancement
 from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
+from zsgjax.methods.settings import OMIT_AT_DEFAULT
 
 MODES = ("first_order", "exact")
 STORAGES = ("auto", "jacobian", "jvp")
@@ -67,6 +77,17 @@ class CSE(Method):
     storage: str = param("auto", kind=str, choices=STORAGES,
                          help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
     ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
+    noise_gradient: str = param("reparameterised", kind=str, choices=NOISE_GRADIENTS, meta={OMIT_AT_DEFAULT: True},
+                                help="stochastic environments: differentiate the noise's context-dependent scale "
+                                     "with the noise fixed (reparameterised) or hold it constant (ignore; "
+                                     "first_order only)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.noise_gradient != "reparameterised" and self.mode == "exact":
+            raise ValueError(f"CSE.noise_gradient={self.noise_gradient!r} changes context derivatives and "
+                             "mode='exact' takes none (it recomputes the step, replaying its noise); "
+                             "use mode='first_order' or noise_gradient='reparameterised'")
 
     def describe(self, space) -> str:
         return Method.describe(self, space) + self.enhancement_note()
@@ -86,6 +107,7 @@ class CSE(Method):
     def collect(self, env, env_state, action, context, rng):
         if self.mode == "exact":
             return env.env_step(env_state, action, context), env_state
+        env = differentiated_env(env, self.noise_gradient)
         if resolve_storage(self.storage, env) == "jacobian":
             return context_gradients.step_and_jacobian(env, env_state, action, context)
         delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)

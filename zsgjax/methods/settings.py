@@ -35,6 +35,10 @@ from zsgjax.configs import Check, field_help, metadata_check
 
 ENV_DEFAULT = "env_default"
 """``param(..., meta={ENV_DEFAULT: fn})``: a setting left at ``None`` resolves to ``fn(env)``."""
+OMIT_AT_DEFAULT = "omit_at_default"
+"""``param(..., meta={OMIT_AT_DEFAULT: True})``: a setting added after runs were recorded without
+it; a config's record (``run.json``, checkpoints) leaves it out while it holds its default, so
+those runs still resume."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +49,8 @@ class Setting:
     owner: the method class that declares the field; field: its name there;
     default: the declared default; check: its :class:`~zsgjax.configs.Check`;
     help: one line for ``--help``; env_default: ``env -> value`` for a ``None``
-    default that depends on the environment, else ``None``.
+    default that depends on the environment, else ``None``; omit_at_default: the
+    record leaves the setting out while it holds its default (:data:`OMIT_AT_DEFAULT`).
     """
 
     option: str
@@ -55,6 +60,7 @@ class Setting:
     check: Check
     help: str
     env_default: Callable[[Any], Any] | None = None
+    omit_at_default: bool = False
 
     @property
     def flag(self) -> str:
@@ -94,7 +100,8 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
             raise TypeError(f"{where}: declared by a class without a `name`, so it has no option name "
                             "(<method name>_<field>); declare it in a registered method class")
         out.append(Setting(option=f"{owner.name}_{f.name}", owner=owner, field=f.name, default=f.default,
-                           check=check, help=helptext, env_default=f.metadata.get(ENV_DEFAULT)))
+                           check=check, help=helptext, env_default=f.metadata.get(ENV_DEFAULT),
+                           omit_at_default=bool(f.metadata.get(OMIT_AT_DEFAULT, False))))
     return tuple(out)
 
 
