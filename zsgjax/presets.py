@@ -31,6 +31,13 @@ ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     # get_simple_dir_config + RLlib SAC defaults (init alpha 1.0, PER 0.6/0.4, 1e6 buffer)
     "simple_direction": MappingProxyType(dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4,
                                               init_alpha=1.0, learning_starts=256, buffer_size=1_000_000, **_PER)),
+    # zsgjax's context-dimension families (no paper settings): simple_direction's SAC for the direction task;
+    # the linear-quadratic one acts in [-2, 2] (its action clip) and looks 20 steps ahead
+    "context_dim_direction": MappingProxyType(dict(gamma=0.9, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4,
+                                                   init_alpha=1.0, learning_starts=256, buffer_size=1_000_000,
+                                                   **_PER)),
+    "context_dim_lq": MappingProxyType(dict(gamma=0.95, actor_lr=1e-3, critic_lr=2e-3, alpha_lr=4e-4, init_alpha=1.0,
+                                            learning_starts=256, buffer_size=1_000_000, action_scale=2.0, **_PER)),
     # get_pendulum_config: fully prioritized (alpha 1, beta 0), 100k buffer
     "pendulum_goal": MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
                                            learning_starts=256, buffer_size=100_000, action_scale=2.0,
