@@ -26,16 +26,16 @@ DIMS = (1, 8)
 
 # ------------------------------------------------------------ NumPy references
 def np_direction_step(s, a, c):
-    """``s' = s + clip(a, -1, 1)``, ``r = c . s' / d`` in float64."""
+    """``s' = s + clip(a, -1, 1)``, ``r = c . s'`` in float64."""
     s2 = s + np.clip(a, -1.0, 1.0)
-    return s2, float(s2 @ c) / len(c)
+    return s2, float(s2 @ c)
 
 
 def np_lq_step(x, a, c):
-    """``x' = clip(c x + clip(a, -2, 2), -5, 5)``, ``r = -(|x'|^2 + |u|^2) / d`` in float64."""
+    """``x' = clip(c x + clip(a, -2, 2), -5, 5)``, ``r = -(|x'|^2 + |u|^2)`` in float64."""
     u = np.clip(a, -2.0, 2.0)
     x2 = np.clip(c * x + u, -5.0, 5.0)
-    return x2, -float(x2 @ x2 + u @ u) / len(c)
+    return x2, -float(x2 @ x2 + u @ u)
 
 
 REFERENCE = {"context_dim_direction": np_direction_step, "context_dim_lq": np_lq_step}
@@ -168,7 +168,7 @@ def _rollout(step, s0, c, policy, horizon):
 
 @pytest.mark.parametrize("d", (1, 5))
 def test_direction_optimum_is_sign_of_the_context(d):
-    """``a = sign(c)`` earns ``H (H+1)/2 |c|_1 / d + H c . s0 / d`` from ``s0`` (so the formula in
+    """``a = sign(c)`` earns ``H (H+1)/2 |c|_1 + H c . s0`` from ``s0`` (so the formula in
     expectation); 200 random action sequences never beat it from the same start."""
     env = make("context_dim_direction", dim=d)
     rng = np.random.default_rng(d)
@@ -176,8 +176,8 @@ def test_direction_optimum_is_sign_of_the_context(d):
         c, s0 = rng.uniform(-1, 1, size=d), rng.uniform(-1, 1, size=d)
         best = _rollout(np_direction_step, s0, c, lambda t, s: np.sign(c), env.horizon)
         formula = env.optimal_return(c)
-        assert best == pytest.approx(formula + env.horizon * (c @ s0) / d, rel=1e-12, abs=1e-12)
-        assert formula == pytest.approx(55.0 * np.abs(c).sum() / d, rel=1e-12)
+        assert best == pytest.approx(formula + env.horizon * (c @ s0), rel=1e-12, abs=1e-12)
+        assert formula == pytest.approx(55.0 * np.abs(c).sum(), rel=1e-12)
         others = [_rollout(np_direction_step, s0, c, lambda t, s, A=A: A[t], env.horizon)
                   for A in rng.uniform(-1, 1, size=(200, env.horizon, d))]
         assert max(others) < best
@@ -199,7 +199,7 @@ def test_riccati_by_hand():
 
 @pytest.mark.parametrize("d", (1, 6))
 def test_lq_optimum_by_rollouts_and_perturbed_gains(d):
-    """The time-varying Riccati policy earns ``-sum_i p_0(c_i) x0_i^2 / d`` from every start (so
+    """The time-varying Riccati policy earns ``-sum_i p_0(c_i) x0_i^2`` from every start (so
     ``optimal_return`` in expectation, ``E[x0^2] = 1/3``), never hits a clip, and every perturbed
     gain (or the zero action) does worse."""
     env = make("context_dim_lq", dim=d)
@@ -212,12 +212,12 @@ def test_lq_optimum_by_rollouts_and_perturbed_gains(d):
         actions = []
         best = _rollout(np_lq_step, s0, c, lambda t, x: actions.append(-k[t] * x) or actions[-1], H)
         assert max(np.abs(a).max() for a in actions) <= 1.5 + 1e-12
-        assert best == pytest.approx(-(p[0] * s0**2).sum() / d, rel=1e-12)
+        assert best == pytest.approx(-(p[0] * s0**2).sum(), rel=1e-12)
         for _ in range(20):
             noisy = k * (1 + rng.normal(0, 0.05, size=k.shape))
             assert _rollout(np_lq_step, s0, c, lambda t, x: -noisy[t] * x, H) < best
         assert _rollout(np_lq_step, s0, c, lambda t, x: np.zeros(d), H) < best
-        assert env.optimal_return(c) == pytest.approx(-p[0].sum() / (3 * d), rel=1e-12)
+        assert env.optimal_return(c) == pytest.approx(-p[0].sum() / 3, rel=1e-12)
     # the expectation over x0 ~ U[-1, 1]^d, by Monte Carlo from the same policy (float64, 20k starts)
     c = rng.uniform(0.5, 1.5, size=d)
     p, k = riccati_costs(c, H)
@@ -226,5 +226,5 @@ def test_lq_optimum_by_rollouts_and_perturbed_gains(d):
     for t in range(H):
         u = -k[t] * x
         x = np.clip(c * x + u, -5, 5)
-        total -= ((x**2).sum(1) + (u**2).sum(1)) / d
+        total -= (x**2).sum(1) + (u**2).sum(1)
     assert total.mean() == pytest.approx(env.optimal_return(c), rel=0.02)

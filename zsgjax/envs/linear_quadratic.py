@@ -3,20 +3,21 @@
 ``make("context_dim_lq", dim=d)``. State ``x in R^d``, action ``u in [-2, 2]^d``
 (clipped), context ``c in [0.5, 1.5]^d`` (the open-loop gains; default ``1``)::
 
-    x' = clip(c * x + u, -5, 5)   (elementwise),    r = -(|x'|^2 + |u|^2) / d,
+    x' = clip(c * x + u, -5, 5)   (elementwise),    r = -(|x'|^2 + |u|^2),
     x0 ~ U[-1, 1]^d,    horizon 20, no termination.
 
 The context enters the dynamics (``d x'/dc = diag(x)`` where the clip is inactive), so
 the context derivative of the reward passes through the next state. Systems with
 ``c > 1`` are open-loop unstable; the state clip keeps every rollout bounded (the
-reward of a clipped state is at most ``-25 / d`` per clipped component).
+reward of a clipped state is at most ``-25`` per clipped component). The reward is a sum
+over the ``d`` independent components: divide returns by ``d`` to compare dimensions.
 
 Optimum in closed form (finite-horizon Riccati recursion, per component ``i``, the
 reward taken on the next state)::
 
     p_H = 0,   q = 1 + p_{t+1},   p_t = c_i^2 q / (q + 1),   u_t = -c_i q / (q + 1) x_t
 
-and the optimal expected return is ``-sum_i p_0(c_i) E[x0_i^2] / d`` with
+and the optimal expected return is ``-sum_i p_0(c_i) E[x0_i^2]`` with
 ``E[x0_i^2] = 1/3`` (:meth:`LinearQuadratic.optimal_return`). The clips never bind
 on it: ``|u_t| <= c_i |x_t| <= 1.5`` and ``|x_{t+1}| = c_i |x_t| / (q + 1) <= 0.75 |x_t|``
 from ``|x0| <= 1``; and a rollout that reaches a clipped state pays at least 25 on
@@ -101,14 +102,14 @@ class LinearQuadratic(ContextualEnv):
         """``env_state (d,)``, ``action (d,)``, ``context (d,)`` -> ``(x' (d,), x' (d,), r (), False)``."""
         u = jnp.clip(action, -MAX_ACTION, MAX_ACTION)
         next_x = jnp.clip(context * env_state + u, -MAX_STATE, MAX_STATE)
-        reward = -(jnp.sum(next_x**2) + jnp.sum(u**2)) / self.dim
+        reward = -(jnp.sum(next_x**2) + jnp.sum(u**2))
         return next_x, next_x, reward, jnp.zeros((), dtype=bool)
 
     def optimal_return(self, context) -> float:
-        """``-sum_i p_0(c_i) / (3 d)`` (:func:`riccati_costs`): the optimal expected return at ``context``."""
+        """``-sum_i p_0(c_i) / 3`` (:func:`riccati_costs`): the optimal expected return at ``context``."""
         c = np.asarray(context, np.float64).reshape(-1)
         if c.shape != (self.dim,) or not np.all(np.isfinite(c)):
             raise ValueError(f"LinearQuadratic.optimal_return: `context` must be {self.dim} finite values, got shape "
                              f"{np.shape(context)}")
         p, _ = riccati_costs(c, self.horizon)
-        return float(-INITIAL_SECOND_MOMENT * p[0].sum() / self.dim)
+        return float(-INITIAL_SECOND_MOMENT * p[0].sum())
