@@ -111,6 +111,17 @@ def test_steps_match_the_numpy_reference(name, d, jitted):
         assert state.done == 0.0
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_initial_states_are_uniform_on_the_unit_box(name, jitted):
+    """500 starts at d = 8: inside [-1, 1], mean 0 and variance 1/3 per component (the optima assume both)."""
+    env, reset, _ = jitted[(name, 8)]
+    keys = jax.random.split(jax.random.PRNGKey(0), 500)
+    s0 = np.asarray(jax.vmap(lambda k: reset(k, env.default_context()).pipeline_state)(keys), np.float64)
+    assert s0.shape == (500, 8) and np.abs(s0).max() <= 1.0
+    np.testing.assert_allclose(s0.mean(0), 0.0, atol=0.12)
+    np.testing.assert_allclose((s0**2).mean(0), 1.0 / 3.0, atol=0.06)
+
+
 def test_lq_state_clip_binds_beyond_five():
     """An uncontrolled unstable system saturates at the state bound instead of diverging."""
     x = np.ones(2)
@@ -228,3 +239,55 @@ def test_lq_optimum_by_rollouts_and_perturbed_gains(d):
         x = np.clip(c * x + u, -5, 5)
         total -= (x**2).sum(1) + (u**2).sum(1)
     assert total.mean() == pytest.approx(env.optimal_return(c), rel=0.02)
+
+
+# ------------------------------------------------- the experiment's statistics
+def _experiment():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                                    "experiments"))
+    import context_dimension
+
+    return context_dimension
+
+
+def test_experiment_slopes_and_verdicts_by_hand():
+    """``slopes``: the least-squares slope against log2 d; ``judge``: the 95% Student-t interval
+    (t_{0.975, 9} = 2.2622 for 10 seeds) of the row's per-seed statistic, its sign, and "not run"."""
+    cd = _experiment()
+    dims = np.asarray(cd.DIMS)
+    intercept, slope = np.arange(10.0), np.linspace(-1, 1, 10)
+    gaps = intercept[None] + slope[None] * np.log2(dims)[:, None]
+    np.testing.assert_allclose(cd.slopes(cd.DIMS, gaps), slope, atol=1e-12)
+    x = np.array([0.3, 0.5, 0.1, 0.4, 0.2, 0.6, 0.3, 0.5, 0.4, 0.2])
+    gap = {(m, d): np.zeros(10) for m in cd.METHODS for d in cd.DIMS}
+    gap[("ldr", cd.LARGEST)] = x
+    row = next(c for c in cd.CLAIMS if c["statistic"] == f"gap(ldr, {cd.LARGEST}) - gap(cse, {cd.LARGEST})")
+    v = cd.judge(row, gap)
+    assert v["mean"] == pytest.approx(x.mean()) and v["ci95"] == pytest.approx(2.2621571628 * x.std(ddof=1) / 10**0.5)
+    assert v["verdict"] == "supported"
+    gap[("ldr", cd.LARGEST)] = -x
+    assert cd.judge(row, gap)["verdict"] == "contradicted"
+    gap[("ldr", cd.LARGEST)] = x - x.mean()
+    assert cd.judge(row, gap)["verdict"] == "not significant"
+    for d in cd.DIMS:  # the DR gap grows with log2 d by 0.2 per doubling, CSE's by 0.1 (+ noise)
+        gap[("dr", d)] = 0.2 * np.log2(d) + 0.01 * x
+        gap[("cse", d)] = 0.1 * np.log2(d) - 0.01 * x
+    growth = next(c for c in cd.CLAIMS if c["statistic"] == "slope(dr) - slope(cse)")
+    assert cd.judge(growth, gap)["mean"] == pytest.approx(0.1) and cd.judge(growth, gap)["verdict"] == "supported"
+    del gap[("dr", 4)]
+    assert cd.judge(growth, gap)["verdict"] == "not run"
+
+
+def test_experiment_heldout_contexts_are_fixed_per_dimension():
+    cd = _experiment()
+    env = make("context_dim_lq", dim=4)
+    a, b = cd.heldout_grid(env, 16, 4), cd.heldout_grid(env, 16, 4)
+    np.testing.assert_array_equal(a.contexts, b.contexts)
+    assert a.labels[0] == "train" and np.all(a.contexts[0] == 1.0) and len(a) == 17
+    assert np.all(env.context_space.contains(jnp.asarray(a.contexts)))
+    assert a.contexts[1:].min() < 0.7 and a.contexts[1:].max() > 1.3  # spread over the box, not near the default
+    other = cd.heldout_grid(make("context_dim_lq", dim=2), 16, 2)
+    assert not np.allclose(other.contexts[1:, :2], a.contexts[1:, :2])
