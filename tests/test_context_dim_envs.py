@@ -291,3 +291,12 @@ def test_experiment_heldout_contexts_are_fixed_per_dimension():
     assert a.contexts[1:].min() < 0.7 and a.contexts[1:].max() > 1.3  # spread over the box, not near the default
     other = cd.heldout_grid(make("context_dim_lq", dim=2), 16, 2)
     assert not np.allclose(other.contexts[1:, :2], a.contexts[1:, :2])
+
+
+def test_experiment_scaled_cse_cell_grows_epsilon_with_sqrt_d():
+    cd = _experiment()
+    scale = cd.SCALES["cpu"]
+    assert cd.cell_config("context_dim_lq", 16, cd.SCALED_CSE, scale, 0, 0.1).cse_epsilon == pytest.approx(0.4)
+    plain = cd.cell_config("context_dim_lq", 16, "cse", scale, 0)
+    assert plain.method == "cse" and plain.env_kwargs == {"dim": 16} and plain.total_steps == scale.steps
+    assert cd.labels_of([{"method": m} for m in (cd.SCALED_CSE, "dr", "vanilla")]) == ["vanilla", "dr", cd.SCALED_CSE]

@@ -56,6 +56,9 @@ from zsgjax.train import TrainConfig, make_train
 FAMILIES = ("context_dim_direction", "context_dim_lq")
 DIMS = (1, 2, 4, 8, 16, 32)
 METHODS = ("vanilla", "cse", "ldr", "dr")
+SCALED_CSE = "cse_sqrt_d"
+"""The exploratory label (``--scaled-cse EPS``, not in the pre-registered rows): CSE with
+``epsilon = EPS * sqrt(d)``, a context step of ``EPS`` per component on average."""
 LARGEST = max(DIMS)
 
 SMALL = dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=400, grad_updates_per_step=2,
@@ -104,19 +107,24 @@ def heldout_grid(env, num: int, dim: int) -> ContextGrid:
                        default=np.asarray(space.default, np.float32))
 
 
-def cell_config(family: str, dim: int, method: str, scale: Scale, seed: int) -> TrainConfig:
+def cell_config(family: str, dim: int, method: str, scale: Scale, seed: int,
+                scaled_epsilon: float | None = None) -> TrainConfig:
+    """The cell's config; ``method == SCALED_CSE`` trains CSE with ``epsilon = scaled_epsilon * sqrt(dim)``."""
+    extra = {}
+    if method == SCALED_CSE:
+        method, extra = "cse", {"cse_epsilon": float(scaled_epsilon) * float(np.sqrt(dim))}
     return TrainConfig(env=family, env_kwargs={"dim": dim}, method=method, total_steps=scale.steps, seed=seed,
-                       **dict(scale.config))
+                       **dict(scale.config), **extra)
 
 
 def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int, seed: int, work: str,
-             evaluators: dict, log=print) -> dict[str, Any]:
+             evaluators: dict, log=print, scaled_epsilon: float | None = None) -> dict[str, Any]:
     """Train and evaluate one (family, d, method); the record written to ``<work>/cells``."""
     path = os.path.join(work, "cells", f"{family}-d{dim}-{method}.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    trainer = make_train(cell_config(family, dim, method, scale, seed))
+    trainer = make_train(cell_config(family, dim, method, scale, seed, scaled_epsilon))
     spec = runner.RunSpec(seeds=scale.seeds, chunks=scale.chunks, keep=1, eval_episodes=scale.eval_episodes,
                           tensorboard=False, resume=True)
     label = f"{family}-d{dim}-{method}"
@@ -135,6 +143,7 @@ def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int,
     per_context = np.asarray(result.returns, np.float64).mean(axis=2)  # (S, C)
     record = {
         "family": family, "dim": dim, "method": method,
+        **({"cse_epsilon": trainer.config.cse_epsilon} if method == SCALED_CSE else {}),
         # per dimension: (S,) each
         "gap": ((optimum[None, 1:] - per_context[:, 1:]).mean(axis=1) / dim).tolist(),
         "heldout_return": (per_context[:, 1:].mean(axis=1) / dim).tolist(),
@@ -195,7 +204,7 @@ def plot(records: Sequence[Mapping[str, Any]], families: Sequence[str], path: st
 
     fig, axes = plt.subplots(1, len(families), figsize=(6 * len(families), 4.2), squeeze=False)
     for ax, family in zip(axes[0], families):
-        for method in METHODS:
+        for method in labels_of(records):
             rows = sorted((r for r in records if r["family"] == family and r["method"] == method),
                           key=lambda r: r["dim"])
             if not rows:
@@ -203,6 +212,8 @@ def plot(records: Sequence[Mapping[str, Any]], families: Sequence[str], path: st
             means, cis = zip(*(stats.mean_ci(np.asarray(r["gap"])) for r in rows))
             ax.errorbar([r["dim"] for r in rows], means, yerr=cis, marker="o", capsize=3, label=method)
         ax.set_xscale("log", base=2)
+        if max(abs(y) for line in ax.lines for y in line.get_ydata()) > 50:  # a diverged point: keep the rest readable
+            ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel("context dimension d")
         ax.set_ylabel("generalization gap per dimension, (optimum - return) / d")
         ax.set_title(family)
@@ -214,7 +225,14 @@ def plot(records: Sequence[Mapping[str, Any]], families: Sequence[str], path: st
     plt.close(fig)
 
 
+def labels_of(records) -> list[str]:
+    """The method labels present in ``records``, in :data:`METHODS` order, the exploratory one last."""
+    present = {r["method"] for r in records}
+    return [m for m in (*METHODS, SCALED_CSE) if m in present]
+
+
 def markdown(records, verdicts, info) -> str:
+    methods = labels_of(records)
     lines = [f"# {info['title']}", "", f"Command: `{info['command']}`", "",
              f"Scale: {info['scale']} ({info['note']}); {info['seeds']} seeds vmapped per cell; "
              f"{info['env_steps_per_seed']:,} env steps per seed for every method and d; "
@@ -234,18 +252,18 @@ def markdown(records, verdicts, info) -> str:
             continue
         opt = {r["dim"]: r["heldout_optimum"] for r in fam}
         lines += ["", f"## {family}: gap on held-out contexts", "",
-                  "| d | held-out optimum | " + " | ".join(METHODS) + " |", "|---|---|" + "---|" * len(METHODS)]
+                  "| d | held-out optimum | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
         for d in sorted(opt):
             cells = []
-            for m in METHODS:
+            for m in methods:
                 r = next((r for r in fam if r["dim"] == d and r["method"] == m), None)
                 cells.append("" if r is None else "{:.3f} ± {:.3f}".format(*stats.mean_ci(np.asarray(r["gap"]))))
             lines.append(f"| {d} | {opt[d]:.3f} | " + " | ".join(cells) + " |")
         lines += ["", f"Return at the training context (optimum {fam[0]['train_optimum']:.3f}):", "",
-                  "| d | " + " | ".join(METHODS) + " |", "|---|" + "---|" * len(METHODS)]
+                  "| d | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for d in sorted(opt):
             cells = []
-            for m in METHODS:
+            for m in methods:
                 r = next((r for r in fam if r["dim"] == d and r["method"] == m), None)
                 cells.append("" if r is None else "{:.3f} ± {:.3f}".format(*stats.mean_ci(np.asarray(r["train_return"]))))
             lines.append(f"| {d} | " + " | ".join(cells) + " |")
@@ -263,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dims", nargs="+", type=int, choices=DIMS, default=list(DIMS),
                    help="context dimensions to run (default all; the growth rows need all)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    p.add_argument("--scaled-cse", type=float, default=None, metavar="EPS",
+                   help=f"also train '{SCALED_CSE}': CSE with epsilon = EPS * sqrt(d) (exploratory, not in the "
+                   "pre-registered rows)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the scale's)")
     p.add_argument("--steps", type=int, default=None, help="env steps per seed (default: the scale's)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
@@ -286,8 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = []
     for family in args.families:
         for dim in args.dims:
-            for method in args.methods:
-                records.append(run_cell(family, dim, method, scale, HELDOUT[args.scale], args.seed, work, evaluators))
+            for method in [*args.methods, *([SCALED_CSE] if args.scaled_cse is not None else [])]:
+                records.append(run_cell(family, dim, method, scale, HELDOUT[args.scale], args.seed, work, evaluators,
+                                        scaled_epsilon=args.scaled_cse))
     gap = {(r["family"], r["method"], r["dim"]): np.asarray(r["gap"]) for r in records}
     verdicts = [judge(c, {(m, d): g for (f, m, d), g in gap.items() if f == c["family"]})
                 for c in CLAIMS if c["family"] in args.families]
@@ -295,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scale": args.scale, "note": scale.note or "", "seeds": scale.seeds,
             "env_steps_per_seed": records[0]["env_steps_per_seed"], "heldout": HELDOUT[args.scale],
             "eval_episodes": scale.eval_episodes, "families": list(args.families), "dims": list(DIMS),
-            "methods": list(METHODS), "base_seed": args.seed, "config": dict(scale.config), "machine": launched_on}
+            "methods": labels_of(records), "scaled_cse": args.scaled_cse, "base_seed": args.seed, "config": dict(scale.config), "machine": launched_on}
     write_json(os.path.join(out, "results.json"), {**info, "claims": CLAIMS, "verdicts": verdicts, "cells": records})
     plot(records, args.families, os.path.join(out, "context_dimension.png"),
          f"gap vs context dimension, {args.scale} scale ({info['env_steps_per_seed']:,} steps x {scale.seeds} seeds)")
