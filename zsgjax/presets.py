@@ -43,6 +43,10 @@ ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     # the stochastic variants (zsgjax.envs.noisy) train with their deterministic task's settings
     "simple_direction_noisy": _SIMPLE_DIRECTION,
     "pendulum_goal_noisy": _PENDULUM_GOAL,
+    # zsgjax's context-dimension families (no paper settings): simple_direction's SAC for the direction task;
+    # the linear-quadratic one acts in [-2, 2] (its action clip) and looks 20 steps ahead
+    "context_dim_direction": _SIMPLE_DIRECTION,
+    "context_dim_lq": MappingProxyType({**_SIMPLE_DIRECTION, "gamma": 0.95, "action_scale": 2.0}),
     # get_cheetah_config
     "cheetah_velocity": MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
                                               learning_starts=10_000, buffer_size=100_000, **_PER)),

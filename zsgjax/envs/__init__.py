@@ -7,6 +7,8 @@ from zsgjax.envs.registry import constructor, make, register, registered_names
 register("simple_direction", "zsgjax.envs.simple_direction:SimpleDirection")
 register("pendulum_goal", "zsgjax.envs.pendulum_goal:PendulumGoal")
 register("cart_goal", "zsgjax.envs.cart_goal:CartGoal")
+register("context_dim_direction", "zsgjax.envs.direction_task:DirectionTask")
+register("context_dim_lq", "zsgjax.envs.linear_quadratic:LinearQuadratic")
 register("cheetah_velocity", "zsgjax.envs.mjx.cheetah:CheetahVelocity")
 register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
 register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
