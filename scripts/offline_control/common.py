@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 from zsgjax.envs import registry  # noqa: E402
 from zsgjax.offline import control as C  # noqa: E402
 from zsgjax.offline.control import collect as collect_mod  # noqa: E402
-from zsgjax.offline.runner import OfflineRun, open_run  # noqa: E402
+from zsgjax.offline import runner as offline_runner  # noqa: E402
+from zsgjax.offline.runner import OfflineRun  # noqa: E402
 from zsgjax.reporting import stats  # noqa: E402
 
 ENV_NAME = "flip_gate"
@@ -49,7 +50,7 @@ def add_run_options(p, out: str, iterations: int | None = 1000) -> None:
 
 def open_run(args, **settings) -> OfflineRun:
     """The run driver for ``args.out`` (checked before any training), settings = the parsed options + ``settings``."""
-    return open_run(args.out, {**vars(args), **settings}, args.resume)
+    return offline_runner.open_run(args.out, {**vars(args), **settings}, args.resume)
 
 
 def small_perm_config(scale: float = 1.0, iterations: int = 1500) -> C.PERMConfig:
