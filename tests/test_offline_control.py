@@ -248,8 +248,11 @@ def test_perm_beats_the_merged_data_on_flip_gate():
      "--scale", "0.01"],
     ["scripts/offline_control/scaling.py", "--envs", "1", "2", "--transitions", "100", "--fixed-transitions", "100",
      "--fixed-envs", "2", "--seeds", "2", "--iterations", "10"],
-    ["scripts/offline_control/pessimism.py", "--betas", "0", "1", "--control-betas", "--num-envs", "2",
+    ["scripts/offline_control/pessimism.py", "--betas", "0", "1", "--num-envs", "2", "--num-val", "2",
      "--transitions", "100", "--seeds", "2", "--iterations", "10"],
+    ["scripts/offline_control/pppo_passes.py", "--tasks", "goal_line", "--passes", "1", "16", "--step-sizes", "1",
+     "--num-envs", "2", "--transitions", "100", "--seeds", "2", "--iterations", "10", "--eval-steps", "2",
+     "--improve-steps", "2"],
     ["benchmarks/offline_critics.py", "--envs", "2", "--repeats", "1", "--memory-envs", "2", "--members", "1"],
 ])
 def test_experiment_and_benchmark_scripts_run(argv, tmp_path):
