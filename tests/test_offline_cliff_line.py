@@ -50,6 +50,8 @@ def test_blind_return_matches_rollouts():
         by_rollout = sum(r for _, r, _ in steps[: ended + 1])  # rewards up to and including the fall
         assert got.shape == (1,) and got[0] == pytest.approx(want) and by_rollout == pytest.approx(want)
     assert CL.blind_return(np.stack([positions, positions]), [0.6, 0.8]).shape == (2, 2)
+    # a sequence that returns below the edge after passing it: the episode ended at the first pass
+    assert CL.blind_return([0.25, 0.75, 0.5, 0.5], [0.6])[0] == pytest.approx(0.25 - 1.0)
 
 
 def test_approach_policy_and_bad_input():
