@@ -95,5 +95,7 @@ def test_selection_rule_and_paired_verdicts():
     assert pess.paired_verdict(noisy, np.zeros(4), "two-sided")["verdict"] == "no significant difference"
     lin = _script("scripts/offline/pessimism.py")
     np.testing.assert_array_equal(lin.select(val), [2, 1, 0])
+    assert lin.paired_verdict(noisy, np.zeros(4))["verdict"] == "not shown"
+    assert lin.paired_verdict(b, a)["verdict"] == "contradicted"
     assert lin.paired_verdict(a, b) == {k: pytest.approx(x) if isinstance(x, float) else x
                                         for k, x in pess.paired_verdict(a, b, "greater").items()}
