@@ -102,16 +102,19 @@ def test_perm_finds_the_mean_of_the_environments_optima():
 
 
 def test_pppo_steps_toward_each_environment_in_turn():
-    cfg = C.PPPOConfig(critic=SMALL.critic, actor=SMALL.actor, eval_steps=300, improve_steps=150, step_size=10.0)
+    """Two passes over two environments: step k improves on environment k mod 2 (0, 1, 0, 1)."""
+    cfg = C.PPPOConfig(critic=SMALL.critic, actor=SMALL.actor, eval_steps=200, improve_steps=120, step_size=10.0,
+                       passes=2)
     d = bandit_data()
     res = C.run_pppo(jax.random.PRNGKey(10), d, cfg)
     pol = C.make_policy(cfg.actor, 2, 2, 2)
     obs = jnp.zeros((1, 2))
-    acts = [float(np.mean(pol.act(jax.tree.map(lambda x: x[k], res.iterates), obs, jnp.zeros(2)))) for k in range(2)]
-    final = float(np.mean(pol.act(res.final, obs, jnp.zeros(2))))
-    assert abs(acts[1] - TARGETS[0]) < abs(acts[0] - TARGETS[0])  # pi_2 improved on env 1
-    assert abs(final - TARGETS[1]) < abs(acts[1] - TARGETS[1])  # pi_3 improved on env 2
-    assert res.values.shape == (2,) and 0 <= int(res.index) < 2
+    acts = [float(np.mean(pol.act(jax.tree.map(lambda x: x[k], res.iterates), obs, jnp.zeros(2)))) for k in range(4)]
+    acts.append(float(np.mean(pol.act(res.final, obs, jnp.zeros(2)))))
+    for k in range(4):  # pi_{k+1} is closer than pi_k to the optimum of environment k mod 2
+        target = TARGETS[k % 2]
+        assert abs(acts[k + 1] - target) < abs(acts[k] - target), (k, acts)
+    assert res.values.shape == (4,) and 0 <= int(res.index) < 4
     for x, y in zip(jax.tree.leaves(res.policy), jax.tree.leaves(jax.tree.map(lambda v: v[res.index], res.iterates))):
         np.testing.assert_array_equal(x, y)
 
@@ -245,8 +248,11 @@ def test_perm_beats_the_merged_data_on_flip_gate():
      "--scale", "0.01"],
     ["scripts/offline_control/scaling.py", "--envs", "1", "2", "--transitions", "100", "--fixed-transitions", "100",
      "--fixed-envs", "2", "--seeds", "2", "--iterations", "10"],
-    ["scripts/offline_control/pessimism.py", "--betas", "0", "1", "--control-betas", "--num-envs", "2",
+    ["scripts/offline_control/pessimism.py", "--betas", "0", "1", "--num-envs", "2", "--num-val", "2",
      "--transitions", "100", "--seeds", "2", "--iterations", "10"],
+    ["scripts/offline_control/pppo_passes.py", "--tasks", "goal_line", "--passes", "1", "16", "--step-sizes", "1",
+     "--num-envs", "2", "--transitions", "100", "--seeds", "2", "--iterations", "10", "--eval-steps", "2",
+     "--improve-steps", "2"],
     ["benchmarks/offline_critics.py", "--envs", "2", "--repeats", "1", "--memory-envs", "2", "--members", "1"],
 ])
 def test_experiment_and_benchmark_scripts_run(argv, tmp_path):

@@ -157,7 +157,8 @@ def test_pppo_proximal_loss_matches_hand_computation(bc_alpha):
 
 # ---------------------------------------------------------------- PPPO's output iterate
 def test_pppo_output_iterate_is_uniform_over_all_n():
-    """Both PPPOs draw ``index`` uniformly from 0..n-1 (the last iterate included) and output ``iterates[index]``."""
+    """Both PPPOs draw ``index`` uniformly from 0..T-1 (the last iterate included) and output ``iterates[index]``;
+    T = n for the linear PPPO, T = 2n for the neural one run with ``passes = 2``."""
     n, draws = 3, 120
     keys = jax.random.split(jax.random.PRNGKey(0), draws)
     fam = L.mdp.random_contextual_mdp(jax.random.PRNGKey(1), 2, 2, 2, num_bases=2, features="tabular")
@@ -165,19 +166,20 @@ def test_pppo_output_iterate_is_uniform_over_all_n():
                                                           L.dataset.uniform_policy(2, 2, 2), 4))
     lin_res = jax.jit(jax.vmap(L.make_pppo(L.PPPOConfig(beta=0.1)), in_axes=(0, None)))(keys, lin)
     tiny = C.PPPOConfig(critic=C.CriticConfig(hidden_sizes=(2,), num_critics=1, batch_size=2),
-                        actor=C.ActorConfig(hidden_sizes=(2,), batch_size=2), eval_steps=1, improve_steps=1)
+                        actor=C.ActorConfig(hidden_sizes=(2,), batch_size=2), eval_steps=1, improve_steps=1, passes=2)
     rng = np.random.default_rng(5)
     ctl = C.Transitions(obs=jnp.asarray(rng.normal(size=(n, 4, 1)), jnp.float32),
                         action=jnp.zeros((n, 4, 1)), reward=jnp.zeros((n, 4)), next_obs=jnp.zeros((n, 4, 1)),
                         terminal=jnp.ones((n, 4), bool), truncated=jnp.zeros((n, 4), bool), contexts=jnp.zeros((n, 1)))
     ctl_res = jax.jit(jax.vmap(C.make_pppo(tiny), in_axes=(0, None)))(keys[:draws // 2], ctl)
-    for res, count in ((lin_res, draws), (ctl_res, draws // 2)):
+    for res, count, T in ((lin_res, draws, n), (ctl_res, draws // 2, 2 * n)):
         index = np.asarray(res.index)
-        freq = np.bincount(index, minlength=n + 1)
-        assert freq[n] == 0 and index.min() >= 0
-        # each of the n values: binomial(count, 1/n); 5 standard deviations either side
-        sd = np.sqrt(count * (1 / n) * (1 - 1 / n))
-        assert np.all(np.abs(freq[:n] - count / n) < 5 * sd), freq
-        assert freq[n - 1] > 0  # the last iterate is drawn too
+        assert np.asarray(res.values).shape == (len(index), T)
+        freq = np.bincount(index, minlength=T + 1)
+        assert freq[T] == 0 and index.min() >= 0
+        # each of the T values: binomial(count, 1/T); 5 standard deviations either side
+        sd = np.sqrt(count * (1 / T) * (1 - 1 / T))
+        assert np.all(np.abs(freq[:T] - count / T) < 5 * sd), freq
+        assert freq[T - 1] > 0  # the last iterate is drawn too
         for got, its in zip(jax.tree.leaves(res.policy), jax.tree.leaves(res.iterates)):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(its)[np.arange(len(index)), index])

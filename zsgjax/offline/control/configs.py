@@ -99,7 +99,9 @@ class PPPOConfig:
     D_k, then ``improve_steps`` actor steps on
     ``E_{s ~ D_k}[Q_k^-(s, pi(s))] - (1 / step_size) E_{s ~ D_k} KL(pi(.|s) || pi_k(.|s))``,
     the KL of the fixed-std Gaussians ``N(m(s), policy_std^2)`` in pre-tanh space,
-    ``|m(s) - m_k(s)|^2 / (2 policy_std^2)``."""
+    ``|m(s) - m_k(s)|^2 / (2 policy_std^2)``. ``passes``: how many times the sequence
+    of environments is run (1: the paper's single pass; P: T = P n mirror-descent steps,
+    environment ``k mod n`` at step k)."""
 
     critic: CriticConfig = CriticConfig()
     actor: ActorConfig = ActorConfig()
@@ -107,6 +109,7 @@ class PPPOConfig:
     improve_steps: int = param(100, kind=int, low=1)
     step_size: float = param(1.0, low=0.0, low_open=True)
     policy_std: float = param(0.3, low=0.0, low_open=True)
+    passes: int = param(1, kind=int, low=1)
 
     def validate(self) -> "PPPOConfig":
         validate(self)

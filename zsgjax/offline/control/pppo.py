@@ -15,8 +15,11 @@ mean (:mod:`~zsgjax.offline.control.policy`). From a random ``pi_1``, for k = 1.
 
    (plus TD3+BC's term when ``actor.bc_alpha`` is set), giving ``pi_{k+1}``.
 
-The whole pass is one ``lax.scan`` over the environments. The output is an iterate
-drawn uniformly from ``pi_1..pi_n`` (``policy``) and ``pi_{n+1}`` (``final``).
+With ``passes = P`` the sequence is run P times (T = P n steps, environment ``k mod n``
+at step k, the critics of every step fresh): online mirror descent's regret bound over T
+steps needs T large against the spread of the environments' objectives, and one pass
+gives T = n. The whole run is one ``lax.scan`` over the T steps. The output is an
+iterate drawn uniformly from ``pi_1..pi_T`` (``policy``) and ``pi_{T+1}`` (``final``).
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ from zsgjax.offline.control.transitions import Transitions, check_transitions
 class PPPOResult:
     """Output of PPPO's ``train``.
 
-    iterates: policy parameters of ``pi_1..pi_n``, leaves with a leading ``n``
-    values:   ``(n,)`` ``mean_{s ~ D_k} Q_k^-(s, pi_k(s))``, the pessimistic value of ``pi_k`` on env k
-    index:    ``()`` the uniformly drawn iterate
+    iterates: policy parameters of ``pi_1..pi_T`` (T = passes x n), leaves with a leading ``T``
+    values:   ``(T,)`` ``mean_{s ~ D_k} Q_k^-(s, pi_k(s))``, the pessimistic value of ``pi_k`` on its
+              environment ``k mod n``
+    index:    ``()`` the uniformly drawn iterate, in ``[0, T)``
     policy:   ``iterates[index]``, PPPO's output
-    final:    ``pi_{n+1}``, after the last step
+    final:    ``pi_{T+1}``, after the last step
     """
 
     iterates: Any
@@ -79,7 +83,8 @@ def proximal_loss(config: PPPOConfig, policy: Policy, critics: EnsembleFQE, para
 
 
 def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResult]:
-    """``train(key, data) -> PPPOResult`` over ``data``'s environments in stored order (jittable)."""
+    """``train(key, data) -> PPPOResult`` over ``data``'s environments in stored order, ``passes``
+    times (jittable)."""
     if not isinstance(config, PPPOConfig):
         raise ValueError(f"`config` must be a PPPOConfig, got {type(config).__name__}")
     config.validate()
@@ -94,7 +99,8 @@ def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResu
         params0 = policy.init(k_pi)
 
         def one_env(pp, inp):
-            k, env = inp  # env: one environment's Transitions, leaves (N, ...) / contexts (k,)
+            k, i = inp
+            env = jax.tree.map(lambda x: x[i], data)  # environment i: leaves (N, ...) / contexts (k,)
             env1 = jax.tree.map(lambda x: x[None], env)  # as n = 1
             k_init, k_eval, k_imp = jax.random.split(k, 3)
             next_action_fn = lambda o, c, _k: policy.act(pp, o, c)  # noqa: E731
@@ -118,8 +124,10 @@ def make_pppo(config: PPPOConfig) -> Callable[[jax.Array, Transitions], PPPOResu
             (new_pp, _), _ = jax.lax.scan(improve_step, (pp, opt.init(pp)), jax.random.split(k_imp, config.improve_steps))
             return new_pp, (pp, value)
 
-        final, (iterates, values) = jax.lax.scan(one_env, params0, (jax.random.split(k_envs, n), data))
-        index = jax.random.randint(k_index, (), 0, n)
+        steps = config.passes * n
+        order = jnp.arange(steps) % n
+        final, (iterates, values) = jax.lax.scan(one_env, params0, (jax.random.split(k_envs, steps), order))
+        index = jax.random.randint(k_index, (), 0, steps)
         drawn = jax.tree.map(lambda x: x[index], iterates)
         return PPPOResult(iterates=iterates, values=values, index=index, policy=drawn, final=final)
 
