@@ -21,6 +21,15 @@ u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.context_gradients`):
 
 Enhanced samples whose derivatives (or recomputed transition) are not finite get
 weight 0 and are counted.
+
+Where first-order derivatives come from (``gradients``, :func:`step_with_derivatives`):
+``"autodiff"`` (the default: ``jax.jacfwd`` / ``jax.jvp`` through the step) or
+``"fd"``: central finite differences of the step (``2 * dim`` extra steps for the
+Jacobian, 2 for a jvp, vmapped; ``fd_step`` is the offset as a fraction of each
+context dimension's range, one-sided at the space's bounds), for steps that JAX
+cannot differentiate. ``gradient_noise > 0`` corrupts either by relative Gaussian
+noise, ``g + gradient_noise * ||g|| * xi / sqrt(g.size)``
+(:func:`zsgjax.context_gradients.add_relative_noise`), for sensitivity studies.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from zsgjax.methods.registry import register
 
 MODES = ("first_order", "exact")
 STORAGES = ("auto", "jacobian", "jvp")
+GRADIENT_SOURCES = ("autodiff", "fd")
 
 
 def resolve_storage(storage: str, env) -> str:
@@ -54,6 +64,30 @@ def resolve_storage(storage: str, env) -> str:
     return "jvp" if physical > 0 and env.context_space.dim > 1 else "jacobian"
 
 
+def step_with_derivatives(env, env_state, action, context, delta_c, gradients: str = "autodiff",
+                          fd_step: float = 0.01):
+    """One step and its context derivatives from the source ``gradients`` (:data:`GRADIENT_SOURCES`).
+
+    ``delta_c=None``: the Jacobian (:class:`~zsgjax.types.ContextGradients`); a ``(dim,)``
+    step: the derivative along it (:class:`~zsgjax.types.DirectionalGradients`).
+    Returns ``((next_env_state, next_state_obs, reward, terminated), gradients)``.
+    ``ValueError`` suggesting ``gradients="fd"`` where autodiff cannot go through the step.
+    """
+    field_check(CSE, "gradients").require("step_with_derivatives: `gradients`", gradients)
+    if gradients == "fd":
+        if delta_c is None:
+            return context_gradients.step_and_fd_jacobian(env, env_state, action, context, fd_step)
+        return context_gradients.step_and_fd_jvp(env, env_state, action, context, delta_c, fd_step)
+    try:
+        if delta_c is None:
+            return context_gradients.step_and_jacobian(env, env_state, action, context)
+        return context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"CSE could not differentiate {type(env).__name__}'s step with autodiff ({first}); for a step "
+                         "JAX cannot differentiate use finite differences: gradients='fd' (--cse-gradients fd)") from e
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class CSE(Method):
@@ -67,6 +101,23 @@ class CSE(Method):
     storage: str = param("auto", kind=str, choices=STORAGES,
                          help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
     ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
+    # ---- gradient source (first_order): autodiff, finite differences, injected noise
+    gradients: str = param("autodiff", kind=str, choices=GRADIENT_SOURCES,
+                           help="first_order's derivatives: autodiff (jacfwd/jvp) or fd (central finite differences "
+                                "of the step, for steps JAX cannot differentiate)")
+    fd_step: float = param(0.01, low=0.0, low_open=True, high=0.5,
+                           help="gradients=fd: offset of the difference points, a fraction of each context "
+                                "dimension's range (one-sided at its bounds)")
+    gradient_noise: float = param(0.0, low=0.0,
+                                  help="relative RMS noise added to the stored derivatives: g + s*||g||*xi/sqrt(size), "
+                                       "xi ~ N(0, I) (0: none)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mode == "exact" and (self.gradients != "autodiff" or self.gradient_noise > 0):
+            raise ValueError(
+                f"CSE.gradients={self.gradients!r} / CSE.gradient_noise={self.gradient_noise!r} apply to "
+                "mode='first_order' only: mode='exact' recomputes the step at c + delta_c and uses no derivatives")
 
     def describe(self, space) -> str:
         return Method.describe(self, space) + self.enhancement_note()
@@ -87,9 +138,11 @@ class CSE(Method):
         if self.mode == "exact":
             return env.env_step(env_state, action, context), env_state
         if resolve_storage(self.storage, env) == "jacobian":
-            return context_gradients.step_and_jacobian(env, env_state, action, context)
-        delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)
-        return context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
+            delta_c = None
+        else:
+            delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)
+        out, grads = step_with_derivatives(env, env_state, action, context, delta_c, self.gradients, self.fd_step)
+        return out, context_gradients.add_relative_noise(jax.random.fold_in(rng, 1), grads, self.gradient_noise)
 
     # --------------------------------------------------------------- replay
     def enhance(self, env, items, rng):
