@@ -182,7 +182,7 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
                                       else common.compare(results, label, "vanilla", idx))
         rows.append(r)
     fd_steps = [overrides["cse_fd_step"] for overrides in chosen.values() if "cse_fd_step" in overrides]
-    errors = derivative_errors(the_env, fd_steps, n=512 if the_env.backend == "jax" else 32)
+    errors = derivative_errors(the_env, fd_steps, n=32 if hasattr(the_env, "mj_model") else 512)
     title = f"CSE gradient sources on {env}{''.join(f', {k}={v}' for k, v in env_kwargs.items())}, {scale} scale " \
             f"({total:,} steps x {num_seeds} seeds)"
     lines = ["| variant | FD rel. error (d s'/dc, d r/dc) | whole grid | far contexts | far: − autodiff | "
