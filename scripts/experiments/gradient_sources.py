@@ -235,6 +235,8 @@ def main(argv=None) -> int:
                    help="do not use JAX's persistent compilation cache (default: on)")
     common.options.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs)"))
     args = p.parse_args(argv)
+    if args.env == "cheetah_velocity":
+        import zsgjax.envs.mjx  # noqa: F401 -- sizes XLA:CPU's thread pool before JAX starts (zsgjax.envs.mjx.cpu_pool)
     common.options.configure_compile_cache(args.compile_cache)
     command = "python scripts/experiments/gradient_sources.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = args.out or os.path.join(common.REPO, "runs", "experiments", f"gradient_sources-{args.env}-{args.scale}")
