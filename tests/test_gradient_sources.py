@@ -310,3 +310,13 @@ def test_cse_fd_trains_on_mujoco_warp():
     _, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
     assert int(np.asarray(metrics["cse_invalid"]).sum()) == 0
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
+
+
+def test_gradient_settings_are_recorded_only_when_set_so_earlier_runs_resume():
+    """Runs recorded before these settings existed keep matching: at their defaults the
+    settings are left out of the record; set, they are recorded and read back."""
+    plain = TrainConfig(method="cse").record()
+    assert not {"cse_gradients", "cse_fd_step", "cse_gradient_noise"} & set(plain)
+    record = TrainConfig(method="cse", cse_gradients="fd", cse_fd_step=0.05).record()
+    assert record["cse_gradients"] == "fd" and record["cse_fd_step"] == 0.05 and "cse_gradient_noise" not in record
+    assert TrainConfig(**record) == TrainConfig(method="cse", cse_gradients="fd", cse_fd_step=0.05)

@@ -228,10 +228,14 @@ class TrainConfig:
     def record(self) -> dict[str, Any]:
         """The config as plain data (``dataclasses.asdict``) for ``run.json`` and checkpoints;
         ``method_options`` only when it holds something, so a config without settings
-        of late-registered methods records what zsgjax recorded before they existed."""
+        of late-registered methods records what zsgjax recorded before they existed, and
+        settings marked ``RECORDED_WHEN_SET`` only when they differ from their default."""
         data = dataclasses.asdict(self)
         if not data["method_options"]:
             del data["method_options"]
+        for option, setting in registered_settings().items():  # settings added after runs were recorded
+            if setting.recorded_when_set and data.get(option, setting.default) == setting.default:
+                data.pop(option, None)
         return data
 
     def make_env(self) -> ContextualEnv:

@@ -44,6 +44,7 @@ from zsgjax.configs import field_check, param
 from zsgjax.methods import enhancement
 from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
+from zsgjax.methods.settings import RECORDED_WHEN_SET
 
 MODES = ("first_order", "exact")
 STORAGES = ("auto", "jacobian", "jvp")
@@ -102,13 +103,14 @@ class CSE(Method):
                          help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
     ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
     # ---- gradient source (first_order): autodiff, finite differences, injected noise
-    gradients: str = param("autodiff", kind=str, choices=GRADIENT_SOURCES,
+    # added after runs were recorded: named in a run's record only when set, so those runs still resume
+    gradients: str = param("autodiff", kind=str, choices=GRADIENT_SOURCES, meta={RECORDED_WHEN_SET: True},
                            help="first_order's derivatives: autodiff (jacfwd/jvp) or fd (central finite differences "
                                 "of the step, for steps JAX cannot differentiate)")
-    fd_step: float = param(0.01, low=0.0, low_open=True, high=0.5,
+    fd_step: float = param(0.01, low=0.0, low_open=True, high=0.5, meta={RECORDED_WHEN_SET: True},
                            help="gradients=fd: offset of the difference points, a fraction of each context "
                                 "dimension's range (one-sided at its bounds)")
-    gradient_noise: float = param(0.0, low=0.0,
+    gradient_noise: float = param(0.0, low=0.0, meta={RECORDED_WHEN_SET: True},
                                   help="relative RMS noise added to the stored derivatives: g + s*||g||*xi/sqrt(size), "
                                        "xi ~ N(0, I) (0: none)")
 

@@ -24,6 +24,9 @@ A subclass that declares an inherited field again (another default or range) own
 setting of its own (``<its name>_<field>``).
 An environment-dependent default (DR's box: the context space's bounds) is a field left
 at ``None`` whose ``param`` carries ``meta={ENV_DEFAULT: fn}`` with ``fn(env)`` the value.
+A setting added after runs were recorded carries ``meta={RECORDED_WHEN_SET: True}``: the
+config's record (``run.json``, checkpoints) names it only when it differs from its default,
+so those runs' records still match and resume.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from zsgjax.configs import Check, field_help, metadata_check
 
 ENV_DEFAULT = "env_default"
 """``param(..., meta={ENV_DEFAULT: fn})``: a setting left at ``None`` resolves to ``fn(env)``."""
+RECORDED_WHEN_SET = "recorded_when_set"
+"""``param(..., meta={RECORDED_WHEN_SET: True})``: recorded only when not at its default."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +50,8 @@ class Setting:
     owner: the method class that declares the field; field: its name there;
     default: the declared default; check: its :class:`~zsgjax.configs.Check`;
     help: one line for ``--help``; env_default: ``env -> value`` for a ``None``
-    default that depends on the environment, else ``None``.
+    default that depends on the environment, else ``None``; recorded_when_set: the
+    config's record names it only when it differs from ``default``.
     """
 
     option: str
@@ -55,6 +61,7 @@ class Setting:
     check: Check
     help: str
     env_default: Callable[[Any], Any] | None = None
+    recorded_when_set: bool = False
 
     @property
     def flag(self) -> str:
@@ -94,7 +101,8 @@ def settings_of(cls: type) -> tuple[Setting, ...]:
             raise TypeError(f"{where}: declared by a class without a `name`, so it has no option name "
                             "(<method name>_<field>); declare it in a registered method class")
         out.append(Setting(option=f"{owner.name}_{f.name}", owner=owner, field=f.name, default=f.default,
-                           check=check, help=helptext, env_default=f.metadata.get(ENV_DEFAULT)))
+                           check=check, help=helptext, env_default=f.metadata.get(ENV_DEFAULT),
+                           recorded_when_set=bool(f.metadata.get(RECORDED_WHEN_SET, False))))
     return tuple(out)
 
 
