@@ -186,6 +186,21 @@ def test_cse_fd_on_a_numpy_step_matches_autodiff_on_the_jax_step(storage):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5)
 
 
+def test_cse_fd_uses_its_step_setting():
+    """``CSE.fd_step`` reaches the difference (pendulum_goal is nonlinear in c: the step shows)."""
+    env = make("pendulum_goal")
+    s, a, c, key = jnp.asarray([0.7, -1.3]), jnp.asarray([0.4]), env.default_context(), jax.random.PRNGKey(1)
+    from zsgjax.methods import enhancement
+
+    d = enhancement.draw_context_step(key, c, env.context_space, 0.1)
+    for storage, direct in (("jacobian", lambda h: cg.fd_jacobian(env, s, a, c, h)),
+                            ("jvp", lambda h: DirectionalGradients(d, *cg.fd_jvp(env, s, a, c, d, h)))):
+        coarse = CSE(gradients="fd", fd_step=0.3, storage=storage).collect(env, s, a, c, key)[1]
+        for x, y in zip(jax.tree.leaves(coarse), jax.tree.leaves(direct(0.3)), strict=True):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+        assert not np.allclose(np.asarray(coarse.d_obs), np.asarray(direct(0.01).d_obs), rtol=1e-3, atol=0)
+
+
 def test_cse_autodiff_on_a_numpy_step_says_to_use_fd():
     s, a, c, keys = _batch(SimpleDirection(), n=1)
     for storage in ("jacobian", "jvp"):
