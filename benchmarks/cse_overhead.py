@@ -29,7 +29,10 @@ Environments:
 collection-only scan (``rollout.step`` with the plain collector or CSE's ``jacobian``/``jvp``/``auto`` one;
 for the MJX env also with ``solver_tangent="unrolled"``, the tangent through every constraint-solver
 iteration, against the default implicit-function-theorem tangent) and a scan of SAC updates on a replay
-batch (plain and CSE-enhanced). Each collection program's FLOPs per step (XLA ``cost_analysis``, which counts
+batch (plain and CSE-enhanced). Without autodiff (``cse_gradients="fd"``): the same collectors with central
+finite differences (``jacobian_fd``: ``2 d`` extra steps, ``jvp_fd``: 2, vmapped with the primal step), timed
+in the same alternation and reported as ``collect_jacobian_fd_over_jacobian`` / ``collect_jvp_fd_over_jvp`` (the
+cost of FD against ``jacfwd`` / ``jvp``) and against the plain step. Each collection program's FLOPs per step (XLA ``cost_analysis``, which counts
 the body of a loop once: one batched step, with one pass of the constraint solver's loop) and fraction of the matmul peak measured in the same run are recorded.
 
 Run: ``python benchmarks/cse_overhead.py``; ``--scale 16`` for GPU-sized settings.
@@ -112,6 +115,8 @@ SIDES = {
     "vanilla": dict(method="vanilla"),
     "cse_jacobian": dict(method="cse", cse_storage="jacobian"),
     "cse_jvp": dict(method="cse", cse_storage="jvp"),
+    "cse_jacobian_fd": dict(method="cse", cse_storage="jacobian", cse_gradients="fd"),
+    "cse_jvp_fd": dict(method="cse", cse_storage="jvp", cse_gradients="fd"),
 }
 
 
@@ -134,22 +139,34 @@ def settings(args, kind: str) -> dict:
     )
 
 
+COLLECTORS = ("none", "jacobian", "jvp", "auto", "jacobian_fd", "jvp_fd")
+FD_PAIRS = {"jacobian_fd": "jacobian", "jvp_fd": "jvp"}  # FD collector -> its autodiff counterpart
+
+
 def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, repeats: int, peak: float,
-                    unrolled_env=None) -> dict:
+                    unrolled_env=None, collectors=COLLECTORS, fd_step: float = 0.01) -> dict:
     """Collection-only and update-only scans, compiled apart, timed alternately.
 
     ``unrolled_env``: the same MJX env with ``solver_tangent="unrolled"`` (adds the
-    ``jacobian_unrolled``/``jvp_unrolled`` collectors); ``peak``: matmul GFLOP/s.
+    ``jacobian_unrolled``/``jvp_unrolled`` collectors); ``peak``: matmul GFLOP/s;
+    ``collectors``: which of :data:`COLLECTORS` to time (``none`` always);
+    ``fd_step``: ``cse_fd_step`` of the FD collectors.
     """
     n, rounds = s["num_envs"], s["rounds"]
     sampler = Vanilla().context_sampler(env.context_space)
     env_state = rollout.reset(env, jax.random.PRNGKey(0), n, sampler)
 
-    def cse_collect(storage):
-        return CSE(epsilon=0.1, mode="first_order", storage=storage, ratio=1.0).collect
+    def cse_collect(storage, gradients="autodiff"):
+        return CSE(epsilon=0.1, mode="first_order", storage=storage, ratio=1.0, gradients=gradients,
+                   fd_step=fd_step).collect
 
-    collectors = {"none": (env, plain_collect), "jacobian": (env, cse_collect("jacobian")),
-                  "jvp": (env, cse_collect("jvp")), "auto": (env, cse_collect("auto"))}
+    unknown = set(collectors) - set(COLLECTORS)
+    if unknown:
+        raise ValueError(f"component_times: `collectors` must be among {', '.join(COLLECTORS)}, got {sorted(unknown)}")
+    every = {"none": (env, plain_collect), "jacobian": (env, cse_collect("jacobian")),
+             "jvp": (env, cse_collect("jvp")), "auto": (env, cse_collect("auto")),
+             "jacobian_fd": (env, cse_collect("jacobian", "fd")), "jvp_fd": (env, cse_collect("jvp", "fd"))}
+    collectors = {k: v for k, v in every.items() if k == "none" or k in collectors}
     if unrolled_env is not None:
         collectors["jacobian_unrolled"] = (unrolled_env, cse_collect("jacobian"))
         collectors["jvp_unrolled"] = (unrolled_env, cse_collect("jvp"))
@@ -212,6 +229,9 @@ def component_times(env, trainer_by_side: dict, state_by_side: dict, s: dict, re
         out[f"collect_{mode}"]["roofline_per_step"] = _common.roofline(step_flops[mode], median_s / rounds, peak)
         if mode != "none":
             out[f"collect_{mode}_over_none"] = _common.paired_ratio(times[f"collect_{mode}"], times["collect_none"])
+        if FD_PAIRS.get(mode) in collectors:
+            out[f"collect_{mode}_over_{FD_PAIRS[mode]}"] = _common.paired_ratio(
+                times[f"collect_{mode}"], times[f"collect_{FD_PAIRS[mode]}"])
     out["auto_storage"] = cse_resolve_storage("auto", env)
     for side in trainer_by_side:
         if side != "vanilla" and "vanilla" in trainer_by_side:
@@ -244,7 +264,11 @@ def parse_args(argv=None):
     p.add_argument("--mjx-rounds", type=int, default=10, help="timed batched steps, MJX env (times --scale)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--components", type=int, default=1, help="1: also time collection and updates apart")
-    p.add_argument("--sides", default="vanilla,cse_jacobian,cse_jvp", help="trainers timed per row (of SIDES)")
+    p.add_argument("--sides", default="vanilla,cse_jacobian,cse_jvp", help=f"trainers timed per row (of {', '.join(SIDES)})")
+    p.add_argument("--collectors", default=",".join(COLLECTORS),
+                   help=f"collectors timed in the components (of {', '.join(COLLECTORS)}; none always)")
+    p.add_argument("--unrolled", type=int, default=1, help="1: also the MJX unrolled-solver collectors")
+    p.add_argument("--fd-step", type=float, default=0.01, help="cse_fd_step of the FD collectors and sides")
     p.add_argument("--scale", type=int, default=1, help="multiplies num_envs, rounds and replay (16: GPU-sized)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(_common.RESULTS_DIR, "cse_overhead_cpu.json"))
@@ -258,7 +282,8 @@ def main(argv=None) -> dict:
         "Per (env, context dim): vanilla / cse_jacobian / cse_jvp trainers with identical SAC settings, each "
         "compiled apart (jit(trainer.run).lower().compile()), timed on the same number of learning rounds from a "
         "prefilled replay, alternated ABBA; figure = median of per-repeat time(cse)/time(vanilla). "
-        "cse_mode=first_order, cse_ratio=1 (the whole batch is enhanced), cse_epsilon=0.1."
+        "cse_mode=first_order, cse_ratio=1 (the whole batch is enhanced), cse_epsilon=0.1; FD sides and "
+        f"collectors: cse_gradients=fd, cse_fd_step={args.fd_step:g}."
     )
     result["targets"] = {"analytic_jvp": "<= 1.15", "mjx_jvp": "<= 1.5"}
     result["rows"] = []
@@ -276,9 +301,12 @@ def main(argv=None) -> dict:
                 "settings": s,
                 "times": {k: {**_common.summary(v), "compile_s": sides[k].compile_s} for k, v in times.items()},
             }
-            for k in ("cse_jacobian", "cse_jvp"):
-                if k in times and "vanilla" in times:
+            for k in SIDES:
+                if k != "vanilla" and k in times and "vanilla" in times:
                     row["ratio_" + k[4:]] = _common.paired_ratio(times[k], times["vanilla"])
+            for fd, autodiff in (("cse_jacobian_fd", "cse_jacobian"), ("cse_jvp_fd", "cse_jvp")):
+                if fd in times and autodiff in times:
+                    row[f"ratio_{fd[4:]}_over_{autodiff[4:]}"] = _common.paired_ratio(times[fd], times[autodiff])
             target = 1.5 if kind == "cheetah_velocity" else 1.15
             row["target_jvp"] = target
             if "ratio_jvp" in row:
@@ -291,12 +319,15 @@ def main(argv=None) -> dict:
                     s,
                     args.repeats,
                     result["matmul_peak"]["gflops"],
-                    make_env(kind, d, solver_tangent="unrolled")[1] if kind == "cheetah_velocity" else None,
+                    make_env(kind, d, solver_tangent="unrolled")[1] if kind == "cheetah_velocity" and args.unrolled
+                    else None,
+                    collectors=tuple(c for c in args.collectors.split(",") if c),
+                    fd_step=args.fd_step,
                 )
             print(f"[cse_overhead] {kind} d={d}: " + ", ".join(
                 f"{k} {v['median']:.3f}x" for k, v in row.items() if k.startswith("ratio_")), flush=True)
             for k, v in row.get("components", {}).items():
-                if k.endswith("_over_none"):
+                if "_over_" in k:
                     print(f"[cse_overhead]   {k}: {v['median']:.3f}x", flush=True)
             result["rows"].append(row)
             _common.write_json(args.out, result)

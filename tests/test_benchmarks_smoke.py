@@ -134,6 +134,7 @@ def test_cse_overhead_smoke(tmp_path):
     row = json.loads(out.read_text())["rows"][0]
     assert row["context_dim"] == 2 and set(row["times"]) == {"vanilla", "cse_jacobian", "cse_jvp"}
     assert "components" in row
+    assert {"collect_jacobian_fd_over_jacobian", "collect_jvp_fd_over_jvp"} <= set(row["components"])
 
 
 @pytest.mark.slow

@@ -166,9 +166,9 @@ class _TemperedLDR(LDR):
 
 def test_settings_are_declared_once_by_the_method_classes():
     settings = registered_settings()
-    builtin = ["cse_epsilon", "cse_mode", "cse_storage", "cse_ratio", "cse_noise_gradient", "ldr_scale", "dr_low",
-               "dr_high"]
-    assert list(settings)[:8] == builtin
+    builtin = ["cse_epsilon", "cse_mode", "cse_storage", "cse_ratio", "cse_gradients", "cse_fd_step",
+               "cse_gradient_noise", "cse_noise_scale_gradient", "ldr_scale", "dr_low", "dr_high"]
+    assert list(settings)[:len(builtin)] == builtin
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for option in builtin:  # TrainConfig's method fields are derived: the method's default and check
         s = settings[option]
@@ -177,8 +177,8 @@ def test_settings_are_declared_once_by_the_method_classes():
     assert TrainConfig().cse_epsilon == 0.1 and TrainConfig().cse_storage == "auto" and TrainConfig().dr_low is None
     # the composite reads CSE's and LDR's settings without declaring any
     assert [(s.option, s.owner) for s in CSEWithLDR.settings()] == [
-        ("cse_epsilon", CSE), ("cse_mode", CSE), ("cse_storage", CSE), ("cse_ratio", CSE),
-        ("cse_noise_gradient", CSE), ("ldr_scale", LDR)]
+        ("cse_epsilon", CSE), ("cse_mode", CSE), ("cse_storage", CSE), ("cse_ratio", CSE), ("cse_gradients", CSE),
+        ("cse_fd_step", CSE), ("cse_gradient_noise", CSE), ("cse_noise_scale_gradient", CSE), ("ldr_scale", LDR)]
     assert not CSEWithLDR.__dict__.get("__annotations__")
     assert [s.option for s in _TemperedLDR.settings()] == ["ldr_scale", "test_tempered_temperature"]
 

@@ -80,7 +80,7 @@ def test_step_and_both_derivatives_match_the_numpy_port(name):
             env_state, action, context = _point(env, seed)
             xi = np.asarray(env.next_noise(env_state, jnp.float64))
             (next_state, obs, reward, _), grads = context_gradients.step_and_jacobian(env, env_state, action, context)
-            ignored = context_gradients.context_jacobian(env.with_noise_gradient("ignore"), env_state, action, context)
+            ignored = context_gradients.context_jacobian(env.with_noise_scale_gradient("ignore"), env_state, action, context)
             s, a, c = (np.asarray(x) for x in (env_state.physics, action, context))
             want_obs, want_r = port(s, a, c, xi, c)
             np.testing.assert_allclose(obs, want_obs, rtol=1e-12, atol=1e-12)
@@ -143,7 +143,7 @@ def _enhanced_law(method, env, env_state, action, context, delta_c):
     return values[0] - slope * xis[0], abs(slope), np.asarray(delta_c), xis
 
 
-def _law_errors(noise_gradient, mode="first_order", storage="jacobian"):
+def _law_errors(noise_scale_gradient, mode="first_order", storage="jacobian"):
     """Errors of the enhanced law's mean and std against the true law at c + dc, per dc: ``(len(DCS), 2)``."""
     with jax.enable_x64(True):
         env = make("linear_gaussian")
@@ -152,7 +152,7 @@ def _law_errors(noise_gradient, mode="first_order", storage="jacobian"):
         action = jnp.array([0.4])
         errors = []
         for dc in DCS:
-            method = CSE(epsilon=dc, mode=mode, storage=storage, noise_gradient=noise_gradient)
+            method = CSE(epsilon=dc, mode=mode, storage=storage, noise_scale_gradient=noise_scale_gradient)
             mean, std, delta_c, xis = _enhanced_law(method, env, env_state, action, context, jnp.array([dc]))
             true_mean, true_std = np_linear_law(np.asarray(env_state.physics), np.asarray(action),
                                                 np.asarray(context + delta_c))
@@ -195,25 +195,25 @@ def test_exact_cse_replays_the_noise():
 
 
 # ---------------------------------------------------------------------- errors
-def test_noise_gradient_errors():
-    with pytest.raises(ValueError, match=r"noise_gradient='ignore' changes context derivatives and mode='exact'"):
-        CSE(mode="exact", noise_gradient="ignore")
-    with pytest.raises(ValueError, match=r"TrainConfig.cse_noise_gradient must be one of"):
-        TrainConfig(cse_noise_gradient="fixed")
-    with pytest.raises(ValueError, match=r"noise_gradient='ignore' needs a stochastic environment .* PendulumGoal"):
+def test_noise_scale_gradient_errors():
+    with pytest.raises(ValueError, match=r"noise_scale_gradient='ignore' changes context derivatives and mode='exact'"):
+        CSE(mode="exact", noise_scale_gradient="ignore")
+    with pytest.raises(ValueError, match=r"TrainConfig.cse_noise_scale_gradient must be one of"):
+        TrainConfig(cse_noise_scale_gradient="fixed")
+    with pytest.raises(ValueError, match=r"noise_scale_gradient='ignore' needs a stochastic environment .* PendulumGoal"):
         differentiated_env(make("pendulum_goal"), "ignore")
     env = make("linear_gaussian")
     assert differentiated_env(env, "reparameterised") is env
     view = differentiated_env(env, "ignore")
-    assert isinstance(view, StochasticEnv) and view.noise_gradient == "ignore" and env.noise_gradient == "reparameterised"
-    with pytest.raises(ValueError, match=r"`noise_gradient` must be one of 'reparameterised', 'ignore'"):
-        env.with_noise_gradient("none")
+    assert isinstance(view, StochasticEnv) and view.noise_scale_gradient == "ignore" and env.noise_scale_gradient == "reparameterised"
+    with pytest.raises(ValueError, match=r"`noise_scale_gradient` must be one of 'reparameterised', 'ignore'"):
+        env.with_noise_scale_gradient("none")
     for name in NOISY:
         with pytest.raises(ValueError, match=r"`noise_scale` must be a finite number >= 0"):
             make(name, noise_scale=-0.1)
     # the record of a config at the default leaves the setting out (earlier runs still resume)
-    assert "cse_noise_gradient" not in TrainConfig().record() and TrainConfig().record()["cse_epsilon"] == 0.1
-    assert TrainConfig(cse_noise_gradient="ignore").record()["cse_noise_gradient"] == "ignore"
+    assert "cse_noise_scale_gradient" not in TrainConfig().record() and TrainConfig().record()["cse_epsilon"] == 0.1
+    assert TrainConfig(cse_noise_scale_gradient="ignore").record()["cse_noise_scale_gradient"] == "ignore"
 
 
 def test_noisy_variants_train_with_their_tasks_presets():
@@ -267,4 +267,4 @@ def test_experiment_script_end_to_end(tmp_path, monkeypatch):
     assert 1.9 < out["law"]["reparameterised"]["w2_slope"] < 2.2 and 0.9 < out["law"]["ignore"]["w2_slope"] < 1.2
     record = json.loads((tmp_path / "out" / "stochastic_cse.json").read_text())["info"]
     assert record["seeds"] == 2 and [r["id"] for r in record["pre_registered_rows"]] == [v["id"] for v in out["verdicts"]]
-    assert record["configs"]["cse_ignore"]["cse_noise_gradient"] == "ignore"
+    assert record["configs"]["cse_ignore"]["cse_noise_scale_gradient"] == "ignore"

@@ -7,7 +7,7 @@ seed (same training and evaluation keys):
 
 * ``vanilla``     -- no enhancement;
 * ``cse_ignore``  -- first-order CSE whose derivatives hold the noise's scale sigma(c)
-  constant (``cse_noise_gradient="ignore"``): the spread of the enhanced next state
+  constant (``cse_noise_scale_gradient="ignore"``): the spread of the enhanced next state
   does not move with the context;
 * ``cse``         -- first-order CSE differentiating with the noise fixed (the
   reparameterised, transport-map derivative; the default);
@@ -51,7 +51,7 @@ from zsgjax.types import Transition
 
 VARIANTS = {
     "vanilla": dict(method="vanilla"),
-    "cse_ignore": dict(method="cse", cse_noise_gradient="ignore"),
+    "cse_ignore": dict(method="cse", cse_noise_scale_gradient="ignore"),
     "cse": dict(method="cse"),
     "ldr": dict(method="ldr"),
 }
@@ -125,8 +125,8 @@ def law_errors(dcs=LAW_DCS, context: float = 0.3, action: float = 0.4) -> dict:
         c, a = jnp.array([context]), jnp.array([action])
         start = env.init_env_state(jax.random.PRNGKey(0), c)
         mean, std = env.next_state_law(start, a, c)
-        for noise_gradient in ("reparameterised", "ignore"):
-            method = CSE(noise_gradient=noise_gradient, storage="jacobian")
+        for noise_scale_gradient in ("reparameterised", "ignore"):
+            method = CSE(noise_scale_gradient=noise_scale_gradient, storage="jacobian")
             rows = []
             for dc in dcs:
                 points = []
@@ -144,7 +144,7 @@ def law_errors(dcs=LAW_DCS, context: float = 0.3, action: float = 0.4) -> dict:
                 rows.append({"dc": dc, "mean_error": err_mean, "std_error": err_std,
                              "w2": float(np.hypot(err_mean, err_std))})
             w2 = np.array([r["w2"] for r in rows])
-            out[noise_gradient] = {"rows": rows, "w2_slope": float(np.polyfit(np.log(dcs), np.log(w2), 1)[0])}
+            out[noise_scale_gradient] = {"rows": rows, "w2_slope": float(np.polyfit(np.log(dcs), np.log(w2), 1)[0])}
     return out
 
 

@@ -27,10 +27,10 @@ A subclass implements four pure functions:
 * ``noise_shape`` (class attribute): the shape of ``xi`` (standard normal; override
   :meth:`StochasticEnv.noise` for another law independent of the context).
 
-``env_step`` passes ``noise_context = context``. :meth:`StochasticEnv.with_noise_gradient`
+``env_step`` passes ``noise_context = context``. :meth:`StochasticEnv.with_noise_scale_gradient`
 ``("ignore")`` gives a copy whose ``env_step`` passes
 ``jax.lax.stop_gradient(context)``: the same steps, but derivatives that treat
-``sigma`` as a constant (CSE's ``noise_gradient="ignore"`` ablation: the next-state
+``sigma`` as a constant (CSE's ``noise_scale_gradient="ignore"`` ablation: the next-state
 spread is then not moved with the context, an ``O(|delta_c|)`` error).
 """
 
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from zsgjax.envs.base import ContextualEnv, EnvState
 
-NOISE_GRADIENTS = ("reparameterised", "ignore")
+NOISE_SCALE_GRADIENTS = ("reparameterised", "ignore")
 """How context derivatives treat the noise's context-dependent scale ``sigma(c)``:
 ``reparameterised`` differentiates it (``xi`` fixed), ``ignore`` holds it constant."""
 
@@ -73,7 +73,7 @@ class StochasticEnv(ContextualEnv):
     """
 
     noise_shape: tuple[int, ...]
-    noise_gradient: str = "reparameterised"
+    noise_scale_gradient: str = "reparameterised"
 
     # ------------------------------------------------------------ to implement
     @abc.abstractmethod
@@ -117,34 +117,34 @@ class StochasticEnv(ContextualEnv):
         return NoisyState(physics=physics, key=key), state_obs, reward, terminated
 
     def env_step(self, env_state, action, context):
-        noise_context = jax.lax.stop_gradient(context) if self.noise_gradient == "ignore" else context
+        noise_context = jax.lax.stop_gradient(context) if self.noise_scale_gradient == "ignore" else context
         return self.env_step_at(env_state, action, context, noise_context)
 
-    def with_noise_gradient(self, noise_gradient: str) -> "StochasticEnv":
-        """A copy whose context derivatives treat the noise's scale as :data:`NOISE_GRADIENTS` says;
+    def with_noise_scale_gradient(self, noise_scale_gradient: str) -> "StochasticEnv":
+        """A copy whose context derivatives treat the noise's scale as :data:`NOISE_SCALE_GRADIENTS` says;
         its steps equal this environment's. ``ValueError`` for another value."""
-        if noise_gradient not in NOISE_GRADIENTS:
-            raise ValueError(f"{type(self).__name__}.with_noise_gradient: `noise_gradient` must be one of "
-                             f"{', '.join(repr(n) for n in NOISE_GRADIENTS)}, got {noise_gradient!r}")
+        if noise_scale_gradient not in NOISE_SCALE_GRADIENTS:
+            raise ValueError(f"{type(self).__name__}.with_noise_scale_gradient: `noise_scale_gradient` must be one of "
+                             f"{', '.join(repr(n) for n in NOISE_SCALE_GRADIENTS)}, got {noise_scale_gradient!r}")
         view = copy.copy(self)
-        view.noise_gradient = noise_gradient
+        view.noise_scale_gradient = noise_scale_gradient
         return view
 
 
-def differentiated_env(env: ContextualEnv, noise_gradient: str) -> ContextualEnv:
+def differentiated_env(env: ContextualEnv, noise_scale_gradient: str) -> ContextualEnv:
     """The environment whose steps CSE differentiates: ``env`` itself for ``"reparameterised"``,
-    ``env.with_noise_gradient("ignore")`` for ``"ignore"``.
+    ``env.with_noise_scale_gradient("ignore")`` for ``"ignore"``.
 
     ``ValueError`` for ``"ignore"`` on an environment that is not a :class:`StochasticEnv`
     (it draws no noise, so there is nothing to ignore: the run would silently equal the
     reparameterised one) and for an unknown value.
     """
-    if noise_gradient not in NOISE_GRADIENTS:
-        raise ValueError(f"`noise_gradient` must be one of {', '.join(repr(n) for n in NOISE_GRADIENTS)}, "
-                         f"got {noise_gradient!r}")
-    if noise_gradient == "reparameterised":
+    if noise_scale_gradient not in NOISE_SCALE_GRADIENTS:
+        raise ValueError(f"`noise_scale_gradient` must be one of {', '.join(repr(n) for n in NOISE_SCALE_GRADIENTS)}, "
+                         f"got {noise_scale_gradient!r}")
+    if noise_scale_gradient == "reparameterised":
         return env
     if not isinstance(env, StochasticEnv):
-        raise ValueError(f"CSE.noise_gradient='ignore' needs a stochastic environment "
+        raise ValueError(f"CSE.noise_scale_gradient='ignore' needs a stochastic environment "
                          f"(zsgjax.envs.stochastic.StochasticEnv); {type(env).__name__} draws no noise")
-    return env.with_noise_gradient(noise_gradient)
+    return env.with_noise_scale_gradient(noise_scale_gradient)

@@ -22,10 +22,19 @@ u) - c``, ``u`` uniform on the unit sphere (:mod:`zsgjax.context_gradients`):
 Enhanced samples whose derivatives (or recomputed transition) are not finite get
 weight 0 and are counted.
 
+Where first-order derivatives come from (``gradients``, :func:`step_with_derivatives`):
+``"autodiff"`` (the default: ``jax.jacfwd`` / ``jax.jvp`` through the step) or
+``"fd"``: central finite differences of the step (``2 * dim`` extra steps for the
+Jacobian, 2 for a jvp, vmapped; ``fd_step`` is the offset as a fraction of each
+context dimension's range, one-sided at the space's bounds), for steps that JAX
+cannot differentiate. ``gradient_noise > 0`` corrupts either by relative Gaussian
+noise, ``g + gradient_noise * ||g|| * xi / sqrt(g.size)``
+(:func:`zsgjax.context_gradients.add_relative_noise`), for sensitivity studies.
+
 On a stochastic environment (:mod:`zsgjax.envs.stochastic`: the PRNG key lives in
 the environment state) the derivatives are taken with the step's noise fixed, the
 reparameterisation (transport-map) derivative, and the exact mode replays the same
-noise. ``noise_gradient="ignore"`` (first-order only) holds the noise's
+noise. ``noise_scale_gradient="ignore"`` (first-order only) holds the noise's
 context-dependent scale constant instead: the ablation that moves the next state's
 mean with the context but not its spread; on a deterministic environment it is an
 error (there is no noise to ignore).
@@ -40,7 +49,7 @@ import jax.numpy as jnp
 
 from zsgjax import context_gradients
 from zsgjax.configs import field_check, param
-from zsgjax.envs.stochastic import NOISE_GRADIENTS, differentiated_env
+from zsgjax.envs.stochastic import NOISE_SCALE_GRADIENTS, differentiated_env
 from zsgjax.methods import enhancement
 from zsgjax.methods.base import Method, valid_weight
 from zsgjax.methods.registry import register
@@ -48,6 +57,7 @@ from zsgjax.methods.settings import OMIT_AT_DEFAULT
 
 MODES = ("first_order", "exact")
 STORAGES = ("auto", "jacobian", "jvp")
+GRADIENT_SOURCES = ("autodiff", "fd")
 
 
 def resolve_storage(storage: str, env) -> str:
@@ -64,6 +74,30 @@ def resolve_storage(storage: str, env) -> str:
     return "jvp" if physical > 0 and env.context_space.dim > 1 else "jacobian"
 
 
+def step_with_derivatives(env, env_state, action, context, delta_c, gradients: str = "autodiff",
+                          fd_step: float = 0.01):
+    """One step and its context derivatives from the source ``gradients`` (:data:`GRADIENT_SOURCES`).
+
+    ``delta_c=None``: the Jacobian (:class:`~zsgjax.types.ContextGradients`); a ``(dim,)``
+    step: the derivative along it (:class:`~zsgjax.types.DirectionalGradients`).
+    Returns ``((next_env_state, next_state_obs, reward, terminated), gradients)``.
+    ``ValueError`` suggesting ``gradients="fd"`` where autodiff cannot go through the step.
+    """
+    field_check(CSE, "gradients").require("step_with_derivatives: `gradients`", gradients)
+    if gradients == "fd":
+        if delta_c is None:
+            return context_gradients.step_and_fd_jacobian(env, env_state, action, context, fd_step)
+        return context_gradients.step_and_fd_jvp(env, env_state, action, context, delta_c, fd_step)
+    try:
+        if delta_c is None:
+            return context_gradients.step_and_jacobian(env, env_state, action, context)
+        return context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
+    except (ValueError, TypeError, NotImplementedError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"CSE could not differentiate {type(env).__name__}'s step with autodiff ({first}); for a step "
+                         "JAX cannot differentiate use finite differences: gradients='fd' (--cse-gradients fd)") from e
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class CSE(Method):
@@ -77,17 +111,32 @@ class CSE(Method):
     storage: str = param("auto", kind=str, choices=STORAGES,
                          help="first_order's stored derivatives: the Jacobian, one jvp, or auto per environment")
     ratio: float = param(1.0, low=0.0, high=1.0, help="share of each replay batch that is enhanced")
-    noise_gradient: str = param("reparameterised", kind=str, choices=NOISE_GRADIENTS, meta={OMIT_AT_DEFAULT: True},
-                                help="stochastic environments: differentiate the noise's context-dependent scale "
-                                     "with the noise fixed (reparameterised) or hold it constant (ignore; "
-                                     "first_order only)")
+    # ---- gradient source (first_order): autodiff, finite differences, injected noise
+    gradients: str = param("autodiff", kind=str, choices=GRADIENT_SOURCES, meta={OMIT_AT_DEFAULT: True},
+                           help="first_order's derivatives: autodiff (jacfwd/jvp) or fd (central finite differences "
+                                "of the step, for steps JAX cannot differentiate)")
+    fd_step: float = param(0.01, low=0.0, low_open=True, high=0.5, meta={OMIT_AT_DEFAULT: True},
+                           help="gradients=fd: offset of the difference points, a fraction of each context "
+                                "dimension's range (one-sided at its bounds)")
+    gradient_noise: float = param(0.0, low=0.0, meta={OMIT_AT_DEFAULT: True},
+                                  help="relative RMS noise added to the stored derivatives: g + s*||g||*xi/sqrt(size), "
+                                       "xi ~ N(0, I) (0: none)")
+
+    # ---- stochastic environments: how the noise's context-dependent scale is differentiated
+    noise_scale_gradient: str = param("reparameterised", kind=str, choices=NOISE_SCALE_GRADIENTS,
+                                      meta={OMIT_AT_DEFAULT: True},
+                                      help="stochastic environments: differentiate the noise's context-dependent "
+                                           "scale with the noise fixed (reparameterised) or hold it constant (ignore; "
+                                           "first_order only)")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.noise_gradient != "reparameterised" and self.mode == "exact":
-            raise ValueError(f"CSE.noise_gradient={self.noise_gradient!r} changes context derivatives and "
-                             "mode='exact' takes none (it recomputes the step, replaying its noise); "
-                             "use mode='first_order' or noise_gradient='reparameterised'")
+        derivative_settings = {"gradients": "autodiff", "gradient_noise": 0.0, "noise_scale_gradient": "reparameterised"}
+        changed = [f"CSE.{f}={getattr(self, f)!r}" for f, default in derivative_settings.items()
+                   if getattr(self, f) != default]
+        if self.mode == "exact" and changed:
+            raise ValueError(f"{', '.join(changed)} changes context derivatives and mode='exact' takes none (it "
+                             "recomputes the step at c + delta_c, replaying its noise): use mode='first_order'")
 
     def describe(self, space) -> str:
         return Method.describe(self, space) + self.enhancement_note()
@@ -107,11 +156,13 @@ class CSE(Method):
     def collect(self, env, env_state, action, context, rng):
         if self.mode == "exact":
             return env.env_step(env_state, action, context), env_state
-        env = differentiated_env(env, self.noise_gradient)
+        env = differentiated_env(env, self.noise_scale_gradient)
         if resolve_storage(self.storage, env) == "jacobian":
-            return context_gradients.step_and_jacobian(env, env_state, action, context)
-        delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)
-        return context_gradients.step_and_jvp(env, env_state, action, context, delta_c)
+            delta_c = None
+        else:
+            delta_c = enhancement.draw_context_step(rng, context, env.context_space, self.epsilon)
+        out, grads = step_with_derivatives(env, env_state, action, context, delta_c, self.gradients, self.fd_step)
+        return out, context_gradients.add_relative_noise(jax.random.fold_in(rng, 1), grads, self.gradient_noise)
 
     # --------------------------------------------------------------- replay
     def enhance(self, env, items, rng):

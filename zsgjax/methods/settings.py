@@ -24,6 +24,9 @@ A subclass that declares an inherited field again (another default or range) own
 setting of its own (``<its name>_<field>``).
 An environment-dependent default (DR's box: the context space's bounds) is a field left
 at ``None`` whose ``param`` carries ``meta={ENV_DEFAULT: fn}`` with ``fn(env)`` the value.
+A setting added after runs were recorded carries ``meta={OMIT_AT_DEFAULT: True}``: the
+config's record (``run.json``, checkpoints) names it only when it differs from its default,
+so those runs' records still match and resume.
 """
 
 from __future__ import annotations
