@@ -40,7 +40,8 @@ laws with unequal atoms and for importance-weighted training goals).
 The goal distribution of the experiments: ``g = 2 u^p - 1``, ``u ~ U[0, 1]``
 (:func:`sample_goals`; ``p = 2``: skewed to the left, mean -1/3, variance 16/45), with
 :func:`goal_quantiles`, :func:`goal_mean`, :func:`goal_variance`, :func:`goal_density`
-in closed form; :func:`sample_two_point_goals` draws the two-point law.
+(:func:`goal_density_ratio`: importance weights) in closed form; :func:`sample_two_point_goals`
+draws the two-point law.
 """
 
 from __future__ import annotations
@@ -143,9 +144,25 @@ def goal_density(goals, power: float = 2.0) -> np.ndarray:
     ``goal_density(g, p_test) / goal_density(g, p_train)`` is the importance weight of a
     training goal drawn with ``p_train`` for the test law ``p_test``."""
     p = _power(power, "goal_density")
-    z = (_goals(goals, "goals") + 1.0) / 2.0
+    g = checks.numeric_array(goals, "goal_density: `goals`", finite=True).astype(np.float64)
+    if np.any(np.abs(g) > 1.0 + 1e-6):
+        raise ValueError(f"goal_density: `goals` must lie in [-1, 1], got values in [{g.min():g}, {g.max():g}]")
+    z = np.clip((g + 1.0) / 2.0, 0.0, 1.0)
     with np.errstate(divide="ignore"):
         return np.power(z, 1.0 / p - 1.0) / (2.0 * p)
+
+
+def goal_density_ratio(goals, test_power: float, train_power: float) -> np.ndarray:
+    """Importance weights ``goal_density(g, test_power) / goal_density(g, train_power)`` of training goals
+    drawn with ``train_power``, in the closed form ``(q / p) z^(1/p - 1/q)`` (``p`` test, ``q`` train,
+    ``z = (g + 1) / 2``), finite at ``g = -1`` where both densities are (float32 goals reach -1 exactly)."""
+    p, q = _power(test_power, "goal_density_ratio: `test_power`"), _power(train_power, "goal_density_ratio")
+    g = checks.numeric_array(goals, "goal_density_ratio: `goals`", finite=True).astype(np.float64)
+    if np.any(np.abs(g) > 1.0 + 1e-6):
+        raise ValueError(f"goal_density_ratio: `goals` must lie in [-1, 1], got values in [{g.min():g}, {g.max():g}]")
+    z = np.clip((g + 1.0) / 2.0, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return (q / p) * np.power(z, 1.0 / p - 1.0 / q)
 
 
 # ---------------------------------------------------------------- exact values (NumPy, float64)
