@@ -105,6 +105,21 @@ def test_average_mdp_of_paired_contexts_plays_plus_then_minus_and_scores_at_most
         np.testing.assert_allclose(bound, DELTA)
 
 
+def test_merged_return_bound_is_attained():
+    """The bound is tight: a_0 = +1 then coasting (a = 0) reaches it up to rho^H (FlipCart), and on FlipGate
+    a_0 = +1 scores delta where c < 0 and, followed by a = 0, delta where c > 0."""
+    for rho, env in ((0.0, F.FlipGate(DELTA)), (0.5, F.FlipCart(DELTA, 0.5))):
+        for c in (-0.8, 0.6, 1.0):
+            s, total = (0.0, 0.0, 1), 0.0
+            for t in range(env.horizon):
+                s, r, term = numpy_step(c, s, 1.0 if t == 0 else 0.0, DELTA, rho)
+                total += r
+                if term:
+                    break
+            bound = float(F.merged_return_bound(env, [[c]])[0])
+            assert total <= bound + 1e-12 and total == pytest.approx(bound, rel=3 * rho ** (env.horizon - 1) + 1e-9)
+
+
 def test_unpaired_contexts_break_the_bound():
     """With magnitudes that differ by sign the states reveal the context: the average MDP's optimum
     then scores above delta in a context (the derivation needs the pairs)."""
