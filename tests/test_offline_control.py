@@ -70,6 +70,11 @@ def test_pessimistic_value_matches_numpy():
     np.testing.assert_allclose(C.pessimistic_value(q, 0.0), q.mean(0), rtol=1e-6)
     np.testing.assert_allclose(C.pessimistic_value(q, 3.0, "min"), q.min(0))
     np.testing.assert_allclose(C.pessimistic_value(q[:1], 2.0), q[0], rtol=1e-6)  # M = 1: no spread
+    # members that agree exactly (e.g. dead ReLU critics fitted to the same targets): a finite gradient,
+    # d/dx (mean - beta std) = 1 (the std term's subgradient 0), not sqrt's infinite slope at 0 (NaN)
+    for beta in (0.0, 1.0):
+        g = jax.grad(lambda x: C.pessimistic_value(jnp.stack([x, x, x])[:, None], beta)[0])(0.7)
+        assert float(g) == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------- PERM / PPPO / baselines
