@@ -258,3 +258,29 @@ def test_abs_and_weights_bad_input():
         G.two_point_probability(4, 0.0)
     with pytest.raises(ValueError, match="p_plus"):
         G.two_point_sl_regret(4, 1.5, H)
+
+
+@pytest.mark.slow
+def test_two_point_and_non_iid_scripts_smoke(tmp_path):
+    """Tiny runs of scaling.py --family two_point and non_iid.py: pre-registered claims, verdicts, files."""
+    import json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = lambda name: os.path.join(root, "scripts", "offline_control", name)  # noqa: E731
+    tiny = ["--seeds", "2", "--iterations", "2", "--hidden", "4"]
+    out = str(tmp_path / "tp")
+    subprocess.run([sys.executable, script("scaling.py"), "--family", "two_point", "--envs", "1", "2", "--transitions",
+                    "--fixed-transitions", "32", "--out", out] + tiny, check=True, env=env, cwd=root, timeout=900)
+    r = json.load(open(out + ".json"))
+    assert r["complete"] and [v["id"] for v in r["verdicts"]] == [c["id"] for c in r["preregistered"]]
+    assert all(p["closed_form_vs_rollout_max_abs"] < 1e-4 for p in r["vs_num_envs"])
+    assert r["vs_num_envs"][1]["expected_sl_regret"] == pytest.approx(G.two_point_sl_regret(2, r["vs_num_envs"][1]["p_plus"], H))
+    out = str(tmp_path / "ni")
+    subprocess.run([sys.executable, script("non_iid.py"), "--envs", "8", "--transitions", "32", "--cluster", "4",
+                    "--out", out] + tiny, check=True, env=env, cwd=root, timeout=900)
+    r = json.load(open(out + ".json"))
+    assert r["status"] == "complete" and len(r["points"]) == 4 and r["preregistered"]
+    ess = {p["condition"]: np.mean(p["effective_sample_size"]) for p in r["points"]}
+    assert ess["iid"] == pytest.approx(8) and ess["shifted+IS"] < 8
+    assert os.path.exists(out + ".md") and os.path.exists(out + ".png")
