@@ -90,8 +90,10 @@ def test_fqe_step_matches_a_numpy_loop(data, target):
 
 
 # ---------------------------------------------------------------- PERM's actor loss
-@pytest.mark.parametrize("bc_alpha, pessimism", [(None, "std"), (2.5, "std"), (2.5, "min")])
-def test_perm_actor_loss_matches_hand_computation(bc_alpha, pessimism):
+@pytest.mark.parametrize("bc_alpha, pessimism, env_weights", [(None, "std", None), (2.5, "std", None), (2.5, "min", None),
+                                                              (None, "std", (3.0, 0.0, 1.0)),
+                                                              (2.5, "std", (0.5, 2.0, 1.5))])
+def test_perm_actor_loss_matches_hand_computation(bc_alpha, pessimism, env_weights):
     beta, scale, B = 0.7, 0.8, 6
     critics = C.make_critics(C.CriticConfig(features="linear", num_critics=3, beta=beta, pessimism=pessimism),
                              OBS, ACT, scale)
@@ -101,16 +103,34 @@ def test_perm_actor_loss_matches_hand_computation(bc_alpha, pessimism):
     rng = np.random.default_rng(3)
     obs, action = (rng.uniform(-1, 1, (N_ENVS, B, d)).astype(np.float32) for d in (OBS, ACT))
     loss, (objective, bc) = perm_mod.actor_loss(policy, critics, bc_alpha, pp, cs.params, jnp.asarray(obs),
-                                                jnp.asarray(action), jnp.zeros((N_ENVS, 2)))
+                                                jnp.asarray(action), jnp.zeros((N_ENVS, 2)),
+                                                None if env_weights is None else jnp.asarray(env_weights))
     w, b = linear_weights(cs.params)
     pi = scale * np.tanh(policy_mean(pp, obs.astype(np.float64)))  # (n, B, act)
     q = np.stack([q_linear(w[i], b[i], obs[i], pi[i]) for i in range(N_ENVS)])  # (n, M, B)
     q_minus = q.min(1) if pessimism == "min" else q.mean(1) - beta * q.std(1)
-    want_obj = q_minus.mean()
-    want_bc = np.mean(np.sum((pi - action) ** 2, -1))
+    omega = np.ones(N_ENVS) if env_weights is None else np.asarray(env_weights)
+    omega = omega / omega.sum()  # sum_i w_i (.)_i / sum_i w_i over the per-environment batch means
+    want_obj = float(omega @ q_minus.mean(1))
+    want_bc = float(omega @ np.mean(np.sum((pi - action) ** 2, -1), 1))
     want = -want_obj if bc_alpha is None else -(bc_alpha / np.mean(np.abs(q_minus))) * want_obj + want_bc
     np.testing.assert_allclose([float(objective), float(bc), float(loss)], [want_obj, want_bc, want], rtol=2e-5,
                                atol=1e-6)
+
+
+def test_perm_env_weights_are_checked():
+    data = C.Transitions(obs=jnp.zeros((2, 4, 1)), action=jnp.zeros((2, 4, 1)), reward=jnp.zeros((2, 4)),
+                         next_obs=jnp.zeros((2, 4, 1)), terminal=jnp.zeros((2, 4), bool),
+                         truncated=jnp.zeros((2, 4), bool), contexts=jnp.zeros((2, 1)))
+    cfg = C.PERMConfig(critic=C.CriticConfig(hidden_sizes=(2,), num_critics=1, batch_size=2),
+                       actor=C.ActorConfig(hidden_sizes=(2,), batch_size=2), iterations=1)
+    for bad, what in (([1.0], "shape"), ([1.0, -0.5], ">= 0"), ([0.0, 0.0], "positive sum"),
+                      ([1.0, np.nan], "finite"), ("ab", "numeric"), ([[1.0, 1.0]], "shape")):
+        with pytest.raises(ValueError, match=f"env_weights.*{what}|{what}.*env_weights"):
+            C.run_perm(jax.random.PRNGKey(0), data, cfg, env_weights=bad)
+    with pytest.raises(ValueError, match="env_weights.*shape"):  # traced: the shape is still checked
+        jax.jit(perm_mod.make_perm(cfg))(jax.random.PRNGKey(0), data, jnp.ones(3))
+    assert perm_mod.check_env_weights(None, 2) is None
 
 
 # ---------------------------------------------------------------- PPPO's proximal loss

@@ -169,3 +169,118 @@ def test_scaling_script_smoke(tmp_path):
     assert np.allclose(np.subtract(point["perm_regret"]["per_seed"], point["sl_regret"]["per_seed"]),
                        point["difference"]["per_seed"])
     assert os.path.exists(out + ".md") and os.path.exists(out + ".png")
+
+
+# ---------------------------------------------------------------- reward "abs", weights, the two-point law
+def test_abs_reward_env_and_exact_values_against_brute_force():
+    env = G.GoalLine(horizon=4, reward="abs")
+    goal, actions = 0.3, np.array([0.5, 0.9, -1.7, 0.2], np.float32)
+    st = env.reset(jax.random.PRNGKey(0), jnp.array([goal]))
+    xs = numpy_rollout(actions, goal)[0]
+    for t, a in enumerate(actions):
+        st = env.step(st, jnp.array([a]))
+        assert float(st.reward) == pytest.approx(-abs(xs[t] - goal), abs=1e-6)
+    rng = np.random.default_rng(7)
+    grid = np.linspace(-2, 2, 40001)
+    for goals in (rng.uniform(-1, 1, 5), rng.uniform(-1, 1, 6), np.array([1.0, -1.0, 1.0])):
+        w = rng.uniform(0.1, 1.0, goals.size)
+        for weights in (None, w):
+            ww = np.ones(goals.size) / goals.size if weights is None else w / w.sum()
+            loss = np.abs(grid[:, None] - goals[None]) @ ww  # L(y) on a grid
+            center = float(G.goal_center(goals, "abs", weights))
+            assert loss[np.argmin(np.abs(grid - center))] == pytest.approx(loss.min(), abs=1e-4)
+            if weights is None:
+                assert center == pytest.approx(np.median(goals))
+            x = rng.uniform(-2, 2, (3, H))
+            want = -np.sum(np.abs(x[..., None] - goals) @ ww, -1)
+            np.testing.assert_allclose(G.blind_return(x, goals, "abs", weights), want, rtol=1e-12)
+            np.testing.assert_allclose(G.blind_regret(x, goals, "abs", weights), -H * loss.min() - want, atol=2e-3)
+    # weights equal to counts: the same as repeating the goals (square and abs)
+    g, k = np.array([-0.5, 0.2, 0.9]), np.array([3, 1, 2])
+    for reward in ("square", "abs"):
+        assert float(G.goal_center(g, reward, k)) == pytest.approx(float(G.goal_center(np.repeat(g, k), reward)))
+
+
+def test_two_point_sl_regret_by_hand_monte_carlo_and_its_rate():
+    # n = 2, p = 3/4: wrong majority (K = 0) 1/16, tie (K = 1) 6/16; H |2p - 1| (2/16 + 6/16) = 10 * 0.5 * 0.5
+    assert G.two_point_sl_regret(2, 0.75, H) == pytest.approx(2.5, abs=1e-12)
+    assert G.two_point_sl_regret(3, 0.25, H) == pytest.approx(H * 0.5 * 2 * (0.75**3 * 0 + 0.25**3 + 3 * 0.25**2 * 0.75))
+    n, p = 7, G.two_point_probability(7, 0.75)
+    assert p == pytest.approx(0.5 + 0.75 / (2 * np.sqrt(7)))
+    g = np.asarray(G.sample_two_point_goals(jax.random.PRNGKey(1), n * 40000, p), np.float64).reshape(40000, n)
+    assert g.mean() == pytest.approx(2 * p - 1, abs=0.01)
+    mc = G.sl_regret(g, [-1.0, 1.0], H, "abs", eval_weights=[1 - p, p]).mean()
+    assert mc == pytest.approx(G.two_point_sl_regret(n, p, H), rel=0.03)
+    # 1/sqrt(n): sqrt(n) E[SL] -> H kappa 2 Phi(-kappa) (the tie probability vanishes)
+    from scipy.stats import norm
+
+    n = 4097
+    assert np.sqrt(n) * G.two_point_sl_regret(n, G.two_point_probability(n, 0.75), H) == pytest.approx(
+        H * 0.75 * 2 * norm.cdf(-0.75), rel=0.02)
+
+
+def test_abs_reward_with_a_density_still_has_a_1_over_n_sl_error():
+    """E[SL] ~ H / (4 f(m) n) for the sample median (g = 2u^2 - 1: m = -1/2, f(m) = 1/2): 1/n, not 1/sqrt(n)."""
+    held = np.asarray(G.goal_quantiles(400)[:, 0], np.float64)
+    assert np.median(held) == pytest.approx(-0.5, abs=1e-4)
+    f0 = float(G.goal_density(-0.5))
+    assert f0 == pytest.approx(0.5)
+    for n in (101, 401):
+        g = np.asarray(G.sample_goals(jax.random.PRNGKey(n), n * 3000), np.float64).reshape(3000, n)
+        assert G.sl_regret(g, held, H, "abs").mean() == pytest.approx(H / (4 * f0 * n), rel=0.12)
+
+
+def test_goal_density_and_importance_weights():
+    z = np.linspace(-0.9, 1, 200001)
+    for p in (1.0, 2.0, 3.0):  # the mass of [-0.9, 1] is 1 - F(-0.9), F(g) = ((g + 1) / 2)^(1/p)
+        assert np.trapezoid(G.goal_density(z, p), z) == pytest.approx(1 - 0.05 ** (1 / p), abs=1e-6)
+    g3 = np.asarray(G.sample_goals(jax.random.PRNGKey(2), 200000, 3.0), np.float64)[:, 0]
+    w = G.goal_density_ratio(g3, 2.0, 3.0)
+    np.testing.assert_allclose(w, 1.5 * ((g3 + 1) / 2) ** (1 / 6), rtol=1e-6)  # 1.5 u^(1/2), u = z^(1/3)
+    inner = np.abs(g3) < 0.99
+    np.testing.assert_allclose(w[inner], G.goal_density(g3[inner], 2.0) / G.goal_density(g3[inner], 3.0), rtol=1e-9)
+    assert np.isfinite(w).all() and float(G.goal_density_ratio(-1.0, 2.0, 3.0)) == 0.0  # g = -1 occurs in float32
+    assert np.sum(w * g3) / np.sum(w) == pytest.approx(G.goal_mean(2.0), abs=0.005)  # self-normalised IS
+
+
+def test_abs_and_weights_bad_input():
+    with pytest.raises(ValueError, match="reward"):
+        G.GoalLine(reward="cube")
+    with pytest.raises(ValueError, match="reward"):
+        G.sl_regret([0.0], [0.0], H, reward="l1")
+    with pytest.raises(ValueError, match="weights"):
+        G.goal_center([0.0, 0.5], weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="weights"):
+        G.goal_center([0.0, 0.5], weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="weights"):
+        G.goal_center([0.0, 0.5], weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="kappa"):
+        G.two_point_probability(4, 0.0)
+    with pytest.raises(ValueError, match="p_plus"):
+        G.two_point_sl_regret(4, 1.5, H)
+
+
+@pytest.mark.slow
+def test_two_point_and_non_iid_scripts_smoke(tmp_path):
+    """Tiny runs of scaling.py --family two_point and non_iid.py: pre-registered claims, verdicts, files."""
+    import json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = lambda name: os.path.join(root, "scripts", "offline_control", name)  # noqa: E731
+    tiny = ["--seeds", "2", "--iterations", "2", "--hidden", "4"]
+    out = str(tmp_path / "tp")
+    subprocess.run([sys.executable, script("scaling.py"), "--family", "two_point", "--envs", "1", "2", "--transitions",
+                    "--fixed-transitions", "32", "--out", out] + tiny, check=True, env=env, cwd=root, timeout=900)
+    r = json.load(open(out + ".json"))
+    assert r["complete"] and [v["id"] for v in r["verdicts"]] == [c["id"] for c in r["preregistered"]]
+    assert all(p["closed_form_vs_rollout_max_abs"] < 1e-4 for p in r["vs_num_envs"])
+    assert r["vs_num_envs"][1]["expected_sl_regret"] == pytest.approx(G.two_point_sl_regret(2, r["vs_num_envs"][1]["p_plus"], H))
+    out = str(tmp_path / "ni")
+    subprocess.run([sys.executable, script("non_iid.py"), "--envs", "8", "--transitions", "32", "--cluster", "4",
+                    "--out", out] + tiny, check=True, env=env, cwd=root, timeout=900)
+    r = json.load(open(out + ".json"))
+    assert r["status"] == "complete" and len(r["points"]) == 4 and r["preregistered"]
+    ess = {p["condition"]: np.mean(p["effective_sample_size"]) for p in r["points"]}
+    assert ess["iid"] == pytest.approx(8) and ess["shifted+IS"] < 8
+    assert os.path.exists(out + ".md") and os.path.exists(out + ".png")

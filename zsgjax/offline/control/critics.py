@@ -67,7 +67,10 @@ def pessimistic_value(q: jax.Array, beta: Any = 1.0, pessimism: str = "std") -> 
         raise ValueError(f"`q` must have a leading ensemble axis M >= 1, got shape {np.shape(q)}")
     if pessimism == "min":
         return jnp.min(q, axis=0)
-    return jnp.mean(q, axis=0) - beta * jnp.std(q, axis=0)
+    var = jnp.var(q, axis=0)
+    positive = var > 0  # sqrt's gradient is infinite at 0: members that agree exactly gave NaN gradients
+    std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+    return jnp.mean(q, axis=0) - beta * std
 
 
 # ---------------------------------------------------------------- networks

@@ -19,14 +19,23 @@ where ``c > 0``; the merged data's optimal policy plays ``+1`` first and ``-1`` 
 and scores ``delta - w(c) c`` where ``c > 0`` and ``delta`` where ``c < 0``.
 
 :func:`sample_contexts` draws the training / held-out distribution
-``c = s u``, ``s = +-1`` with probability 1/2, ``u ~ U[u_min, 1]``.
+``c = s u``, ``s = +-1`` with probability 1/2, ``u ~ U[u_min, 1]``; with ``paired=True``
+it draws exact pairs ``(-u_k, +u_k)``: the finite context sets for which
+docs/offline_control.md derives the average MDP's optimum exactly
+(:func:`merged_return_bound`).
+
+:class:`FlipCart` is the same construction with momentum (a damped cart whose motor
+polarity and gain are the context): ``v' = rho v + c a``, ``x' = x + v'``; the reward
+after the first step is ``w(c) (x' - x)`` again.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from zsgjax import checks
 from zsgjax.envs.base import ContextualEnv
 from zsgjax.envs.context import ContextSpace
 
@@ -67,10 +76,73 @@ class FlipGate(ContextualEnv):
         return nxt, nxt, reward, x_next <= 0.0
 
 
-def sample_contexts(key: jax.Array, num: int, u_min: float = 0.5) -> jax.Array:
-    """``(num, 1)`` contexts ``c = s u``, ``s = +-1`` equiprobable, ``u ~ U[u_min, 1]``."""
-    if not 0.0 <= u_min <= 1.0:
-        raise ValueError(f"sample_contexts: `u_min` must lie in [0, 1], got {u_min!r}")
+class FlipCart(FlipGate):
+    """FlipGate with momentum: ``FlipCart(delta=0.1, momentum=0.5)``, ``0 <= momentum < 1``.
+
+    State and observation ``(x, v, first)``, start ``(0, 0, 1)``::
+
+        v' = momentum v + c a,   x' = x + v',   first' = 0
+        r  = delta a on the first step, else w(c) (x' - x)
+        terminated when x' <= 0
+
+    ``momentum = 0`` is FlipGate (with the velocity observed).
+    """
+
+    state_obs_size = 3
+
+    def __init__(self, delta: float = 0.1, momentum: float = 0.5):
+        super().__init__(delta)
+        self.momentum = checks.real(momentum, "FlipCart: `momentum`", low=0.0, high=1.0, high_open=True)
+
+    def init_env_state(self, rng, context):
+        return jnp.array([0.0, 0.0, 1.0], jnp.float32)
+
+    def env_step(self, env_state, action, context):
+        x, v, first = env_state[0], env_state[1], env_state[2]
+        c = context[0]
+        a = jnp.clip(action[0], -1.0, 1.0)
+        v_next = self.momentum * v + c * a
+        x_next = x + v_next
+        reward = jnp.where(first > 0.5, self.delta * a, self.weight(c) * v_next)
+        nxt = jnp.stack([x_next, v_next, jnp.zeros_like(x_next)])
+        return nxt, nxt, reward, x_next <= 0.0
+
+
+def sample_contexts(key: jax.Array, num: int, u_min: float = 0.5, paired: bool = False) -> jax.Array:
+    """``(num, 1)`` contexts ``c = s u``, ``s = +-1`` equiprobable, ``u ~ U[u_min, 1]``.
+
+    ``paired=True`` (``num`` even): ``num / 2`` magnitudes ``u_k``, each as the pair
+    ``(-u_k, +u_k)`` (rows ``2k``, ``2k + 1``): half of the contexts of each sign, with equal
+    magnitudes, as the derivation of :func:`merged_return_bound` needs."""
+    checks.prng_key(key, "sample_contexts: `key`")
+    num = checks.integer(num, "sample_contexts: `num`", low=1)
+    u_min = checks.real(u_min, "sample_contexts: `u_min`", low=0.0, high=1.0)
+    if checks.boolean(paired, "sample_contexts: `paired`"):
+        if num % 2:
+            raise ValueError(f"sample_contexts: `num` must be even with paired=True (pairs -u, +u), got {num}")
+        u = jax.random.uniform(key, (num // 2, 1), minval=u_min, maxval=1.0)
+        return jnp.stack([-u, u], axis=1).reshape(num, 1)
     k_s, k_u = jax.random.split(key)
     sign = jnp.where(jax.random.bernoulli(k_s, 0.5, (num, 1)), 1.0, -1.0)
     return sign * jax.random.uniform(k_u, (num, 1), minval=u_min, maxval=1.0)
+
+
+def merged_return_bound(env: FlipGate, contexts) -> np.ndarray:
+    """``(C,)``: the derived upper bound on the true return, in each of ``contexts (C, 1)``, of
+    every blind policy that plays ``a_0 >= 0`` first and ``a_t <= 0`` afterwards -- the
+    average MDP's optimal policies when the training contexts come in exact pairs
+    ``(-u, +u)`` and the behaviour is symmetric (``a -> -a``; docs/offline_control.md):
+
+    * ``c <= 0``: ``delta`` (the first step ends the episode at ``x_1 = c a_0 <= 0``);
+    * ``c > 0``: ``delta + w(c) c rho / (1 - rho)`` (FlipCart, ``rho`` = momentum: the
+      start's velocity coasts on), ``delta`` for FlipGate.
+    """
+    if not isinstance(env, FlipGate):
+        raise ValueError(f"merged_return_bound: `env` must be a FlipGate or FlipCart, got {type(env).__name__}")
+    c = checks.numeric_array(contexts, "merged_return_bound: `contexts`", finite=True).astype(np.float64)
+    c = c.reshape(c.shape[0], -1)[:, 0] if c.ndim == 2 else c.reshape(-1)
+    if np.any(np.abs(c) > 1.0):
+        raise ValueError("merged_return_bound: `contexts` must lie in [-1, 1]")
+    rho = getattr(env, "momentum", 0.0)
+    w = 1.0 - env.delta * (1.0 + c)
+    return np.where(c > 0, env.delta + w * c * rho / (1.0 - rho), env.delta)
