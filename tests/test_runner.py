@@ -100,6 +100,24 @@ def test_progress_lines_carry_an_eta_until_the_last_chunk():
     assert [runner.format_seconds(s) for s in (0.4, 42, 185, 7620)] == ["<1s", "42s", "3m05s", "2h07m"]
 
 
+def test_compile_and_evaluation_lines_say_what_is_compiled_loaded_and_left():
+    def fmt(event):
+        (line,) = runner.format_event(event, 3)
+        return line
+
+    program = "training programs for 3 seeds"
+    assert fmt(runner.Compiling("cse", "cheetah_velocity", program, "/tmp/jit")) == (
+        "[cse] compiling the cheetah_velocity training programs for 3 seeds (kept in the compilation cache for the "
+        "next run)")
+    assert fmt(runner.Compiling("cse", "cheetah_velocity", program, None)).endswith("(compilation cache off)")
+    assert fmt(runner.Compiled("cse", program, 171.04, False)) == "[cse] compiled the training programs for 3 seeds in 171.0 s"
+    assert fmt(runner.Compiled("cse", program, 1.26, True)) == (
+        "[cse] loaded the training programs for 3 seeds from the compilation cache in 1.3 s")
+    assert fmt(runner.Evaluating("cse", 16, 61, 10, 3, 36.0, 101.25)) == (
+        "[cse] evaluated 16/61 contexts x 10 episodes x 3 seeds  ETA 1m41s")
+    assert runner.format_event(runner.Evaluating("cse", 61, 61, 10, 3, 140.0, 0.0), 3) == []  # the caller's line
+
+
 def test_chunk_program_donates_the_state():
     """The chunk program reuses the state's buffers: the state passed in is deleted (that
     the results are unchanged is the CLI test's resume-equals-uninterrupted check, which
