@@ -8,7 +8,9 @@ return with a 95% Student-t interval across seeds (:mod:`zsgjax.results`).
 
 All episodes of all seeds and contexts run in **one** jitted program:
 ``vmap(seeds) x vmap(contexts) x vmap(episodes)`` around a ``lax.scan`` over the
-environment's horizon. After an episode terminates its state is frozen and it
+environment's horizon, called once, or once per piece of the contexts
+(:func:`evaluate`'s ``pieces``, with a ``progress`` callback after each; the
+returns are the same). After an episode terminates its state is frozen and it
 stops accumulating reward.
 
 Actions (``actions``, :data:`ACTION_MODES`): ``"mean"`` (the default) runs each
