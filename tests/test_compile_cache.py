@@ -46,6 +46,22 @@ def counted_run(argv, cache):
     return compiled, loaded, done.stdout
 
 
+def test_compile_events_count_the_programs_xla_compiles_within_the_block():
+    import jax
+    import jax.numpy as jnp
+
+    from zsgjax.reporting.compiles import CompileEvents
+
+    program = jax.jit(lambda x: x * 3.25 + 1.5)  # too fast to compile for the suite's cache to keep it
+    x, y = jnp.ones(7), jnp.ones(8)
+    with CompileEvents() as events:
+        program(x).block_until_ready()
+        program(x).block_until_ready()  # found in JAX's in-memory cache: not handed to XLA
+    assert (events.programs, events.cache_hits, events.compiled, events.loaded_from_cache) == (1, 0, 1, False)
+    program(y).block_until_ready()  # after the block: not counted
+    assert events.programs == 1
+
+
 @pytest.mark.slow
 def test_a_resumed_mjx_run_compiles_nothing_new(tmp_path):
     cache, out = str(tmp_path / "jit"), str(tmp_path / "run")

@@ -69,6 +69,12 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
     assert len(notices) == 1 and "checkpoint 4" in notices[0].message and "corrupt" in notices[0].message
     assert "resumed from checkpoint 2" in notices[0].message
     assert [e.iteration for e in events if isinstance(e, runner.Resumed)] == [2]
+    pieces = [e for e in events if isinstance(e, runner.Evaluating)]  # 11 contexts in pieces of 3
+    assert [(e.contexts_done, e.contexts_total, e.episodes, e.seeds) for e in pieces] == [
+        (3, 11, 2, 2), (6, 11, 2, 2), (9, 11, 2, 2), (11, 11, 2, 2)]
+    for e in pieces:  # the remaining contexts at the mean time per context so far
+        assert e.eta_s == pytest.approx(e.elapsed_s / e.contexts_done * (11 - e.contexts_done))
+    assert pieces[-1].eta_s == 0 and all(a.elapsed_s <= b.elapsed_s for a, b in zip(pieces, pieces[1:]))
     np.testing.assert_array_equal(resumed["v"].result.returns, runs["v"].result.returns)  # bit-identical resume
     assert runner.format_event(notices[0], 2)[0].startswith("[v] warning: ")
     with pytest.raises(ValueError, match="RunSpec.seeds must be an integer >= 1"):

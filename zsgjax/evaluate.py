@@ -212,9 +212,9 @@ def evaluate(
 
 
 def piece_size(num_contexts: int, pieces: int) -> int:
-    """Contexts per call when ``num_contexts`` contexts are evaluated in ``pieces`` calls
-    (:func:`evaluate`): ``ceil(num_contexts / min(pieces, num_contexts))``."""
-    return -(-num_contexts // min(pieces, num_contexts))
+    """Contexts per call when ``num_contexts`` contexts are evaluated in (at most) ``pieces``
+    calls (:func:`evaluate`): ``ceil(num_contexts / pieces)``."""
+    return -(-num_contexts // pieces)
 
 
 def make_grid(
