@@ -30,7 +30,8 @@ not written again, so 0 means the run compiled nothing that the cache keeps).
 The JSON is rewritten after every run and a run already in it is not repeated.
 
     python scripts/experiments/compile_time.py --runs before=/work/pinned/a after=/work/pinned/b \
-        --env cheetah_velocity ant_direction --steps 512 --json docs/experiments/compile_time_runs.json
+        --env cheetah_velocity ant_direction --steps 512 --json docs/experiments/compile_time_runs.json \
+        --train-args "--eval-episodes 1"
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ def measure_runs(args: argparse.Namespace) -> None:
                     shutil.rmtree(base, ignore_errors=True)  # an interrupted triple starts again
                 os.makedirs(base, exist_ok=True)
                 steps = ["--steps", str(args.steps)] if args.steps else []
-                common = ["train", "--env", env, *steps, "--method", *args.method]
+                common = ["train", "--env", env, *steps, "--method", *args.method, *args.train_args.split()]
                 phases = {"cold": common + ["--out", os.path.join(base, "cold")],
                           "warm": common + ["--out", os.path.join(base, "warm")],
                           "resume": common + ["--out", os.path.join(base, "warm"), "--resume"]}
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
                    help="time whole `python -m zsgjax train` runs (cold, warm, resume) of these source trees")
     p.add_argument("--rounds", type=int, default=1, help="with --runs: rounds of alternating trees")
     p.add_argument("--work", default=None, help="with --runs: where the runs write (default: a temporary folder)")
+    p.add_argument("--train-args", default="", help="with --runs: more options of `zsgjax train`, in one string")
     args = p.parse_args(argv)
     if args.runs:
         measure_runs(args)
