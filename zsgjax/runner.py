@@ -587,10 +587,11 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     compiles = CompileEvents()
     t0 = time.perf_counter()
     keys = placement.place(seed_keys(trainer, spec.seeds))
-    with compiles:
-        init = lower_init(trainer, keys, placement)
-        check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
-        state = init.compile(compiler_options("init"))(keys)
+    init = lower_init(trainer, keys, placement)
+    check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
+    with compiles:  # around XLA's part alone: tracing may compile small eager operations of its own
+        init = init.compile(compiler_options("init"))
+    state = init(keys)
     pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
@@ -606,8 +607,9 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
         programs: dict[int, Any] = {}
         if done < total:  # the first chunk's program, reported with the initialisation
             t0 = time.perf_counter()
+            lowered = lower_chunk(trainer, min(size, total - done), state, placement)
             with compiles:
-                programs[min(size, total - done)] = compile_chunk(trainer, min(size, total - done), state, placement)
+                programs[min(size, total - done)] = lowered.compile(compiler_options("chunk"))
             pending_compile_s += time.perf_counter() - t0
         emit(Compiled(label, program, pending_compile_s, compiles.loaded_from_cache))
         wandb = wandb_settings(spec, label, trainer) if spec.wandb_project else None
@@ -622,8 +624,9 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
                 last = f"training program for the last {n} iterations"
                 emit(Compiling(label, trainer.config.env, last, compile_cache_dir()))
                 t0 = time.perf_counter()
+                lowered = lower_chunk(trainer, n, state, placement)
                 with CompileEvents() as compiles:
-                    programs[n] = compile_chunk(trainer, n, state, placement)
+                    programs[n] = lowered.compile(compiler_options("chunk"))
                 compile_s += time.perf_counter() - t0
                 emit(Compiled(label, last, time.perf_counter() - t0, compiles.loaded_from_cache))
             t0 = time.perf_counter()
@@ -691,9 +694,14 @@ def lower_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placeme
 
 
 def compile_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
-    """The compiled :func:`chunk_program` for states like ``state`` (donates its argument),
-    lowered for :func:`state_spec` of ``state``."""
-    return chunk_program(trainer, num_iterations, placement).lower(state_spec(state)).compile(compiler_options("chunk"))
+    """The compiled :func:`chunk_program` for states like ``state`` (donates its argument)."""
+    return lower_chunk(trainer, num_iterations, state, placement).compile(compiler_options("chunk"))
+
+
+def lower_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
+    """:func:`compile_chunk` before compilation: :func:`chunk_program` lowered for
+    :func:`state_spec` of ``state``."""
+    return chunk_program(trainer, num_iterations, placement).lower(state_spec(state))
 
 
 def state_spec(state: Any) -> Any:
@@ -767,9 +775,10 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
         program = f"evaluation program for {seeds} seeds x {num_episodes} episodes x {size} contexts per call"
         emit(Compiling(label, trainer.config.env, program, compile_cache_dir()))
         t0 = time.perf_counter()
-        with CompileEvents() as compiles:
-            evaluator = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
-            evaluators[key] = evaluator.lower(params, jax.numpy.asarray(grid.contexts[:size]), rng).compile()
+        evaluator = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
+        lowered = evaluator.lower(params, jax.numpy.asarray(grid.contexts[:size]), rng)
+        with CompileEvents() as compiles:  # around XLA's part alone (tracing may compile eager operations)
+            evaluators[key] = lowered.compile()
         emit(Compiled(label, program, time.perf_counter() - t0, compiles.loaded_from_cache))
     t0 = time.perf_counter()
 

@@ -4,8 +4,10 @@
 every program handed to XLA (``/jax/core/compile/backend_compile_duration``, one per
 program, whether it is then compiled or loaded from the persistent compilation
 cache) and every program loaded from that cache (``/jax/compilation_cache/cache_hits``).
-The run driver uses it to say whether a program was compiled or loaded; the tests
-use it to check that a resumed run compiles nothing new.
+The run driver uses it around the compilation of one lowered program (``Lowered.compile``,
+not the tracing before it, which may compile small eager operations of its own that
+are too fast for the cache to keep) to say whether that program was compiled or
+loaded; the tests use it to check that a resumed run compiles nothing new.
 
 The listeners are registered on ``__enter__`` and removed on ``__exit__``; JAX's
 listeners are process-wide, so compilations of other threads inside the block are
