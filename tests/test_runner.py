@@ -116,7 +116,8 @@ def test_compile_and_evaluation_lines_say_what_is_compiled_loaded_and_left():
         "[cse] compiling the cheetah_velocity training programs for 3 seeds (kept in the compilation cache for the "
         "next run)")
     assert fmt(runner.Compiling("cse", "cheetah_velocity", program, None)).endswith("(compilation cache off)")
-    assert fmt(runner.Compiled("cse", program, 171.04, False)) == "[cse] compiled the training programs for 3 seeds in 171.0 s"
+    assert fmt(runner.Compiled("cse", program, 171.04, False)) == (
+        "[cse] compiled the training programs for 3 seeds in 171.0 s")
     assert fmt(runner.Compiled("cse", program, 1.26, True)) == (
         "[cse] loaded the training programs for 3 seeds from the compilation cache in 1.3 s")
     assert fmt(runner.Evaluating("cse", 16, 61, 10, 3, 36.0, 101.25)) == (
