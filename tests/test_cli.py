@@ -44,8 +44,20 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.fixture
+def cache_every_program():
+    """JAX's persistent cache keeps every program, however fast its compilation (the suite's
+    threshold would leave the tiny run's fast ones out, and a resumed run would compile them again)."""
+    import jax
+
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+
+
 @pytest.mark.xdist_group("tiny_train")  # shares compiled programs with the checkpoint and protocol tests
-def test_end_to_end_resume_and_conflicts(tmp_path, capsys, monkeypatch):
+def test_end_to_end_resume_and_conflicts(tmp_path, capsys, monkeypatch, cache_every_program):
     out = str(tmp_path / "run")
     from zsgjax import runner
 
@@ -88,6 +100,7 @@ def check_finished_results_are_kept(out, results, copy, capsys):
 
 def check_outputs(out, results, lines):
     assert list(results) == ["vanilla", "cse"]
+    check_compile_and_evaluation_lines(lines)
     progress = [line for line in lines if line.startswith("[cse] iteration")]
     assert len(progress) == 2 and "steps 64/64" in progress[-1] and "steps/s" in progress[-1]
     table = open(os.path.join(out, "generalization.txt")).read()
@@ -122,13 +135,41 @@ def check_outputs(out, results, lines):
     assert re.search(r"  ETA (<1s|\d+(s|m\d\ds))$", progress[0]) and "ETA" not in progress[-1]
 
 
+def check_compile_and_evaluation_lines(lines):
+    """A line before each compilation, one after it (compiled, or loaded from the cache when an
+    earlier test compiled the same program); evaluation progress per piece of contexts."""
+    compiled = r"\[{}\] (compiled the {} in|loaded the {} from the compilation cache in) \d+\.\d s"
+    for label in ("vanilla", "cse"):
+        program = "training programs for 2 seeds"
+        start = lines.index(f"[{label}] compiling the simple_direction {program} (kept in the compilation cache for "
+                            "the next run)")
+        assert re.fullmatch(compiled.format(label, program, program), lines[start + 1]), lines[start + 1]
+        assert lines[start + 2].startswith(f"[{label}] iteration 2/4")
+        pieces = [line for line in lines if line.startswith(f"[{label}] evaluated ")]
+        assert [re.sub("  ETA .*", "", line) for line in pieces[:-1]] == [
+            f"[{label}] evaluated {k}/11 contexts x 2 episodes x 2 seeds" for k in (3, 6, 9)]
+        assert pieces[-1].startswith(f"[{label}] evaluated 11 contexts x 2 episodes x 2 seeds in ")
+    program = "evaluation program for 2 seeds x 2 episodes x 3 contexts per call"
+    start = lines.index(f"[vanilla] compiling the simple_direction {program} (kept in the compilation cache for the "
+                        "next run)")
+    assert re.fullmatch(compiled.format("vanilla", program, program), lines[start + 1]), lines[start + 1]
+    assert lines[start + 2].startswith("[vanilla] evaluated 3/11 contexts")
+    assert not any(line.startswith("[cse] compiling the simple_direction evaluation") for line in lines)  # shared
+
+
 def check_resume_equals_uninterrupted(out, results, copy):
-    """Drop the last checkpoint of cse (as if stopped after chunk 1), resume: same final policy."""
+    """Drop the last checkpoint of cse (as if stopped after chunk 1), resume: same final policy,
+    every program loaded from the compilation cache (restored and fresh states lower alike)."""
+    from zsgjax.reporting.compiles import CompileEvents
+
     shutil.copytree(out, copy)
     shutil.rmtree(os.path.join(copy, "cse", "checkpoints", "4"))
     for name in ("generalization.json", "generalization.txt"):
         os.remove(os.path.join(copy, name))
-    resumed, lines = run_tiny(copy, "--resume")
+    with CompileEvents() as compiles:
+        resumed, lines = run_tiny(copy, "--resume")
+    assert compiles.compiled == 0 and compiles.cache_hits > 0, (compiles.programs, compiles.cache_hits)
+    assert "[cse] loaded the training programs for 2 seeds from the compilation cache in" in "\n".join(lines)
     assert "[cse] resumed from iteration 2/4" in lines
     assert "[vanilla] resumed from iteration 4/4" in lines
     assert not any(line.startswith("[vanilla] iteration") for line in lines)  # nothing left to train

@@ -91,6 +91,21 @@ def test_matches_numpy_reference(env, params, grid, result):
     assert np.all(result.returns[0, far] > result.returns[2, far] + 10)
 
 
+def test_pieces_give_the_same_returns_and_report_progress(env, params, grid, result):
+    """15 contexts in 4 pieces of 4 (the last padded): the returns of one call, progress after each piece."""
+    done, shapes = [], []
+    program = ev.make_evaluator(env, scaled_sign, NUM_EPISODES)
+    returns = ev.evaluate(env, scaled_sign, params, grid.contexts, num_episodes=NUM_EPISODES, rng=jax.random.PRNGKey(1),
+                          pieces=4, progress=lambda k, total: done.append((k, total)),
+                          evaluator=lambda p, c, r: shapes.append(c.shape) or program(p, c, r))
+    np.testing.assert_array_equal(returns, result.returns)
+    assert len(grid) == 15 and done == [(4, 15), (8, 15), (12, 15), (15, 15)]
+    assert shapes == [(4, 2)] * 4  # one program: the last piece is padded
+    assert [ev.piece_size(15, k) for k in (1, 4, 5, 15, 99)] == [15, 4, 3, 1, 1]
+    with pytest.raises(ValueError, match="`pieces` must be a positive integer, got 0"):
+        ev.evaluate(env, scaled_sign, params, grid.contexts, num_episodes=1, rng=jax.random.PRNGKey(1), pieces=0)
+
+
 def noisy_sign(params, obs, rng):
     """A stochastic policy: ``w * sign(c)`` plus N(0, 0.5^2) noise per action dimension."""
     return params["w"] * jnp.sign(obs[2:]) + 0.5 * jax.random.normal(rng, (2,))

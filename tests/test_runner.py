@@ -69,6 +69,12 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
     assert len(notices) == 1 and "checkpoint 4" in notices[0].message and "corrupt" in notices[0].message
     assert "resumed from checkpoint 2" in notices[0].message
     assert [e.iteration for e in events if isinstance(e, runner.Resumed)] == [2]
+    pieces = [e for e in events if isinstance(e, runner.Evaluating)]  # 11 contexts in pieces of 3
+    assert [(e.contexts_done, e.contexts_total, e.episodes, e.seeds) for e in pieces] == [
+        (3, 11, 2, 2), (6, 11, 2, 2), (9, 11, 2, 2), (11, 11, 2, 2)]
+    for e in pieces:  # the remaining contexts at the mean time per context so far
+        assert e.eta_s == pytest.approx(e.elapsed_s / e.contexts_done * (11 - e.contexts_done))
+    assert pieces[-1].eta_s == 0 and all(a.elapsed_s <= b.elapsed_s for a, b in zip(pieces, pieces[1:]))
     np.testing.assert_array_equal(resumed["v"].result.returns, runs["v"].result.returns)  # bit-identical resume
     assert runner.format_event(notices[0], 2)[0].startswith("[v] warning: ")
     with pytest.raises(ValueError, match="RunSpec.seeds must be an integer >= 1"):
@@ -98,6 +104,25 @@ def test_progress_lines_carry_an_eta_until_the_last_chunk():
     assert line == ("[cse] iteration 2/20  steps 2,000/20,000  3,000 steps/s  return 1.50  ETA 1m05s")
     assert runner.format_event(report(20, 0.0), 3)[0].endswith("return 1.50")
     assert [runner.format_seconds(s) for s in (0.4, 42, 185, 7620)] == ["<1s", "42s", "3m05s", "2h07m"]
+
+
+def test_compile_and_evaluation_lines_say_what_is_compiled_loaded_and_left():
+    def fmt(event):
+        (line,) = runner.format_event(event, 3)
+        return line
+
+    program = "training programs for 3 seeds"
+    assert fmt(runner.Compiling("cse", "cheetah_velocity", program, "/tmp/jit")) == (
+        "[cse] compiling the cheetah_velocity training programs for 3 seeds (kept in the compilation cache for the "
+        "next run)")
+    assert fmt(runner.Compiling("cse", "cheetah_velocity", program, None)).endswith("(compilation cache off)")
+    assert fmt(runner.Compiled("cse", program, 171.04, False)) == (
+        "[cse] compiled the training programs for 3 seeds in 171.0 s")
+    assert fmt(runner.Compiled("cse", program, 1.26, True)) == (
+        "[cse] loaded the training programs for 3 seeds from the compilation cache in 1.3 s")
+    assert fmt(runner.Evaluating("cse", 16, 61, 10, 3, 36.0, 101.25)) == (
+        "[cse] evaluated 16/61 contexts x 10 episodes x 3 seeds  ETA 1m41s")
+    assert runner.format_event(runner.Evaluating("cse", 61, 61, 10, 3, 140.0, 0.0), 3) == []  # the caller's line
 
 
 def test_chunk_program_donates_the_state():

@@ -8,7 +8,9 @@ return with a 95% Student-t interval across seeds (:mod:`zsgjax.results`).
 
 All episodes of all seeds and contexts run in **one** jitted program:
 ``vmap(seeds) x vmap(contexts) x vmap(episodes)`` around a ``lax.scan`` over the
-environment's horizon. After an episode terminates its state is frozen and it
+environment's horizon, called once, or once per piece of the contexts
+(:func:`evaluate`'s ``pieces``, with a ``progress`` callback after each; the
+returns are the same). After an episode terminates its state is frozen and it
 stops accumulating reward.
 
 Actions (``actions``, :data:`ACTION_MODES`): ``"mean"`` (the default) runs each
@@ -154,6 +156,8 @@ def evaluate(
     rng: jax.Array,
     evaluator: Callable | None = None,
     sampled: bool = False,
+    pieces: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Returns ``(S, C, E)`` of a batch of policies (leading seed axis ``S`` in ``params``).
 
@@ -161,8 +165,15 @@ def evaluate(
       naming the dimension and its range); a single ``(dim,)`` context is accepted
       and gives ``C = 1``.
     evaluator: one from :func:`make_evaluator` (same ``env``, ``act_fn``,
-      ``num_episodes`` and ``sampled``) to reuse its compilation.
+      ``num_episodes`` and ``sampled``) to reuse its compilation, or that function
+      compiled ahead of time for contexts ``(piece_size(C, pieces), dim)``.
     sampled: ``act_fn(params, obs, rng)`` draws actions (see :func:`make_evaluator`).
+    pieces: the contexts are evaluated in this many calls (at most ``C``) of one
+      program for :func:`piece_size` contexts, the last piece padded with copies of
+      the last context (their returns are dropped); the returns do not depend on
+      it, since every context gets the same episode starts.
+    progress: called as ``progress(contexts_done, C)`` after each piece (nothing is
+      reported without it).
     """
     _check_env(env)
     if not callable(act_fn):
@@ -179,11 +190,31 @@ def evaluate(
     checks.prng_key(rng, "`rng`")
     if evaluator is not None and not callable(evaluator):
         raise ValueError(f"`evaluator` must be a function from make_evaluator, got {evaluator!r}")
+    try:
+        pieces = checks.integer(pieces, "`pieces`", low=1)
+    except ValueError:
+        raise ValueError(f"`pieces` must be a positive integer, got {pieces!r}") from None
+    if progress is not None and not callable(progress):
+        raise ValueError(f"`progress` must be a callable progress(contexts_done, contexts_total), got {progress!r}")
     fn = evaluator if evaluator is not None else make_evaluator(env, act_fn, num_episodes, sampled)
-    returns = np.asarray(fn(params, jnp.asarray(contexts), rng))
+    num_contexts = contexts.shape[0]
+    size = piece_size(num_contexts, pieces)
+    padded = np.concatenate([contexts, np.repeat(contexts[-1:], -num_contexts % size, axis=0)])
+    parts = []
+    for start in range(0, num_contexts, size):
+        parts.append(np.asarray(fn(params, jnp.asarray(padded[start:start + size]), rng)))
+        if progress is not None:
+            progress(min(start + size, num_contexts), num_contexts)
+    returns = np.concatenate(parts, axis=1)[:, :num_contexts]
     if returns.shape[2] != num_episodes:
         raise ValueError(f"`evaluator` runs {returns.shape[2]} episodes per context, but num_episodes={num_episodes}")
     return returns
+
+
+def piece_size(num_contexts: int, pieces: int) -> int:
+    """Contexts per call when ``num_contexts`` contexts are evaluated in (at most) ``pieces``
+    calls (:func:`evaluate`): ``ceil(num_contexts / pieces)``."""
+    return -(-num_contexts // pieces)
 
 
 def make_grid(
@@ -244,6 +275,8 @@ def evaluate_grid(
     rng: jax.Array,
     evaluator: Callable | None = None,
     sampled: bool = False,
+    pieces: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """:func:`evaluate` over every context of ``grid``."""
     _check_env(env)
@@ -252,7 +285,7 @@ def evaluate_grid(
     if tuple(grid.names) != tuple(env.context_space.names):
         raise ValueError(f"`grid` is over contexts {list(grid.names)}, the env's are {list(env.context_space.names)}")
     returns = evaluate(env, act_fn, params, grid.contexts, num_episodes=num_episodes, rng=rng, evaluator=evaluator,
-                       sampled=sampled)
+                       sampled=sampled, pieces=pieces, progress=progress)
     return EvalResult(grid=grid, returns=returns)
 
 

@@ -54,7 +54,8 @@ import numpy as np
 from zsgjax import distributed, memory, rollout
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
-from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, policy_action
+from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, piece_size, policy_action
+from zsgjax.reporting.compiles import CompileEvents, compile_cache_dir
 from zsgjax.reporting.files import DirectoryLock, check_writable_directory
 from zsgjax.reporting import tables
 from zsgjax.reporting.metrics_log import MetricsLog
@@ -188,11 +189,52 @@ class Notice:
     message: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Compiling:
+    """A program of ``label`` is about to be traced and compiled, or loaded from JAX's
+    persistent compilation cache: ``program`` says which (``"training programs for 3
+    seeds"``: the seeds' initialisation and the training chunk; ``"evaluation program
+    for ..."``), ``env`` the environment, ``cache_dir`` the persistent cache in use
+    (``None``: off)."""
+
+    label: str
+    env: str
+    program: str
+    cache_dir: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """The program announced by :class:`Compiling` is ready after ``seconds`` (wall time,
+    tracing included); ``loaded_from_cache``: XLA compiled none of it, every part came
+    from the persistent compilation cache."""
+
+    label: str
+    program: str
+    seconds: float
+    loaded_from_cache: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluating:
+    """A piece of the zero-shot evaluation of ``label`` is done: ``contexts_done`` of
+    ``contexts_total`` contexts (each with ``episodes`` episodes for each of ``seeds``
+    seeds) after ``elapsed_s`` seconds; ``eta_s``: the seconds left at that rate."""
+
+    label: str
+    contexts_done: int
+    contexts_total: int
+    episodes: int
+    seeds: int
+    elapsed_s: float
+    eta_s: float
+
+
 class Diverged(ValueError):
     """Training produced non-finite losses or parameters; the last finite checkpoint is kept."""
 
 
-Event = Resumed | ChunkReport | Notice
+Event = Resumed | ChunkReport | Notice | Compiling | Compiled | Evaluating
 OnEvent = Callable[[Event], None]
 
 
@@ -202,16 +244,24 @@ def format_event(event: Event, seeds: int) -> list[str]:
         return [f"[{event.label}] resumed from iteration {event.iteration}/{event.total_iterations}"]
     if isinstance(event, Notice):
         return [f"[{event.label}] warning: {event.message}"]
-    lines = []
-    if event.compile_s > 0:
-        lines.append(f"[{event.label}] compiled the training programs for {seeds} seeds in {event.compile_s:.1f} s")
+    if isinstance(event, Compiling):
+        cache = "kept in the compilation cache for the next run" if event.cache_dir else "compilation cache off"
+        return [f"[{event.label}] compiling the {event.env} {event.program} ({cache})"]
+    if isinstance(event, Compiled):
+        if event.loaded_from_cache:
+            return [f"[{event.label}] loaded the {event.program} from the compilation cache in {event.seconds:.1f} s"]
+        return [f"[{event.label}] compiled the {event.program} in {event.seconds:.1f} s"]
+    if isinstance(event, Evaluating):  # the last piece is the caller's to report, with the total time
+        if event.contexts_done >= event.contexts_total:
+            return []
+        return [f"[{event.label}] evaluated {event.contexts_done}/{event.contexts_total} contexts x {event.episodes} "
+                f"episodes x {event.seeds} seeds  ETA {format_seconds(event.eta_s)}"]
     ret = f"{event.episode_return:.2f}" if np.isfinite(event.episode_return) else "n/a (no episode ended yet)"
     eta = f"  ETA {format_seconds(event.eta_s)}" if event.iteration < event.total_iterations else ""
-    lines.append(
+    return [
         f"[{event.label}] iteration {event.iteration}/{event.total_iterations}  "
         f"steps {event.env_steps:,}/{event.total_env_steps:,}  {event.steps_per_s:,.0f} steps/s  return {ret}{eta}"
-    )
-    return lines
+    ]
 
 
 def format_seconds(seconds: float) -> str:
@@ -532,11 +582,16 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     label = label or trainer.config.method
     emit = on_event or (lambda event: None)
     t_start = time.perf_counter()
+    program = f"training programs for {spec.seeds} seeds"
+    emit(Compiling(label, trainer.config.env, program, compile_cache_dir()))
+    compiles = CompileEvents()
     t0 = time.perf_counter()
     keys = placement.place(seed_keys(trainer, spec.seeds))
     init = lower_init(trainer, keys, placement)
     check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
-    state = init.compile(compiler_options("init"))(keys)
+    with compiles:  # around XLA's part alone: tracing may compile small eager operations of its own
+        init = init.compile(compiler_options("init"))
+    state = init(keys)
     pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
@@ -550,6 +605,13 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
         spi = trainer.steps_per_iteration
         size = max(1, -(-total // spec.chunks))  # iterations per chunk
         programs: dict[int, Any] = {}
+        if done < total:  # the first chunk's program, reported with the initialisation
+            t0 = time.perf_counter()
+            lowered = lower_chunk(trainer, min(size, total - done), state, placement)
+            with compiles:
+                programs[min(size, total - done)] = lowered.compile(compiler_options("chunk"))
+            pending_compile_s += time.perf_counter() - t0
+        emit(Compiled(label, program, pending_compile_s, compiles.loaded_from_cache))
         wandb = wandb_settings(spec, label, trainer) if spec.wandb_project else None
         metrics_log = on_process_0(lambda: MetricsLog(directory, spec.tensorboard, done, done * spi, wandb=wandb),
                                    placement)
@@ -558,10 +620,15 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
             n = min(size, total - done)
             t_chunk = time.perf_counter()
             compile_s, pending_compile_s = pending_compile_s, 0.0
-            if n not in programs:
+            if n not in programs:  # a shorter last chunk
+                last = f"training program for the last {n} iterations"
+                emit(Compiling(label, trainer.config.env, last, compile_cache_dir()))
                 t0 = time.perf_counter()
-                programs[n] = compile_chunk(trainer, n, state, placement)
+                lowered = lower_chunk(trainer, n, state, placement)
+                with CompileEvents() as compiles:
+                    programs[n] = lowered.compile(compiler_options("chunk"))
                 compile_s += time.perf_counter() - t0
+                emit(Compiled(label, last, time.perf_counter() - t0, compiles.loaded_from_cache))
             t0 = time.perf_counter()
             # The chunk program donates `state`: its buffers are reused for the new state,
             # so the old `state` is never read again (it is rebound here at once).
@@ -628,7 +695,27 @@ def lower_init(trainer: Trainer, keys: jax.Array, placement: Placement = Placeme
 
 def compile_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
     """The compiled :func:`chunk_program` for states like ``state`` (donates its argument)."""
-    return chunk_program(trainer, num_iterations, placement).lower(state).compile(compiler_options("chunk"))
+    return lower_chunk(trainer, num_iterations, state, placement).compile(compiler_options("chunk"))
+
+
+def lower_chunk(trainer: Trainer, num_iterations: int, state: Any, placement: Placement = Placement()):
+    """:func:`compile_chunk` before compilation: :func:`chunk_program` lowered for
+    :func:`state_spec` of ``state``."""
+    return chunk_program(trainer, num_iterations, placement).lower(state_spec(state))
+
+
+def state_spec(state: Any) -> Any:
+    """Every leaf of ``state`` as a :class:`jax.ShapeDtypeStruct` of its shape and dtype, with no
+    weak type and no device: what the runner compiles its chunk program for.
+
+    A freshly initialised state and the same state restored from a checkpoint hold equal
+    values but not equal arrays (the initialisation's outputs carry weak types and are
+    not committed to a device; restored arrays are committed and strongly typed); a
+    program lowered for the arrays themselves would differ between the two (sharding
+    annotations, a different jaxpr) and miss JAX's persistent compilation cache on
+    ``resume``. Lowered for this spec, both give the same program.
+    """
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), state)
 
 
 def chunk_program(trainer: Trainer, num_iterations: int, placement: Placement = Placement()):
@@ -649,31 +736,58 @@ def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any
             "config": {**c.record(), "label": label, "num_seeds": spec.seeds}}
 
 
+# The zero-shot evaluation runs in this many calls of one compiled program, each over an
+# equal share of the grid's contexts (zsgjax.evaluate.evaluate's `pieces`), so that its
+# progress can be reported; the returns are the same in any number of pieces.
+EVAL_PIECES = 4
+
+
 def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean",
-             mesh: Any = None, evaluators: dict | None = None) -> EvalResult:
+             mesh: Any = None, evaluators: dict | None = None, on_event: OnEvent | None = None,
+             label: str | None = None) -> EvalResult:
     """Zero-shot returns ``(S, C, E)`` of every seed's policy over ``grid``, acting by
     ``actions`` (:func:`zsgjax.evaluate.policy_action`; default the deterministic policy).
 
     Episode starts (and sampled actions) come from ``fold_in(PRNGKey(config.seed), 1)``:
     the same for every label with the same base seed, so the seeds of two labels are
-    paired. On a mesh the policy parameters are gathered first and every process
-    evaluates them on its own default device (the same program and result as one device).
+    paired. The policy parameters are copied to NumPy first (on a mesh, gathered from
+    every device; every process then evaluates them on its own default device), so the
+    program is the same whatever produced ``state`` (the last training chunk or a
+    restored checkpoint) and a resumed run finds it in JAX's persistent compilation cache.
+    The grid runs in :data:`EVAL_PIECES` calls of one program compiled ahead of time.
     ``evaluators``: a dict kept across calls, keyed by environment (name and options),
-    agent (network and settings), action mode and episode count, so every label whose
-    policies have the same shape shares one traced and compiled evaluation program
-    (:func:`zsgjax.evaluate.make_evaluator`).
+    agent (network and settings), action mode, episode count, seeds and piece size, so
+    every label whose policies have the same shape shares one traced and compiled
+    evaluation program (:func:`zsgjax.evaluate.make_evaluator`). ``on_event``: receives
+    :class:`Compiling` / :class:`Compiled` around a compilation and :class:`Evaluating`
+    after each piece, for ``label`` (default: the method's name).
     """
-    params = jax.vmap(trainer.policy_params)(state)
-    if mesh is not None:
-        params = Placement(mesh).to_host(params)
+    label = label or trainer.config.method
+    emit = on_event or (lambda event: None)
+    params = Placement(mesh).to_host(jax.vmap(trainer.policy_params)(state))
+    seeds = jax.tree.leaves(params)[0].shape[0]
     rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
     act_fn, sampled = policy_action(trainer.agent, actions)
     evaluators = {} if evaluators is None else evaluators
-    key = (trainer.config.env, trainer.config.env_kwargs, trainer.agent, actions, num_episodes)
+    size = piece_size(len(grid.contexts), EVAL_PIECES)
+    key = (trainer.config.env, trainer.config.env_kwargs, trainer.agent, actions, num_episodes, seeds, size)
     if key not in evaluators:  # labels with the same environment, agent, action mode and episodes share it
-        evaluators[key] = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
+        program = f"evaluation program for {seeds} seeds x {num_episodes} episodes x {size} contexts per call"
+        emit(Compiling(label, trainer.config.env, program, compile_cache_dir()))
+        t0 = time.perf_counter()
+        evaluator = make_evaluator(trainer.env, act_fn, num_episodes, sampled)
+        lowered = evaluator.lower(params, jax.numpy.asarray(grid.contexts[:size]), rng)
+        with CompileEvents() as compiles:  # around XLA's part alone (tracing may compile eager operations)
+            evaluators[key] = lowered.compile()
+        emit(Compiled(label, program, time.perf_counter() - t0, compiles.loaded_from_cache))
+    t0 = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - t0
+        emit(Evaluating(label, done, total, num_episodes, seeds, elapsed, elapsed / done * (total - done)))
+
     return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
-                         evaluator=evaluators[key])
+                         evaluator=evaluators[key], pieces=EVAL_PIECES, progress=progress)
 
 
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
@@ -711,7 +825,8 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
 
             def evaluation(state, trainer=trainer, evaluated=evaluated):
                 t0 = time.perf_counter()
-                result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh, evaluators)
+                result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh, evaluators,
+                                  on_event, label)
                 evaluated.append((result, time.perf_counter() - t0))
                 return result
 

@@ -17,6 +17,21 @@ from JAX's persistent compilation cache. Writes ``--json`` (atomically).
 (``-1``: XLA's default) instead of the runner's, and ``--time-chunk`` times one
 more run of the compiled chunk (after a first, warming one) in CPU seconds: the
 price of a level in steps/s.
+
+``--runs NAME=TREE ...`` times whole ``python -m zsgjax train`` runs instead, with the
+zsgjax of each source tree (a pinned worktree), for every ``--env``: **cold** (a
+fresh compilation cache), **warm** (the same command into a new ``--out``, the cache
+filled by the cold run) and **resume** (``--resume`` of the warm run's finished
+output: every method restored and evaluated again). The trees alternate within
+each of ``--rounds`` rounds, so that a loaded machine weighs on them alike. Each run
+records wall seconds, CPU seconds (user + system of the child process) and the
+programs it wrote into the cache (``*-cache`` files; a program already there is
+not written again, so 0 means the run compiled nothing that the cache keeps).
+The JSON is rewritten after every run and a run already in it is not repeated.
+
+    python scripts/experiments/compile_time.py --runs before=/work/pinned/a after=/work/pinned/b \
+        --env cheetah_velocity ant_direction --steps 512 --json docs/experiments/compile_time_runs.json \
+        --train-args "--eval-episodes 1"
 """
 
 from __future__ import annotations
@@ -25,8 +40,19 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+
+# Pre-registered before the runs (issue 24): what the --runs measurement is to show.
+RUN_CLAIMS = [
+    "after: a resumed run writes no program into the compilation cache (every program it needs was "
+    "written by the cold run); before: it writes the evaluation program again",
+    "after: warm and resume runs take less CPU time than before's in the same round",
+]
 
 
 def _timed(fn):
@@ -82,13 +108,75 @@ def measure(args: argparse.Namespace) -> dict:
     return out
 
 
+def cache_entries(directory: str) -> int:
+    """The programs in a JAX compilation cache directory."""
+    return sum(name.endswith("-cache") for name in os.listdir(directory)) if os.path.isdir(directory) else 0
+
+
+def time_cli_run(tree: str, argv: list[str], cache: str, log: str) -> dict:
+    """One ``python -m zsgjax <argv>`` with the zsgjax of ``tree`` and the compilation cache
+    ``cache``: wall and child CPU seconds, exit status, programs written into the cache."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(PYTHONPATH=tree, ZSGJAX_COMPILE_CACHE=cache)
+    before, usage = cache_entries(cache), resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.call([sys.executable, "-m", "zsgjax", *argv], cwd=tree, env=env, stdout=out,
+                               stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "exit": code,
+            "programs_written": cache_entries(cache) - before, "log": log}
+
+
+def measure_runs(args: argparse.Namespace) -> None:
+    """``--runs``: cold, warm and resumed CLI runs per tree and environment, alternating the trees."""
+    from zsgjax.reporting import machine
+    from zsgjax.reporting.files import atomic_write
+
+    trees = dict(item.split("=", 1) for item in args.runs)
+    record = json.load(open(args.json)) if args.json and os.path.exists(args.json) else {
+        "command": "python scripts/experiments/compile_time.py " + " ".join(sys.argv[1:]),
+        "claims": RUN_CLAIMS, "trees": {}, "runs": []}
+    for name, tree in trees.items():
+        commit = subprocess.run(["git", "-C", tree, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        record["trees"][name] = {"path": tree, "commit": commit}
+    record["machine"] = machine.machine_description()
+    work = args.work or tempfile.mkdtemp(prefix="zsgjax-compile-runs-")
+    done = {(r["round"], r["env"], r["tree"], r["phase"]) for r in record["runs"]}
+    for k in range(args.rounds):
+        for env in args.env:
+            for name, tree in (list(trees.items()) if k % 2 == 0 else list(trees.items())[::-1]):
+                base = os.path.join(work, f"r{k}-{env}-{name}")
+                cache = os.path.join(base, "jit")
+                if any((k, env, name, phase) not in done for phase in ("cold", "warm", "resume")):
+                    shutil.rmtree(base, ignore_errors=True)  # an interrupted triple starts again
+                os.makedirs(base, exist_ok=True)
+                steps = ["--steps", str(args.steps)] if args.steps else []
+                common = ["train", "--env", env, *steps, "--method", *args.method, *args.train_args.split()]
+                phases = {"cold": common + ["--out", os.path.join(base, "cold")],
+                          "warm": common + ["--out", os.path.join(base, "warm")],
+                          "resume": common + ["--out", os.path.join(base, "warm"), "--resume"]}
+                for phase, argv in phases.items():
+                    if (k, env, name, phase) in done:
+                        continue
+                    row = {"round": k, "env": env, "tree": name, "phase": phase, "utc": time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_1min": os.getloadavg()[0],
+                        **time_cli_run(tree, argv, cache, os.path.join(base, f"{phase}.log"))}
+                    record["runs"].append(row)
+                    print(json.dumps(row), flush=True)
+                    if args.json:
+                        atomic_write(args.json, json.dumps(record, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     from zsgjax import options
     from zsgjax.runner import RunSpec
 
     run = RunSpec()
     p = options.ArgumentParser(prog="compile_time.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", default=options.DEFAULT_ENV)
+    p.add_argument("--env", nargs="+", default=[options.DEFAULT_ENV], help="the environment (with --runs: several)")
     p.add_argument("--method", nargs="+", default=list(options.DEFAULT_METHODS))
     p.add_argument("--steps", type=int, default=None, help="steps per seed (default: TrainConfig's)")
     p.add_argument("--seeds", type=int, default=run.seeds)
@@ -100,7 +188,18 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-level", type=int, default=None, help="XLA backend optimisation level of the chunk "
                    "(-1: XLA's default; default: the runner's)")
     p.add_argument("--time-chunk", action="store_true", help="also time a run of the compiled chunk")
+    p.add_argument("--runs", nargs="+", default=None, metavar="NAME=TREE",
+                   help="time whole `python -m zsgjax train` runs (cold, warm, resume) of these source trees")
+    p.add_argument("--rounds", type=int, default=1, help="with --runs: rounds of alternating trees")
+    p.add_argument("--work", default=None, help="with --runs: where the runs write (default: a temporary folder)")
+    p.add_argument("--train-args", default="", help="with --runs: more options of `zsgjax train`, in one string")
     args = p.parse_args(argv)
+    if args.runs:
+        measure_runs(args)
+        return 0
+    if len(args.env) != 1:
+        p.error("give one --env (several only with --runs)")
+    args.env = args.env[0]
     import jax
 
     if args.cache:

@@ -2,6 +2,7 @@
 
 * :mod:`~zsgjax.reporting.files`       -- atomic file writes (text, JSON, PNG)
 * :mod:`~zsgjax.reporting.machine`     -- the machine a result was measured on
+* :mod:`~zsgjax.reporting.compiles`    -- what JAX compiled or loaded from its compilation cache in a block
 * :mod:`~zsgjax.reporting.stats`       -- Student-t intervals, paired differences, log-log slopes
 * :mod:`~zsgjax.reporting.tables`      -- generalization tables, CSV and JSON of evaluation results
 * :mod:`~zsgjax.reporting.plots`       -- return-vs-context figures
