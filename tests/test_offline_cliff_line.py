@@ -83,19 +83,27 @@ def test_selection_rule_and_paired_verdicts():
     val = np.array([[0.0, 0.0, 3.0], [1.0, 2.0, 3.0], [2.0, 2.0, 3.0]])
     np.testing.assert_array_equal(pess.select(val, [0.0, 1.0, 4.0]), [2, 1, 0])
     np.testing.assert_array_equal(pess.select(val[[2, 0, 1]], [4.0, 0.0, 1.0]), [0, 2, 1])
+    lin = _script("scripts/offline/pessimism.py")
+    np.testing.assert_array_equal(lin.select(val), [2, 1, 0])
+
+
+def test_paired_verdict_against_a_hand_computed_interval():
+    """``zsgjax.reporting.stats.paired_verdict``, the test of every offline script's pre-registered claims."""
+    from zsgjax.reporting.stats import paired_verdict
+
     a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 2.0, 3.5])
     d = a - b  # 0.5, 1, 1, 0.5: mean 0.75, sd 0.2887, t_{0.975,3} = 3.1824
     half = 3.182446305284263 * np.std(d, ddof=1) / 2.0
-    v = pess.paired_verdict(a, b, "greater")
+    v = paired_verdict(a, b, "greater")
     assert v["diff"] == pytest.approx(0.75) and v["ci95"] == pytest.approx(half) and v["verdict"] == "holds"
-    assert pess.paired_verdict(b, a, "greater")["verdict"] == "contradicted"
-    assert pess.paired_verdict(b, a, "two-sided")["verdict"] == "a < b"
+    assert v["interval"] == pytest.approx([0.75 - half, 0.75 + half])
+    assert paired_verdict(b, a)["verdict"] == "contradicted"
+    assert paired_verdict(a, b, "two-sided")["verdict"] == "a > b"
+    assert paired_verdict(b, a, "two-sided")["verdict"] == "a < b"
     noisy = np.array([1.0, -1.0, 1.0, -1.0])
-    assert pess.paired_verdict(noisy, np.zeros(4), "greater")["verdict"] == "not shown"
-    assert pess.paired_verdict(noisy, np.zeros(4), "two-sided")["verdict"] == "no significant difference"
-    lin = _script("scripts/offline/pessimism.py")
-    np.testing.assert_array_equal(lin.select(val), [2, 1, 0])
-    assert lin.paired_verdict(noisy, np.zeros(4))["verdict"] == "not shown"
-    assert lin.paired_verdict(b, a)["verdict"] == "contradicted"
-    assert lin.paired_verdict(a, b) == {k: pytest.approx(x) if isinstance(x, float) else x
-                                        for k, x in pess.paired_verdict(a, b, "greater").items()}
+    assert paired_verdict(noisy, np.zeros(4), "greater")["verdict"] == "not shown"
+    assert paired_verdict(noisy, np.zeros(4), "two-sided")["verdict"] == "no significant difference"
+    with pytest.raises(ValueError, match=r"paired_verdict: `kind` must be one of"):
+        paired_verdict(a, b, "less")
+    with pytest.raises(ValueError, match=r"same number \(>= 2\) of per-seed values, got 4 and 3"):
+        paired_verdict(a, b[:3])

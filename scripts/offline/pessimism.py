@@ -66,14 +66,6 @@ class Config:
     resume: bool = False  # reuse the rows checkpointed by an earlier run with the same settings (OUT.checkpoints/)
 
 
-def paired_verdict(a, b) -> dict:
-    """:data:`PREREGISTERED`'s test on per-seed values ``a``, ``b`` ``(S,)``."""
-    diff, half = (float(v) for v in stats.mean_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-    lo, hi = diff - half, diff + half
-    return {"diff": diff, "ci95": half, "interval": [lo, hi],
-            "verdict": "holds" if lo > 0 else "contradicted" if hi < 0 else "not shown"}
-
-
 def select(val_values: np.ndarray) -> np.ndarray:
     """Per seed, the index of the beta (grid sorted ascending) of highest validation value ``(B, S)``;
     ties go to the smallest beta."""
@@ -124,7 +116,7 @@ def run(cfg: Config, driver: OfflineRun) -> dict:
               flush=True)
     picked = np.stack([select(val[i]) for i in range(len(cfg.coverages))])  # (C, S)
     selected = np.take_along_axis(sub, picked[:, None, :], 1)[:, 0]  # (C, S)
-    verdicts = [{"coverage": cov, **paired_verdict(sub[i, 0], selected[i])} for i, cov in enumerate(cfg.coverages)]
+    verdicts = [{"coverage": cov, **stats.paired_verdict(sub[i, 0], selected[i])} for i, cov in enumerate(cfg.coverages)]
     return dict(optimum=optimum, theory_beta=theory, sub=sub, val=val, picked=picked, selected=selected,
                 verdicts=verdicts)
 

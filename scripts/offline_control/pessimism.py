@@ -71,18 +71,6 @@ TEST_RULE = ("paired per-seed difference a - b of the mean test return, two-side
              "a > b / a < b if the interval excludes 0, else no significant difference")
 
 
-def paired_verdict(a, b, kind: str) -> dict:
-    """The pre-registered test on per-seed values ``a``, ``b`` ``(S,)`` (see :data:`TEST_RULE`)."""
-    diff, half = stats.mean_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    diff, half = float(diff), float(half)
-    lo, hi = diff - half, diff + half
-    if kind == "greater":
-        verdict = "holds" if lo > 0 else "contradicted" if hi < 0 else "not shown"
-    else:
-        verdict = "a > b" if lo > 0 else "a < b" if hi < 0 else "no significant difference"
-    return {"diff": diff, "ci95": half, "interval": [lo, hi], "verdict": verdict}
-
-
 def select(val_returns: np.ndarray, betas) -> np.ndarray:
     """Per seed, the index of the beta with the highest validation return ``val_returns (B, S)``;
     ties go to the smallest beta (``betas`` sorted ascending)."""
@@ -172,7 +160,7 @@ def main() -> None:
         arms[f"{method}, beta = 0"] = {"per_seed": test_m[args.betas.index(0.0)].tolist(), "beta_per_seed": [0.0] * S}
     for a in arms.values():
         a["mean"], a["ci95"] = (float(v) for v in stats.mean_ci(np.asarray(a["per_seed"])))
-    verdicts = [{**c, **paired_verdict(arms[c["a"]]["per_seed"], arms[c["b"]]["per_seed"], c["kind"])}
+    verdicts = [{**c, **stats.paired_verdict(arms[c["a"]]["per_seed"], arms[c["b"]]["per_seed"], c["kind"])}
                 for c in PREREGISTERED]
     refs = reference_values(env)
     result.update(rows=rows, arms=arms, verdicts=verdicts, references=refs, wall_seconds=time.time() - t0, done=True)

@@ -66,17 +66,6 @@ TEST_RULE = ("paired per-seed difference a - b of the score, two-sided 95% Stude
              "a > b / a < b if the interval excludes 0, else no significant difference")
 
 
-def paired_verdict(a, b, kind: str) -> dict:
-    """The pre-registered test on per-seed values ``a``, ``b`` ``(S,)`` (see :data:`TEST_RULE`)."""
-    diff, half = (float(v) for v in stats.mean_ci(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-    lo, hi = diff - half, diff + half
-    if kind == "greater":
-        verdict = "holds" if lo > 0 else "contradicted" if hi < 0 else "not shown"
-    else:
-        verdict = "a > b" if lo > 0 else "a < b" if hi < 0 else "no significant difference"
-    return {"diff": diff, "ci95": half, "interval": [lo, hi], "verdict": verdict}
-
-
 def goal_data(args):
     """GoalLine: per seed its own n goals and uniform-random data; ``(data (S, n, N, ...), goals (S, n))``."""
     out, goals = [], []
@@ -154,7 +143,7 @@ def main() -> None:
                                  "seconds": sec, "per_seed": arms[name].tolist(),
                                  **({"drawn_index": np.asarray(res.index).tolist()} if which == "drawn" else {})})
                     print(f"  {task} {name}: {summary(arms[name])}", flush=True)
-        verdicts = [{**c, **paired_verdict(arms[c["a"]], arms[c["b"]], c["kind"])}
+        verdicts = [{**c, **stats.paired_verdict(arms[c["a"]], arms[c["b"]], c["kind"])}
                     for c in PREREGISTERED if c["task"] == task]
         tasks[task] = {"rows": rows, "verdicts": verdicts, "perm_config": E.config_dict(perm_cfg)}
         result.update(tasks=tasks)

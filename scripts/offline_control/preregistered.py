@@ -64,14 +64,13 @@ def judge(c: Mapping[str, Any], values: Mapping[str, Sequence[float]]) -> dict:
         b = np.asarray(values[c["b"]], np.float64)
         if a.shape != b.shape:
             raise ValueError(f"claim {c['id']!r}: {c['a']} has {a.shape} values, {c['b']} {b.shape}; the test pairs seeds")
-        d = a - b
+        paired = stats.paired_verdict(a, b, "greater")
+        d, mean, half, verdict = a - b, paired["diff"], paired["ci95"], paired["verdict"]
+        low, high = paired["interval"]
     else:
         d = a
-    mean, half = (float(x) for x in stats.mean_ci(d))
-    low, high = mean - half, mean + half
-    if c["kind"] == "greater":
-        verdict = "holds" if low > 0 else "contradicted" if high < 0 else "not shown"
-    else:
+        mean, half = (float(x) for x in stats.mean_ci(d))
+        low, high = mean - half, mean + half
         verdict = "holds" if low <= c["value"] <= high else "contradicted"
     return {**c, "seeds": int(d.size), "mean": mean, "half_width": half, "interval": [low, high],
             "verdict": verdict}

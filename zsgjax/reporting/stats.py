@@ -70,6 +70,34 @@ def difference_ci(a, b, confidence: float = CONFIDENCE) -> tuple[float, float]:
     return diff, float(_scipy_stats.t.ppf(0.5 + confidence / 2.0, dof) * se)
 
 
+VERDICT_KINDS = ("greater", "two-sided")
+
+
+def paired_verdict(a, b, kind: str = "greater", confidence: float = CONFIDENCE) -> dict:
+    """The pre-registered paired test of zsgjax's experiments on per-seed values ``a``, ``b`` ``(S,)``.
+
+    The per-seed difference ``a_k - b_k``, its mean and two-sided Student-t interval
+    (:func:`mean_ci`), and the verdict read from the interval: ``kind="greater"`` (the
+    claim "a above b"): ``holds`` above 0, ``contradicted`` below, else ``not shown``;
+    ``kind="two-sided"``: ``a > b`` / ``a < b`` where it excludes 0, else ``no significant
+    difference``. Returns ``{"diff", "ci95", "interval": [low, high], "verdict"}``.
+    """
+    if kind not in VERDICT_KINDS:
+        raise ValueError(f"paired_verdict: `kind` must be one of {VERDICT_KINDS}, got {kind!r}")
+    a = np.asarray(a, np.float64).reshape(-1)
+    b = np.asarray(b, np.float64).reshape(-1)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"paired_verdict: `a` and `b` must hold the same number (>= 2) of per-seed values, "
+                         f"got {a.size} and {b.size}")
+    diff, half = (float(v) for v in mean_ci(a - b, confidence))
+    low, high = diff - half, diff + half
+    if kind == "greater":
+        verdict = "holds" if low > 0 else "contradicted" if high < 0 else "not shown"
+    else:
+        verdict = "a > b" if low > 0 else "a < b" if high < 0 else "no significant difference"
+    return {"diff": diff, "ci95": half, "interval": [low, high], "verdict": verdict}
+
+
 def loglog_slope(x, y, drop_nonpositive: bool = False) -> float:
     """Least-squares slope of ``log y`` against ``log |x|`` for 1-D ``x``, ``y`` of equal length.
 
