@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zsgjax.checkpoint import Checkpointer, CorruptCheckpoint, config_to_dict, leaf_digests
-from zsgjax.reporting.files import check_file_path
+from zsgjax.reporting.files import check_file_path, check_writable_directory
 
 PyTree = Any
 CHECKPOINT_SUFFIX = ".checkpoints"
@@ -87,21 +86,11 @@ class OfflineRun:
         self.resume = bool(resume)
         self.log = log
         self._names: set[str] = set()
-        self._check_writable()
+        check_writable_directory(os.path.dirname(os.path.abspath(self.out)), f"`out` '{self.out}': its directory")
         if not self.resume and os.path.isdir(self.directory) and os.listdir(self.directory):
             raise ValueError(f"`out`: '{self.directory}' holds the checkpoints of an earlier run; pass --resume to "
                              f"continue it (same settings), or delete it or choose another --out")
         os.makedirs(self.directory, exist_ok=True)
-
-    def _check_writable(self) -> None:
-        parent = os.path.dirname(os.path.abspath(self.out))
-        try:
-            os.makedirs(parent, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=parent, prefix=".zsgjax-write-probe-"):
-                pass
-        except OSError as e:
-            raise ValueError(f"`out` '{self.out}': its directory '{parent}' is not writable "
-                             f"({type(e).__name__}: {e.strerror or e})") from None
 
     def path(self, suffix: str) -> str:
         """``out + suffix`` (e.g. ``".json"``)."""
