@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import paper_code_policies as pcp  # noqa: E402
 import rllib_sac_policy  # noqa: E402
 from zsgjax.agents.networks import tanh_gaussian  # noqa: E402
+from zsgjax.reporting.files import DirectoryLock  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "data", "rllib_sac_pen_goal_w32.npz")
@@ -191,6 +192,7 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
     code, _ = fake_paper
     root = str(tmp_path / "runs")
     monkeypatch.setenv("EPOCHS", "2")
+    evaluation = pcp.Evaluation.paper(episodes=2, sweep_points=2)
     for method in ("cse", "ldr"):
         for seed in (0, 1):
             os.makedirs(pcp.run_dir(root, method, seed))
@@ -198,7 +200,10 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
             if method == "ldr":
                 data["b2"] = data["b2"] + np.float32(0.3 * (seed + 1))  # another policy
             np.savez(os.path.join(pcp.run_dir(root, method, seed), "policy.npz"), **data)
-    evaluation = pcp.Evaluation.paper(episodes=2, sweep_points=2)
+    with DirectoryLock(pcp.run_dir(root, "ldr", 1)):  # another driver trains this run
+        with pytest.raises(ValueError, match=r"the run folder of ldr seed 1 '.*seed1' is in use by another run"):
+            pcp.run(code, seeds=[0, 1], methods=["ldr"], epochs=2, root=root, out=str(tmp_path / "o"),
+                    evaluation=evaluation, log=lambda _: None)
     out = str(tmp_path / "out")
     pcp.run(code, seeds=[0, 1], methods=["cse", "ldr"], epochs=2, root=root, out=out, evaluation=evaluation,
             log=lambda _: None)

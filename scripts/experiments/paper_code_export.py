@@ -12,8 +12,9 @@ it imports only the standard library, NumPy, torch and ray (and, for ``train`` a
 ``train`` runs the paper's unchanged ``main.py`` in this process with two things set
 from outside: Ray Tune's storage folder (``RunConfig(storage_path=...)``, so that
 every seed has its own folder) and the algorithm's seed (``AlgorithmConfig.seed``:
-the paper's code sets none; RLlib then seeds the environments, torch and NumPy from
-it).
+the paper's code sets none). RLlib seeds its environments and generators from it, but
+its runs are not reproducible: two seed-0 runs of pen_goal differed from their first
+episodes on, so a seed labels an independent trial.
 
 ``export`` writes the actor of a trained SAC RLModule (``pi_encoder`` then ``pi``,
 the layers of RLlib's ``TorchMLP``s in order) to an ``.npz``, atomically: ``w{i}``

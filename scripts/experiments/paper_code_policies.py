@@ -17,7 +17,9 @@ paper's code gives X here". For every method and seed:
    unchanged, a context step of length ``se_delta`` on the unit sphere), LDR ``--dr 1``
    (each episode's context ``N(default, se_delta^2)`` per coordinate). One Tune trial
    per seed, in ``<root>/<method>/seed<k>`` (``paper_code_export.py train`` sets the
-   storage folder and ``AlgorithmConfig.seed = k``); a finished seed has a
+   storage folder and ``AlgorithmConfig.seed = k``, which does not make RLlib's runs
+   reproducible: seeds are independent trials, paired across methods only by their
+   evaluation keys); a finished seed has a
    ``done.json`` and is never retrained; an unfinished one is started over (main.py
    cannot resume a trial);
 2. **export** its final checkpoint's actor to ``policy.npz`` (``paper_code_export.py
@@ -445,16 +447,17 @@ def run(code: PaperCode, *, seeds: Sequence[int], methods: Sequence[str], epochs
     if not methods or unknown:
         raise ValueError(f"--methods must be among {', '.join(METHOD_ARGS)}; got {list(methods)}")
     main_args(methods[0], epochs)  # checks epochs
-    records: dict[str, list[dict[str, Any]]] = {}
-    with DirectoryLock(root, what="paper-code run folder"):
-        for method in methods:
-            records[method] = []
-            for seed in seeds:
-                done_path = os.path.join(run_dir(root, method, seed), "done.json")
-                if not train and not os.path.isfile(done_path):
-                    raise ValueError(f"--no-train: {method} seed {seed} has not been trained ({done_path} missing)")
+    records: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    paths: dict[str, list[str]] = {m: [] for m in methods}
+    for method in methods:
+        for seed in seeds:
+            done_path = os.path.join(run_dir(root, method, seed), "done.json")
+            if not train and not os.path.isfile(done_path):
+                raise ValueError(f"--no-train: {method} seed {seed} has not been trained ({done_path} missing)")
+            # one driver per run at a time; drivers for other methods or seeds can share the root
+            with DirectoryLock(run_dir(root, method, seed), what=f"the run folder of {method} seed {seed}"):
                 records[method].append(train_seed(code, root, method, seed, epochs, log))
-        paths = {m: [export_seed(code, root, r) for r in recs] for m, recs in records.items()}
+                paths[method].append(export_seed(code, root, records[method][-1]))
     t0 = time.perf_counter()
     results = evaluate_policies(paths, evaluation)
     log(f"evaluated {len(methods)} methods x {len(seeds)} seeds in {time.perf_counter() - t0:.0f} s")
