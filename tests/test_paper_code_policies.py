@@ -134,7 +134,10 @@ echo "training_iteration,num_env_steps_sampled_lifetime" > "$trial/progress.csv"
 i=1
 while [ $i -le $EPOCHS ]; do
   echo "$i,$((i * 100))" >> "$trial/progress.csv"
-  echo "{\\"num_env_steps_sampled_lifetime\\": $((i * 100)), \\"env_runners\\": {\\"episode_return_mean\\": -$i}}" \\
+  evaluation=""  # the paper's in-training evaluation at its 3 contexts, at the last iteration
+  [ $i -eq $EPOCHS ] && evaluation=", \\"evaluation\\": {\\"env_runners\\": {\\"0\\": {\\"episode_return_mean\\": -10}, \\
+\\"1\\": {\\"episode_return_mean\\": -11}, \\"2\\": {\\"episode_return_mean\\": -12}}}"
+  echo "{\\"num_env_steps_sampled_lifetime\\": $((i * 100)), \\"env_runners\\": {\\"episode_return_mean\\": -$i}$evaluation}" \\
     >> "$trial/result.json"
   i=$((i + 1))
 done
@@ -221,6 +224,11 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
     returns = np.asarray(doc["methods"]["cse"]["returns"])
     assert not np.allclose(returns[0], returns[1])
     assert doc["info"]["eval_actions"] == "sample_unscaled" and len(labels) == 4 * 2 + 3
+    curves = doc["info"]["learning_curves"]
+    assert curves["paper_eval"]["RLlib ldr at (2,1,1,0.75)"] == {"steps": [[200.0], [200.0]], "returns": [[-11.0], [-11.0]]}
+    assert curves["steps"] == [20.0 * k for k in range(1, 11)]  # 10 points up to the runs' 200 steps
+    cse = np.array(curves["curves"]["RLlib cse"], dtype=float)  # return -i at 100 i steps, none before 100
+    np.testing.assert_allclose(cse, [[np.nan] * 4 + [-0.2 * k for k in range(5, 11)]] * 2)
 
 
 @pytest.mark.slow

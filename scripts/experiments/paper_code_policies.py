@@ -341,7 +341,8 @@ def at_steps(steps: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.nd
 
 def learning_curves(root: str, records: Mapping[str, Sequence[Mapping[str, Any]]],
                     zsgjax_work: str | None) -> dict[str, Any]:
-    """Training-return curves at common steps: ``{"steps", "curves": {label: (S, K)}, "paper_eval": ...}``."""
+    """Training-return curves at common steps ``{"steps" (K,), "curves": {label: (S, K)}, "paper_eval": {label:
+    {"steps" (S, n), "returns" (S, n)}}}``, the last the paper's in-training evaluation at its contexts."""
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for method, recs in records.items():
         raw[f"RLlib {method}"] = rllib_curves(root, recs, RETURN_COLUMN)
@@ -356,8 +357,8 @@ def learning_curves(root: str, records: Mapping[str, Sequence[Mapping[str, Any]]
     for method, recs in records.items():
         for i, name in enumerate(PAPER_EVAL_CONTEXTS):
             s, v = rllib_curves(root, recs, f"evaluation/env_runners/{i}/episode_return_mean")
-            finite = np.isfinite(v).all(axis=0)
-            paper_eval[f"RLlib {method} at {name}"] = {"steps": s[0, finite], "returns": v[:, finite]}
+            finite = np.isfinite(v).all(axis=0)  # the evaluated iterations (every --eval_interval)
+            paper_eval[f"RLlib {method} at {name}"] = {"steps": s[:, finite], "returns": v[:, finite]}
     return {"steps": points, "curves": curves, "paper_eval": paper_eval}
 
 
