@@ -24,12 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.stats import t as scipy_t
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "experiments"))
 
 import paper_code_policies as pcp  # noqa: E402
 import rllib_sac_policy  # noqa: E402
+from zsgjax import envs  # noqa: E402
 from zsgjax.agents.networks import tanh_gaussian  # noqa: E402
+from zsgjax.evaluate import evaluate_grid, make_grid, policy_action  # noqa: E402
 from zsgjax.reporting.files import DirectoryLock  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -121,6 +124,32 @@ def test_curves_interpolated_at_common_steps():
     values = np.array([[np.nan, -10.0, -6.0, -2.0], [-8.0, -8.0, np.nan, -4.0]])
     out = pcp.at_steps(steps, values, np.array([150.0, 250.0, 400.0]))
     np.testing.assert_allclose(out, [[np.nan, -8.0, -2.0], [-8.0, -7.0, -4.0]])  # NaN before a seed's first return
+
+
+def test_each_method_is_compared_with_zsgjax_on_the_claim_rows():
+    grid = make_grid(envs.make("pendulum_goal"), 2)  # tau = -1, 1; named contexts
+    claims = pcp.verdicts.load_claims(pcp.common.CLAIMS)
+    tau1 = grid.labels.index("tau=1")
+
+    def result(per_seed):  # every seed's return: per_seed[s] at tau=1, 0 elsewhere
+        r = np.zeros((len(per_seed), len(grid), 3))
+        r[:, tau1] = np.asarray(per_seed, float)[:, None]
+        return pcp.EvalResult(grid, r)
+
+    rllib = {"cse": result([-10.0, -20.0]), "ldr": result([-30.0, -30.0])}
+    zsg = {"cse": result([-16.0, -22.0, -40.0]), "ldr": result([-25.0, -35.0])}
+    rows = {(r["id"], r["method"]): r for r in pcp.compare_methods(rllib, zsg, claims)}
+    assert set(rows) == {("pendulum_goal/cse>vanilla", "cse"), ("pendulum_goal/cse>ldr:tau>0.6", "cse"),
+                         ("pendulum_goal/cse>ldr:tau>0.6", "ldr")}
+    cse = rows[("pendulum_goal/cse>ldr:tau>0.6", "cse")]  # the only row tau > 0.6 is tau = 1
+    assert (cse["rllib"], cse["zsgjax"], cse["diff"]) == pytest.approx((-15.0, -26.0, 11.0))
+    # unequal seeds: Welch, se^2 = 50/2 + 156/3, dof (77^2) / (25^2 + 52^2 / 2)
+    assert cse["half_width"] == pytest.approx(scipy_t.ppf(0.975, 77**2 / (25**2 + 52**2 / 2)) * np.sqrt(77))
+    ldr = rows[("pendulum_goal/cse>ldr:tau>0.6", "ldr")]  # equal seeds: paired by seed index, d = (-5, 5)
+    assert (ldr["diff"], ldr["half_width"]) == pytest.approx((0.0, 12.706204736174698 * np.sqrt(50) / np.sqrt(2)))
+    other = pcp.EvalResult(make_grid(envs.make("pendulum_goal"), 3), np.zeros((2, 15, 3)))
+    with pytest.raises(ValueError, match="another grid"):
+        pcp.compare_methods(rllib, {"cse": other}, claims)
 
 
 FAKE_MAIN = """#!/bin/sh
@@ -224,6 +253,13 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
     returns = np.asarray(doc["methods"]["cse"]["returns"])
     assert not np.allclose(returns[0], returns[1])
     assert doc["info"]["eval_actions"] == "sample_unscaled" and len(labels) == 4 * 2 + 3
+    # the evaluation key of pendulum_goal.py's runs (runner.evaluate: fold_in(PRNGKey(base seed 0), 1))
+    policy, params = rllib_sac_policy.load_policy(FIXTURE)
+    env = envs.make("pendulum_goal")
+    act_fn, sampled = policy_action(policy, "sample_unscaled")
+    expected = evaluate_grid(env, act_fn, rllib_sac_policy.stack_seeds([params, params]), make_grid(env, 2),
+                             num_episodes=2, rng=jax.random.fold_in(jax.random.PRNGKey(0), 1), sampled=sampled)
+    np.testing.assert_allclose(returns, expected.returns, rtol=1e-6)
     curves = doc["info"]["learning_curves"]
     assert curves["paper_eval"]["RLlib ldr at (2,1,1,0.75)"] == {"steps": [[200.0], [200.0]], "returns": [[-11.0], [-11.0]]}
     assert curves["steps"] == [20.0 * k for k in range(1, 11)]  # 10 points up to the runs' 200 steps
