@@ -202,6 +202,10 @@ def test_a_trained_seed_is_found_not_retrained(fake_paper, tmp_path, monkeypatch
     np.testing.assert_array_equal(returns, [[-1, -2, -3]])
     with pytest.raises(ValueError, match="trained with other settings"):
         pcp.train_seed(code, root, "cse", 4, 5, log=lambda _: None)
+    monkeypatch.setenv("EPOCHS", "2")
+    longer = pcp.train_seed(code, root, "cse", 5, 2, log=lambda _: None)
+    steps, returns = pcp.rllib_curves(root, [done, longer], pcp.RETURN_COLUMN)  # cut to the shorter run
+    np.testing.assert_array_equal(returns, [[-1, -2], [-1, -2]])
 
 
 def test_an_unfinished_run_is_started_over_and_a_failed_one_reported(fake_paper, tmp_path, monkeypatch):
@@ -254,12 +258,13 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
     assert not np.allclose(returns[0], returns[1])
     assert doc["info"]["eval_actions"] == "sample_unscaled" and len(labels) == 4 * 2 + 3
     # the evaluation key of pendulum_goal.py's runs (runner.evaluate: fold_in(PRNGKey(base seed 0), 1))
-    policy, params = rllib_sac_policy.load_policy(FIXTURE)
+    # and seed s (in --seeds order) is the policy of seed s
+    loaded = [rllib_sac_policy.load_policy(os.path.join(pcp.run_dir(root, "ldr", s), "policy.npz")) for s in (0, 1)]
     env = envs.make("pendulum_goal")
-    act_fn, sampled = policy_action(policy, "sample_unscaled")
-    expected = evaluate_grid(env, act_fn, rllib_sac_policy.stack_seeds([params, params]), make_grid(env, 2),
+    act_fn, sampled = policy_action(loaded[0][0], "sample_unscaled")
+    expected = evaluate_grid(env, act_fn, rllib_sac_policy.stack_seeds([p for _, p in loaded]), make_grid(env, 2),
                              num_episodes=2, rng=jax.random.fold_in(jax.random.PRNGKey(0), 1), sampled=sampled)
-    np.testing.assert_allclose(returns, expected.returns, rtol=1e-6)
+    np.testing.assert_allclose(doc["methods"]["ldr"]["returns"], expected.returns, rtol=1e-6)
     curves = doc["info"]["learning_curves"]
     assert curves["paper_eval"]["RLlib ldr at (2,1,1,0.75)"] == {"steps": [[200.0], [200.0]], "returns": [[-11.0], [-11.0]]}
     assert curves["steps"] == [20.0 * k for k in range(1, 11)]  # 10 points up to the runs' 200 steps
