@@ -41,9 +41,12 @@ paper's code gives X here". For every method and seed:
    and the paper's own in-training evaluation at its three contexts.
 
 Writes ``results.json`` (raw returns, settings, verdicts, curves, costs), ``results.md``
-and ``learning_curves.png`` under ``--out``. Training costs 20-40 CPU-minutes per seed and
-method at 1000 epochs (about 104 000 environment steps); the CPU seconds of every run
-are in its ``done.json`` and in ``results.json``.
+and ``learning_curves.png`` under ``--out``. Training costs about 19 (CSE) and 18 (LDR)
+CPU-minutes per seed at 1000 epochs (about 104 000 environment steps; measured at 20
+and 100 epochs, about 1.1 and 1.0 CPU-s per epoch plus 10 s for Ray's start) and uses
+about one core: run one driver per method in parallel (each run folder has its own
+lock), then evaluate with ``--no-train``. The CPU seconds of every run are in its
+``done.json`` and in ``results.json``.
 """
 
 from __future__ import annotations
