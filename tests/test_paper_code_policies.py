@@ -266,7 +266,8 @@ def test_run_evaluates_and_judges_exported_policies(fake_paper, tmp_path, monkey
                              num_episodes=2, rng=jax.random.fold_in(jax.random.PRNGKey(0), 1), sampled=sampled)
     np.testing.assert_allclose(doc["methods"]["ldr"]["returns"], expected.returns, rtol=1e-6)
     curves = doc["info"]["learning_curves"]
-    assert curves["paper_eval"]["RLlib ldr at (2,1,1,0.75)"] == {"steps": [[200.0], [200.0]], "returns": [[-11.0], [-11.0]]}
+    at_075 = curves["paper_eval"]["RLlib ldr at (2,1,1,0.75)"]
+    assert at_075 == {"steps": [[200.0], [200.0]], "returns": [[-11.0], [-11.0]]}
     assert curves["steps"] == [20.0 * k for k in range(1, 11)]  # 10 points up to the runs' 200 steps
     cse = np.array(curves["curves"]["RLlib cse"], dtype=float)  # return -i at 100 i steps, none before 100
     np.testing.assert_allclose(cse, [[np.nan] * 4 + [-0.2 * k for k in range(5, 11)]] * 2)

@@ -494,7 +494,11 @@ def network_description(path: str) -> str:
     sizes = [params["w"][0].shape[0]] + [w.shape[1] for w in params["w"]]
     return (f"{'-'.join(map(str, sizes))} ({', '.join(policy.activations)}), log_std clamped to "
             f"[{policy.log_std_min:g}, {policy.log_std_max:g}], action box "
-            f"[{', '.join(f'{x:g}' for x in policy.action_low)}] to [{', '.join(f'{x:g}' for x in policy.action_high)}]")
+            f"{_vector(policy.action_low)} to {_vector(policy.action_high)}")
+
+
+def _vector(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in values) + "]"
 
 
 def parser() -> argparse.ArgumentParser:
