@@ -152,6 +152,26 @@ def test_each_method_is_compared_with_zsgjax_on_the_claim_rows():
         pcp.compare_methods(rllib, {"cse": other}, claims)
 
 
+def test_the_papers_own_evaluation_loop_beside_zsgjaxs(tmp_path):
+    grid = make_grid(envs.make("pendulum_goal"), 2)
+    rng = np.random.default_rng(0)
+    returns = rng.normal(-200.0, 10.0, (2, len(grid), 4))
+    record = {"method": "cse", "seed": 3, "trial": "unused"}
+    theirs = rng.normal(-190.0, 10.0, (3, 6))  # as paper_code_export.py paper-eval writes them, already there
+    os.makedirs(pcp.run_dir(str(tmp_path), "cse", 3))
+    np.savez(os.path.join(pcp.run_dir(str(tmp_path), "cse", 3), "paper_eval_6.npz"), returns=theirs)
+    rows = pcp.paper_evaluation_check(None, str(tmp_path), record, pcp.EvalResult(grid, returns), 1, 6)
+    assert [r["context"] for r in rows] == ["(2,1,1,0)", "(2,1,1,0.75)", "(2,1.2,1,-0.75)"]
+    for k, r in enumerate(rows):
+        ours = returns[1, grid.labels.index(r["context"])]
+        va, vb = ours.var(ddof=1) / 4, theirs[k].var(ddof=1) / 6  # Welch by hand
+        dof = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 5)
+        assert (r["zsgjax"], r["paper"], r["diff"]) == pytest.approx((ours.mean(), theirs[k].mean(),
+                                                                      ours.mean() - theirs[k].mean()))
+        assert r["half_width"] == pytest.approx(scipy_t.ppf(0.975, dof) * np.sqrt(va + vb))
+        assert (r["zsgjax_episodes"], r["paper_episodes"], r["seed"]) == (4, 6, 3)
+
+
 FAKE_MAIN = """#!/bin/sh
 # stands in for the paper virtualenv's python running paper_code_export.py train: makes a trial of $EPOCHS rows
 echo run >> "$COUNTER"

@@ -8,6 +8,7 @@ it imports only the standard library, NumPy, torch and ray (and, for ``train`` a
     python paper_code_export.py train --paper-code DIR --storage DIR --seed K -- <main.py arguments>
     python paper_code_export.py export --checkpoint DIR --out policy.npz
     python paper_code_export.py reference --paper-code DIR --out fixture.npz [--width 32] [--checkpoint DIR]
+    python paper_code_export.py paper-eval --paper-code DIR --checkpoint DIR --contexts 2,1,1,0.75 ... --out r.npz
 
 ``train`` runs the paper's unchanged ``main.py`` in this process with two things set
 from outside: Ray Tune's storage folder (``RunConfig(storage_path=...)``, so that
@@ -213,6 +214,34 @@ def reference(paper_code: str, out: str, width: int, layers: int, checkpoint: st
                  squashed=squashed.numpy())
 
 
+# -------------------------------------------------------------- paper-eval
+def paper_evaluation(paper_code: str, checkpoint: str, contexts: list[list[float]], episodes: int,
+                     vectorization: int, out: str) -> None:
+    """The paper's own evaluation of a checkpoint: ``evaluate_policies.get_returns`` (its loop: actions sampled
+    from the module's distribution, sent unscaled; the last reward of an episode left out) on its pen_goal
+    environment at each context; writes ``contexts (C, 4)`` and ``returns (C, episodes)``."""
+    paper_code = os.path.abspath(paper_code)
+    os.chdir(paper_code)
+    sys.path.insert(0, paper_code)
+    from gymnasium.vector import SyncVectorEnv
+    from gymnasium.wrappers import TimeLimit
+
+    from environments.common import env_class_dict, time_limit_dict
+    from evaluate_policies import get_returns
+
+    env_class = env_class_dict["pen_goal"]
+    base = np.array(contexts[0], np.float64)
+    env = SyncVectorEnv([lambda: TimeLimit(env_class(base.copy()), time_limit_dict["pen_goal"])
+                         for _ in range(vectorization)])
+    module = load_module(checkpoint)
+    returns = np.zeros((len(contexts), episodes))
+    for i, context in enumerate(contexts):
+        env.call("update_context", np.array(context, np.float64))
+        returns[i] = get_returns(env, module, nepisodes=episodes)
+    env.close()
+    atomic_savez(out, contexts=np.array(contexts, np.float64), returns=returns)
+
+
 # -------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -233,8 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--checkpoint", default=None, help="use this checkpoint's module instead of a fresh one")
     r.add_argument("--num-obs", type=int, default=32, help="random observations")
     r.add_argument("--seed", type=int, default=0, help="seed of the weights, observations and noise")
+    v = sub.add_parser("paper-eval", help="the paper's evaluate_policies.get_returns of a checkpoint at contexts")
+    v.add_argument("--paper-code", required=True, help="the paper's repository")
+    v.add_argument("--checkpoint", required=True, help="a trial's checkpoint_* folder")
+    v.add_argument("--contexts", required=True, nargs="+", help="contexts g,m,l,tau")
+    v.add_argument("--episodes", type=int, default=64, help="episodes per context (the paper: 64)")
+    v.add_argument("--vectorization", type=int, default=32, help="parallel environments (the paper: 32)")
+    v.add_argument("--out", required=True, help="the .npz to write")
     args = p.parse_args(argv)
-    if args.command == "train":
+    if args.command == "paper-eval":
+        contexts = [[float(x) for x in c.split(",")] for c in args.contexts]
+        paper_evaluation(args.paper_code, args.checkpoint, contexts, args.episodes, args.vectorization, args.out)
+    elif args.command == "train":
         main_args = args.main_args[1:] if args.main_args[:1] == ["--"] else args.main_args
         train(args.paper_code, args.storage, args.seed, main_args)
     elif args.command == "export":

@@ -64,6 +64,7 @@ import time
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from scipy.stats import ttest_ind
 
 import common
 import pendulum_goal
@@ -295,6 +296,39 @@ def evaluate_policies(paths: Mapping[str, Sequence[str]], evaluation: Evaluation
 
 
 # ------------------------------------------------------------- comparisons
+def paper_evaluation_check(code: PaperCode, root: str, record: Mapping[str, Any], result: EvalResult,
+                           seed_index: int, episodes: int) -> list[dict[str, Any]]:
+    """The paper's own evaluation loop (``evaluate_policies.get_returns`` on its environment, run by
+    ``paper_code_export.py paper-eval``) of one seed's final checkpoint at the paper's named contexts,
+    against zsgjax's evaluation of the exported policy (``result``'s seed ``seed_index``): per context the
+    two means and their difference with Welch's 95% interval (independent episodes). The paper's loop
+    leaves out each episode's last reward, zsgjax's counts it."""
+    grid = result.grid
+    rows = [grid.labels.index(name) for name in PAPER_EVAL_CONTEXTS]
+    directory = run_dir(root, record["method"], record["seed"])
+    path = os.path.join(directory, f"paper_eval_{episodes}.npz")
+    if not os.path.isfile(path):
+        checkpoint = checkpoints(os.path.join(root, record["trial"]))[-1]
+        contexts = [",".join(f"{x:g}" for x in grid.contexts[r]) for r in rows]
+        with open(os.path.join(directory, "paper_eval.log"), "w") as out:
+            subprocess.run([code.python, EXPORT_SCRIPT, "paper-eval", "--paper-code", code.repo, "--checkpoint",
+                            checkpoint, "--episodes", str(episodes), "--out", path, "--contexts", *contexts,
+                            "--vectorization", str(32 if episodes % 32 == 0 else episodes)],  # the paper's 32
+                           stdout=out, stderr=subprocess.STDOUT, check=True)
+    with np.load(path) as f:
+        theirs = f["returns"]
+    out = []
+    for k, r in enumerate(rows):
+        ours = np.asarray(result.returns, np.float64)[seed_index, r]
+        low, high = ttest_ind(ours, theirs[k], equal_var=False).confidence_interval(0.95)  # Welch
+        diff, half = (low + high) / 2.0, (high - low) / 2.0
+        out.append({"method": record["method"], "seed": record["seed"], "context": grid.labels[r],
+                    "paper": float(theirs[k].mean()), "paper_episodes": int(theirs[k].size),
+                    "zsgjax": float(ours.mean()), "zsgjax_episodes": int(ours.size), "diff": diff,
+                    "half_width": half})
+    return out
+
+
 def compare_methods(rllib: Mapping[str, EvalResult], zsgjax: Mapping[str, EvalResult],
                     claims: verdicts.Claims) -> list[dict[str, Any]]:
     """Per claim and method: RLlib's mean minus zsgjax's on the claim's rows (:func:`difference_ci`: paired by
@@ -393,6 +427,15 @@ def comparison_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def checks_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| method | seed | context | paper's loop (episodes) | zsgjax (episodes) | zsgjax − paper (95% Welch) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['seed']} | {r['context']} | {r['paper']:.1f} ({r['paper_episodes']}) | "
+                     f"{r['zsgjax']:.1f} ({r['zsgjax_episodes']}) | {r['diff']:+.1f} ± {r['half_width']:.1f} |")
+    return "\n".join(lines)
+
+
 def costs_markdown(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     lines = ["| method | seed | epochs | env steps | wall s | CPU s |", "|---|---|---|---|---|---|"]
     for method, recs in records.items():
@@ -405,12 +448,14 @@ def costs_markdown(records: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 def write_outputs(out: str, results: Mapping[str, EvalResult], info: Mapping[str, Any],
                   judged: Sequence[Mapping[str, Any]], zsgjax_judged: Sequence[Mapping[str, Any]],
                   comparison: Sequence[Mapping[str, Any]], curves: Mapping[str, Any],
-                  records: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+                  records: Mapping[str, Sequence[Mapping[str, Any]]],
+                  checks: Sequence[Mapping[str, Any]] = ()) -> str:
     """Write ``results.json``, ``results.md`` and ``learning_curves.png`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
     tables.write_json(results, os.path.join(out, "results.json"),
                       extra={**info, "verdicts": list(judged), "zsgjax_verdicts": list(zsgjax_judged),
-                             "rllib_minus_zsgjax": list(comparison), "learning_curves": curves,
+                             "rllib_minus_zsgjax": list(comparison), "paper_evaluation_check": list(checks),
+                             "learning_curves": curves,
                              "runs": {m: list(r) for m, r in records.items()}})
     plotted = {label: (curves["steps"], c) for label, c in curves["curves"].items() if np.isfinite(c).any()}
     if plotted:
@@ -429,6 +474,9 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], info: Mapping[str
         *(["## zsgjax's own run (the same claims)\n\n" + verdicts.markdown_table(zsgjax_judged, info["zsgjax_results"]),
            "## Each method on the claim rows: the paper's code against zsgjax\n\n" + comparison_markdown(comparison)]
           if zsgjax_judged else []),
+        *(["## The paper's own evaluation loop against zsgjax's (the same checkpoint)\n\n"
+           "The paper's `evaluate_policies.get_returns` on its environment leaves out each episode's last "
+           "reward; zsgjax's evaluator counts all 200.\n\n" + checks_markdown(checks)] if checks else []),
         "## Learning curves at equal steps (training return, mean ± 95% t over seeds)\n\n"
         "RLlib's training return is its running mean over the last 100 episodes (about 20 000 steps with 8 "
         "environments); zsgjax's is the mean of the episodes that ended in an iteration.\n\n" + curves_markdown(curves),
@@ -443,8 +491,11 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], info: Mapping[str
 # --------------------------------------------------------------------- main
 def run(code: PaperCode, *, seeds: Sequence[int], methods: Sequence[str], epochs: int, root: str, out: str,
         evaluation: Evaluation, train: bool = True, zsgjax_results: str | None = None,
-        zsgjax_work: str | None = None, command: str = "", log=print) -> dict[str, Any]:
-    """Train (what is missing), export, evaluate and judge; returns ``{"results", "verdicts", "out"}``."""
+        zsgjax_work: str | None = None, paper_eval_episodes: int = 0, command: str = "",
+        log=print) -> dict[str, Any]:
+    """Train (what is missing), export, evaluate and judge; returns ``{"results", "verdicts", "out"}``.
+    ``paper_eval_episodes > 0``: also run the paper's own evaluation loop on the first seed of every method
+    (:func:`paper_evaluation_check`)."""
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ValueError(f"--seeds must be distinct non-negative integers, got {list(seeds)}")
     unknown = [m for m in methods if m not in METHOD_ARGS]
@@ -472,6 +523,9 @@ def run(code: PaperCode, *, seeds: Sequence[int], methods: Sequence[str], epochs
         theirs = tables.load_json(zsgjax_results)
         zsgjax_judged = verdicts.judge_env(ENV, theirs, claims)
         comparison = compare_methods(results, theirs, claims)
+    checks = [row for m in methods for row in paper_evaluation_check(code, root, records[m][0], results[m], 0,
+                                                                     paper_eval_episodes)] \
+        if paper_eval_episodes > 0 else []
     first = records[methods[0]][0]
     info = {"env": ENV, "paper_env": PAPER_ENV, "seeds": list(seeds), "epochs": epochs, "env_steps": first["env_steps"],
             "main_args_template": main_args(methods[0], epochs)[:-len(METHOD_ARGS[methods[0]]) - 2]
@@ -482,7 +536,7 @@ def run(code: PaperCode, *, seeds: Sequence[int], methods: Sequence[str], epochs
             "network": network_description(paths[methods[0]][0]), "machine": machine.machine_description(),
             "command": command}
     curves = learning_curves(root, records, zsgjax_work)
-    md = write_outputs(out, results, info, judged, zsgjax_judged, comparison, curves, records)
+    md = write_outputs(out, results, info, judged, zsgjax_judged, comparison, curves, records, checks)
     log(md.split("## Learning curves")[0])
     log(f"wrote {out}/results.md, results.json, learning_curves.png")
     return {"results": results, "verdicts": judged, "out": out}
@@ -523,6 +577,9 @@ def parser() -> argparse.ArgumentParser:
                    help="base seed of the evaluation key (default 0, that of pendulum_goal.py)")
     p.add_argument("--zsgjax-results", default=None, help="results.json of zsgjax's pendulum_goal paper-scale run")
     p.add_argument("--zsgjax-work", default=None, help="checkpoint folder of that run (its <method>/metrics.csv)")
+    p.add_argument("--paper-eval-check", type=int, default=0, metavar="EPISODES",
+                   help="also run the paper's own evaluation loop with this many episodes (the paper: 64) on the "
+                   "first seed of every method at its named contexts, beside zsgjax's (default 0: not run)")
     return p
 
 
@@ -539,7 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = os.path.abspath(args.root)
         run(code, seeds=args.seeds, methods=args.methods, epochs=args.epochs, root=root,
             out=args.out or os.path.join(root, "results"), evaluation=evaluation, train=not args.no_train,
-            zsgjax_results=args.zsgjax_results, zsgjax_work=args.zsgjax_work, command=command)
+            zsgjax_results=args.zsgjax_results, zsgjax_work=args.zsgjax_work,
+            paper_eval_episodes=args.paper_eval_check, command=command)
     except ValueError as e:
         p.error(str(e))
     return 0
