@@ -302,3 +302,41 @@ def test_jax_port_equals_rllib_at_the_papers_width(tmp_path):
                     "--width", "256", "--seed", "3"], check=True, capture_output=True)
     policy, ref = check_port_against_rllib(out)
     assert ref["w1"].shape == (256, 256) and policy.activations == ("relu", "relu", "linear")
+
+
+PAPER_ENV_TRAJECTORIES = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from environments.ode_env import PendulumGoalAnalytic
+rng = np.random.default_rng(0)
+out = {}
+for i, context in enumerate([[2, 1, 1, 0.75], [2, 1.2, 1, -0.75], [3.1, 0.7, 1.6, 0.3]]):
+    env = PendulumGoalAnalytic(np.array(context, float))
+    env.reset(seed=i)
+    out[f"state{i}"], out[f"context{i}"] = env.state.copy(), np.array(context, float)
+    out[f"actions{i}"] = rng.uniform(-1, 1, (200, 1))
+    steps = [env.step(a) for a in out[f"actions{i}"]]
+    out[f"obs{i}"] = np.array([s[0][:3] for s in steps])
+    out[f"rewards{i}"] = np.array([s[1] for s in steps], float)
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (os.path.exists(PAPER_PYTHON) and os.path.isfile(os.path.join(PAPER_CODE, "main.py"))),
+                    reason="needs the paper's virtualenv and code ($PAPER_PYTHON, $PAPER_CODE)")
+def test_pendulum_goal_steps_as_the_papers_environment(tmp_path):
+    """The paper's sympy PendulumGoalAnalytic (the environment its evaluate_policies.py runs) and zsgjax's
+    pendulum_goal give the same observations and rewards along 200 steps of the same actions (float64)."""
+    out = tmp_path / "trajectories.npz"
+    subprocess.run([PAPER_PYTHON, "-c", PAPER_ENV_TRAJECTORIES, PAPER_CODE, str(out)], check=True, capture_output=True)
+    ref = np.load(out)
+    env = envs.make("pendulum_goal")
+    with jax.enable_x64(True):
+        for i in range(3):
+            state, context = jnp.asarray(ref[f"state{i}"]), jnp.asarray(ref[f"context{i}"])
+            for t, action in enumerate(ref[f"actions{i}"]):
+                state, obs, reward, _ = env.env_step(state, jnp.asarray(action), context)
+                np.testing.assert_allclose(obs, ref[f"obs{i}"][t], atol=1e-9)
+                assert float(reward) == pytest.approx(ref[f"rewards{i}"][t], abs=1e-9)
