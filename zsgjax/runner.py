@@ -742,6 +742,14 @@ def wandb_settings(spec: RunSpec, label: str, trainer: Trainer) -> dict[str, Any
 EVAL_PIECES = 4
 
 
+def evaluation_key(seed: int) -> jax.Array:
+    """The key of the zero-shot evaluation of a run with base seed ``seed`` (``TrainConfig.seed``):
+    ``fold_in(PRNGKey(seed), 1)``. Policies evaluated with it, by :func:`evaluate` or from
+    elsewhere (``scripts/experiments/paper_code_policies.py``), share episode starts and
+    action noise by seed index."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+
+
 def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean",
              mesh: Any = None, evaluators: dict | None = None, on_event: OnEvent | None = None,
              label: str | None = None) -> EvalResult:
@@ -766,7 +774,7 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
     emit = on_event or (lambda event: None)
     params = Placement(mesh).to_host(jax.vmap(trainer.policy_params)(state))
     seeds = jax.tree.leaves(params)[0].shape[0]
-    rng = jax.random.fold_in(jax.random.PRNGKey(trainer.config.seed), 1)
+    rng = evaluation_key(trainer.config.seed)
     act_fn, sampled = policy_action(trainer.agent, actions)
     evaluators = {} if evaluators is None else evaluators
     size = piece_size(len(grid.contexts), EVAL_PIECES)
