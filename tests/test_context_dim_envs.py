@@ -300,3 +300,36 @@ def test_experiment_scaled_cse_cell_grows_epsilon_with_sqrt_d():
     plain = cd.cell_config("context_dim_lq", 16, "cse", scale, 0)
     assert plain.method == "cse" and plain.env_kwargs == {"dim": 16} and plain.total_steps == scale.steps
     assert cd.labels_of([{"method": m} for m in (cd.SCALED_CSE, "dr", "vanilla")]) == ["vanilla", "dr", cd.SCALED_CSE]
+
+
+def test_experiment_mjx_family_cells_contexts_and_rows():
+    """The MJX family: its cells are CartpoleBalance with the first d physical features (no MJX
+    build here), its gap is measured from the return bound, and its rows use its own d."""
+    cd = _experiment()
+    scale = cd.MJX_SCALES["cpu"]
+    cfg = cd.cell_config("cartpole_physical", 4, "ldr", scale, 0)
+    assert cfg.env == "playground:CartpoleBalance" and cfg.method == "ldr" and cfg.total_steps == scale.steps
+    assert cfg.env_kwargs == {"physical": ("mass_scale:pole_1", "actuator_gain", "gravity", "mass_scale:cart"),
+                              "horizon": 200}
+    with pytest.raises(ValueError, match="d = 8 is not a dimension of family 'cartpole_physical'"):
+        cd.cell_config("cartpole_physical", 8, "cse", scale, 0)
+    with pytest.raises(ValueError, match="d = 7 is not a dimension"):
+        cd.cell_config("context_dim_lq", 7, "cse", cd.SCALES["cpu"], 0)
+
+    class Bounded:
+        horizon = 200
+
+    np.testing.assert_array_equal(cd.reference_returns("cartpole_physical", Bounded(), np.zeros((3, 2))),
+                                  [200.0, 200.0, 200.0])
+    lq = make("context_dim_lq", dim=2)
+    contexts = np.asarray([[1.0, 1.0], [0.6, 1.3]], np.float32)
+    np.testing.assert_allclose(cd.reference_returns("context_dim_lq", lq, contexts),
+                               [lq.optimal_return(c) for c in contexts])
+    rows = [c for c in cd.CLAIMS if c["family"] == "cartpole_physical"]
+    assert [r["statistic"] for r in rows[:3]] == ["gap(ldr, 7) - gap(cse, 7)", "gap(vanilla, 7) - gap(cse, 7)",
+                                                  "gap(dr, 7) - gap(cse, 7)"]
+    # the growth rows fit over d = 1, 2, 4, 7: slope of gap = 0.3 log2 d for DR, 0 for CSE
+    gap = {(m, d): np.full(10, 0.3 * np.log2(d) if m == "dr" else 0.0) + 0.01 * np.arange(10) for m in cd.METHODS
+           for d in cd.MJX_DIMS}
+    growth = next(r for r in rows if r["statistic"] == "slope(dr) - slope(cse)")
+    assert cd.judge(growth, gap)["mean"] == pytest.approx(0.3)
