@@ -333,3 +333,20 @@ def test_experiment_mjx_family_cells_contexts_and_rows():
            for d in cd.MJX_DIMS}
     growth = next(r for r in rows if r["statistic"] == "slope(dr) - slope(cse)")
     assert cd.judge(growth, gap)["mean"] == pytest.approx(0.3)
+
+
+def test_experiment_cell_statistics_by_hand():
+    """Two seeds, a training context and two held-out ones: the gap, returns and drop by hand,
+    per dimension for an analytic family, as they are for the MJX family."""
+    cd = _experiment()
+    returns = np.asarray([[190.0, 150.0, 170.0], [180.0, 100.0, 120.0]])  # (S=2, C=3), column 0: training
+    bound = np.full(3, 200.0)
+    mjx = cd.cell_statistics("cartpole_physical", 4, returns, bound)
+    assert mjx["gap"] == [40.0, 90.0] and mjx["heldout_return"] == [160.0, 110.0]
+    assert mjx["train_return"] == [190.0, 180.0] and mjx["drop"] == [30.0, 70.0]
+    assert mjx["heldout_optimum"] == 200.0 and mjx["train_optimum"] == 200.0
+    optimum = np.asarray([0.0, 40.0, 80.0])
+    lq = cd.cell_statistics("context_dim_lq", 4, returns / 10, optimum)
+    np.testing.assert_allclose(lq["gap"], [(40 - 15 + 80 - 17) / 2 / 4, (40 - 10 + 80 - 12) / 2 / 4])
+    np.testing.assert_allclose(lq["drop"], [(19 - 16) / 4, (18 - 11) / 4])
+    assert lq["heldout_optimum"] == 15.0 and lq["train_optimum"] == 0.0

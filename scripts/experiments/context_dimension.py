@@ -167,6 +167,23 @@ def reference_returns(family: str, env, contexts: np.ndarray) -> np.ndarray:
     return np.asarray([env.optimal_return(c) for c in contexts], np.float64)
 
 
+def cell_statistics(family: str, dim: int, per_context: np.ndarray, optimum: np.ndarray) -> dict[str, Any]:
+    """A cell's per-seed statistics from ``per_context (S, C)``, each seed's mean return at the
+    grid's contexts (column 0 the training context, the rest held out), and ``optimum (C,)``,
+    :func:`reference_returns`: ``gap``, ``heldout_return``, ``train_return``, ``drop`` (lists of
+    ``S``) and the mean held-out and training references; divided by ``dim`` for the analytic
+    families (sums of ``dim`` one-dimensional tasks), as they are for the MJX family."""
+    norm = 1 if family in MJX_FAMILIES else dim
+    heldout = per_context[:, 1:].mean(axis=1)
+    return {
+        "gap": ((optimum[None, 1:] - per_context[:, 1:]).mean(axis=1) / norm).tolist(),
+        "heldout_return": (heldout / norm).tolist(),
+        "train_return": (per_context[:, 0] / norm).tolist(),
+        "drop": ((per_context[:, 0] - heldout) / norm).tolist(),
+        "heldout_optimum": float(optimum[1:].mean() / norm), "train_optimum": float(optimum[0] / norm),
+    }
+
+
 def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int, seed: int, work: str,
              evaluators: dict, log=print, scaled_epsilon: float | None = None) -> dict[str, Any]:
     """Train and evaluate one (family, d, method); the record written to ``<work>/cells``."""
@@ -191,16 +208,10 @@ def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int,
     eval_s = time.perf_counter() - t1
     optimum = reference_returns(family, trainer.env, grid.contexts)
     per_context = np.asarray(result.returns, np.float64).mean(axis=2)  # (S, C)
-    norm = 1 if family in MJX_FAMILIES else dim  # analytic families: per dimension
     record = {
         "family": family, "dim": dim, "method": method,
         **({"cse_epsilon": trainer.config.cse_epsilon} if method == SCALED_CSE else {}),
-        # (S,) each
-        "gap": ((optimum[None, 1:] - per_context[:, 1:]).mean(axis=1) / norm).tolist(),
-        "heldout_return": (per_context[:, 1:].mean(axis=1) / norm).tolist(),
-        "train_return": (per_context[:, 0] / norm).tolist(),
-        "drop": ((per_context[:, 0] - per_context[:, 1:].mean(axis=1)) / norm).tolist(),
-        "heldout_optimum": float(optimum[1:].mean() / norm), "train_optimum": float(optimum[0] / norm),
+        **cell_statistics(family, dim, per_context, optimum),
         "env_steps_per_seed": trainer.num_iterations * trainer.steps_per_iteration,
         "train_s": round(report.wall_s, 1), "compile_s": round(report.compile_s, 1), "eval_s": round(eval_s, 1),
         "total_s": round(time.perf_counter() - t0, 1),
