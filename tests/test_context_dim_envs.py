@@ -300,3 +300,53 @@ def test_experiment_scaled_cse_cell_grows_epsilon_with_sqrt_d():
     plain = cd.cell_config("context_dim_lq", 16, "cse", scale, 0)
     assert plain.method == "cse" and plain.env_kwargs == {"dim": 16} and plain.total_steps == scale.steps
     assert cd.labels_of([{"method": m} for m in (cd.SCALED_CSE, "dr", "vanilla")]) == ["vanilla", "dr", cd.SCALED_CSE]
+
+
+def test_experiment_mjx_family_cells_contexts_and_rows():
+    """The MJX family: its cells are CartpoleBalance with the first d physical features (no MJX
+    build here), its gap is measured from the return bound, and its rows use its own d."""
+    cd = _experiment()
+    scale = cd.MJX_SCALES["cpu"]
+    cfg = cd.cell_config("cartpole_physical", 4, "ldr", scale, 0)
+    assert cfg.env == "playground:CartpoleBalance" and cfg.method == "ldr" and cfg.total_steps == scale.steps
+    assert cfg.env_kwargs == {"physical": ("mass_scale:pole_1", "actuator_gain", "gravity", "mass_scale:cart"),
+                              "horizon": 200}
+    with pytest.raises(ValueError, match="d = 8 is not a dimension of family 'cartpole_physical'"):
+        cd.cell_config("cartpole_physical", 8, "cse", scale, 0)
+    with pytest.raises(ValueError, match="d = 7 is not a dimension"):
+        cd.cell_config("context_dim_lq", 7, "cse", cd.SCALES["cpu"], 0)
+
+    class Bounded:
+        horizon = 200
+
+    np.testing.assert_array_equal(cd.reference_returns("cartpole_physical", Bounded(), np.zeros((3, 2))),
+                                  [200.0, 200.0, 200.0])
+    lq = make("context_dim_lq", dim=2)
+    contexts = np.asarray([[1.0, 1.0], [0.6, 1.3]], np.float32)
+    np.testing.assert_allclose(cd.reference_returns("context_dim_lq", lq, contexts),
+                               [lq.optimal_return(c) for c in contexts])
+    rows = [c for c in cd.CLAIMS if c["family"] == "cartpole_physical"]
+    assert [r["statistic"] for r in rows[:3]] == ["gap(ldr, 7) - gap(cse, 7)", "gap(vanilla, 7) - gap(cse, 7)",
+                                                  "gap(dr, 7) - gap(cse, 7)"]
+    # the growth rows fit over d = 1, 2, 4, 7: slope of gap = 0.3 log2 d for DR, 0 for CSE
+    gap = {(m, d): np.full(10, 0.3 * np.log2(d) if m == "dr" else 0.0) + 0.01 * np.arange(10) for m in cd.METHODS
+           for d in cd.MJX_DIMS}
+    growth = next(r for r in rows if r["statistic"] == "slope(dr) - slope(cse)")
+    assert cd.judge(growth, gap)["mean"] == pytest.approx(0.3)
+
+
+def test_experiment_cell_statistics_by_hand():
+    """Two seeds, a training context and two held-out ones: the gap, returns and drop by hand,
+    per dimension for an analytic family, as they are for the MJX family."""
+    cd = _experiment()
+    returns = np.asarray([[190.0, 150.0, 170.0], [180.0, 100.0, 120.0]])  # (S=2, C=3), column 0: training
+    bound = np.full(3, 200.0)
+    mjx = cd.cell_statistics("cartpole_physical", 4, returns, bound)
+    assert mjx["gap"] == [40.0, 90.0] and mjx["heldout_return"] == [160.0, 110.0]
+    assert mjx["train_return"] == [190.0, 180.0] and mjx["drop"] == [30.0, 70.0]
+    assert mjx["heldout_optimum"] == 200.0 and mjx["train_optimum"] == 200.0
+    optimum = np.asarray([0.0, 40.0, 80.0])
+    lq = cd.cell_statistics("context_dim_lq", 4, returns / 10, optimum)
+    np.testing.assert_allclose(lq["gap"], [(40 - 15 + 80 - 17) / 2 / 4, (40 - 10 + 80 - 12) / 2 / 4])
+    np.testing.assert_allclose(lq["drop"], [(19 - 16) / 4, (18 - 11) / 4])
+    assert lq["heldout_optimum"] == 15.0 and lq["train_optimum"] == 0.0

@@ -102,6 +102,23 @@ def test_bad_options_are_clear_errors():
         simple_direction.EXPERIMENT.scale("huge")
     with pytest.raises(ValueError, match="--methods"):
         common.run_experiment(simple_direction.EXPERIMENT, methods=("ppo",))
+    with pytest.raises(ValueError, match="playground:<Name>.*CartpoleBalance"):
+        common.playground_experiment("playground:Cartpole")
+
+
+def test_gradient_sources_takes_playground_tasks_and_the_scripts_experiments():
+    """``gradient_sources.experiment``: a playground name gets the generic playground protocol,
+    a script's environment its ``EXPERIMENT``; anything else is refused naming ``--env``."""
+    import gradient_sources
+
+    exp = gradient_sources.experiment("playground:CartpoleBalance")
+    assert exp.env == "playground:CartpoleBalance" and exp.cpu == common.PLAYGROUND_CPU
+    assert exp.scale("paper") == common.PLAYGROUND_FULL and exp.cpu.seeds == 10
+    assert gradient_sources.experiment("pendulum_goal") is pendulum_goal.EXPERIMENT
+    with pytest.raises(ValueError, match="--env must be one of"):
+        gradient_sources.experiment("cart_goal")
+    assert set(gradient_sources.MJX_VARIANTS) <= set(gradient_sources.variants())
+    assert gradient_sources.PREREGISTERED["mjx_run"]["variants"] == list(gradient_sources.MJX_VARIANTS)
 
 
 # ------------------------------------------- claim verdicts on hand-made results

@@ -17,8 +17,8 @@ Where zsgjax differs:
 * DQN ``target_update_period`` counts gradient updates; the paper's "every 500
   sampled env steps" at one update per 8-env step is 62 updates.
 * ``action_scale`` 2 for pendulum_goal is the environment's torque range.
-* The stochastic variants ``pendulum_goal_noisy`` and ``simple_direction_noisy`` share
-  their deterministic task's row.
+* The stochastic variants ``pendulum_goal_noisy``, ``simple_direction_noisy`` and
+  ``cheetah_velocity_noisy`` share their deterministic task's row.
 * RLlib's SAC ``initial_alpha`` 1.001 is written 1.0.
 """
 
@@ -37,6 +37,10 @@ _PENDULUM_GOAL = MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9
                                        learning_starts=256, buffer_size=100_000, action_scale=2.0,
                                        prioritized_replay=True, priority_exponent=1.0, importance_exponent=0.0))
 
+# get_cheetah_config
+_CHEETAH_VELOCITY = MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
+                                          learning_starts=10_000, buffer_size=100_000, **_PER))
+
 ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "simple_direction": _SIMPLE_DIRECTION,
     "pendulum_goal": _PENDULUM_GOAL,
@@ -47,9 +51,8 @@ ENV_PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     # the linear-quadratic one acts in [-2, 2] (its action clip) and looks 20 steps ahead
     "context_dim_direction": _SIMPLE_DIRECTION,
     "context_dim_lq": MappingProxyType({**_SIMPLE_DIRECTION, "gamma": 0.95, "action_scale": 2.0}),
-    # get_cheetah_config
-    "cheetah_velocity": MappingProxyType(dict(actor_lr=2e-4, critic_lr=8e-4, alpha_lr=9e-4, init_alpha=1.0,
-                                              learning_starts=10_000, buffer_size=100_000, **_PER)),
+    "cheetah_velocity": _CHEETAH_VELOCITY,
+    "cheetah_velocity_noisy": _CHEETAH_VELOCITY,
     # get_ant_dir_config / get_ant_goal_config (ant_goal starts at alpha 0.01)
     "ant_direction": MappingProxyType(dict(actor_lr=3e-5, critic_lr=3e-4, alpha_lr=1e-4, init_alpha=1.0,
                                            learning_starts=256, buffer_size=1_000_000, **_PER)),

@@ -108,6 +108,28 @@ MJX_CPU = Scale(steps=8_000, seeds=2, eval_episodes=2, sweep_points=7,
                             buffer_size=20_000),
                 note="far too short to learn locomotion; checks the protocol end to end on MJX")
 
+# mujoco_playground's DM Control Suite tasks with physical contexts (zsgjax.adapters.playground;
+# no experiment script of their own: the CSE paper has none). On CPU: 10 seeds of a small SAC with
+# 8 gradient updates per batched step of 16 envs (CartpoleBalance learns to balance in ~20k steps;
+# pass --env-option horizon=200 for the 2 s episodes it was sized with); for a GPU the paper's loop.
+PLAYGROUND_CPU = Scale(steps=19_840, seeds=10, eval_episodes=4, sweep_points=7,
+                       config=dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=992,
+                                   buffer_size=20_000, grad_updates_per_step=8),
+                       note="CPU scale: 19,840 env steps per seed, SAC 64x64, 9,920 gradient updates")
+PLAYGROUND_FULL = Scale(steps=200_000, seeds=10, chunks=10, eval_episodes=16, sweep_points=9,
+                        config=dict(num_envs=8, learning_starts=1_000, buffer_size=200_000, grad_updates_per_step=2))
+
+
+def playground_experiment(env: str) -> Experiment:
+    """The protocol for a ``playground:<Name>`` environment: :data:`PLAYGROUND_CPU` and, as the
+    ``paper`` scale, :data:`PLAYGROUND_FULL` (the paper has no such task; a GPU size)."""
+    from zsgjax.adapters.playground_envs import DM_CONTROL_ENVS, PREFIX
+
+    if not env.startswith(PREFIX) or env[len(PREFIX):] not in DM_CONTROL_ENVS:
+        raise ValueError(f"env must be {PREFIX}<Name> with <Name> one of {', '.join(DM_CONTROL_ENVS)}; got {env!r}")
+    return Experiment(env=env, methods=("vanilla", "cse", "ldr", "dr"), cpu=PLAYGROUND_CPU, paper=PLAYGROUND_FULL)
+
+
 # The paper's loop (8 envs, one gradient update per batched step); everything else is
 # the environment's preset (zsgjax.presets: the paper's per-environment settings).
 PAPER_LOOP = dict(num_envs=8, grad_updates_per_step=1)

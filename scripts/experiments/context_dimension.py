@@ -3,6 +3,7 @@ context dimension ``d`` grows, at equal environment steps.
 
     python scripts/experiments/context_dimension.py                # cpu scale (see SCALES)
     python scripts/experiments/context_dimension.py --scale full   # the full size, for a GPU
+    python scripts/experiments/context_dimension.py --families cartpole_physical   # MJX physical features, cpu scale
 
 For each family (``context_dim_direction``: reward-only context; ``context_dim_lq``: ``d``
 physical gains in the dynamics; both :mod:`zsgjax.envs`), each ``d`` in :data:`DIMS` and each
@@ -14,21 +15,32 @@ steps, then evaluated with the deterministic policy at:
 * ``heldout`` contexts drawn uniformly from the **whole** context box, from a key fixed per
   ``d`` (:func:`heldout_grid`): the same held-out set for every method and seed.
 
+The MJX family ``cartpole_physical`` (:data:`CARTPOLE_FEATURES`): mujoco_playground's
+``CartpoleBalance`` (MJX physics, 200-step episodes) whose context is its first ``d`` physical
+features (:mod:`zsgjax.envs.mjx.features`), ``d`` in :data:`MJX_DIMS` (the model has 7 features:
+its two bodies' masses, all masses, actuator gain, gravity, damping, friction; the last two
+barely act on it: no contacts, joint damping 5e-4 and 2e-6), trained at :data:`MJX_SCALES`.
+
 **Generalization gap** (defined before running): for one seed, the mean over the held-out
 contexts ``c_j`` of ``(optimal_return(c_j) - return(c_j)) / d`` (the return averaged over the
 evaluation episodes, whose start states are shared by all methods; the optimum is each
 family's closed form, the expected return of an optimal policy). Both families' rewards are
 sums of ``d`` independent one-dimensional tasks, so the gap per dimension is comparable
 across ``d`` (the mean optimum per dimension over the box is 27.5 for the direction task,
-about -0.23 for the LQ family, for every ``d``). Reported: the mean over seeds with its 95%
-Student-t interval.
+about -0.23 for the LQ family, for every ``d``). The MJX family has no closed-form optimum:
+its gap is the shortfall from the return bound, ``horizon - return`` (the Control Suite's
+rewards lie in [0, 1]), averaged over the held-out contexts and not divided by ``d`` (the
+reward is not a sum over the context's dimensions); differences of gaps between methods are
+differences of held-out returns. Beside it, the **return drop** from the training context
+(``return(train) - mean held-out return``) is reported, not judged. Reported: the mean over
+seeds with its 95% Student-t interval.
 
 Pre-registered rows (:data:`CLAIMS`, written before any run; :func:`judge`): for each family a
 per-seed statistic ``X_k`` and its 95% Student-t interval over the seed index ``k``; "supported"
 when the interval lies above 0, "contradicted" when below, else "not significant". Runs of
 different methods with seed index ``k`` share the training key and the evaluation episodes
 (paired); the growth rows difference the slopes of two methods' gaps against ``log2 d``, each
-fitted per seed index over the six ``d``.
+fitted per seed index over the family's ``d`` (six for the analytic families, four for MJX).
 
 Resumable: each finished (family, d, method) cell is written to ``<work>/cells/*.json`` and
 skipped by a rerun with the same ``--work``; an interrupted cell continues from its checkpoint.
@@ -46,7 +58,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from common import REPO, Scale
+from common import PLAYGROUND_CPU, PLAYGROUND_FULL, REPO, Scale
 from zsgjax import options, runner
 from zsgjax.reporting import machine, stats
 from zsgjax.reporting.files import atomic_write, json_text, save_figure, write_json
@@ -61,6 +73,15 @@ SCALED_CSE = "cse_sqrt_d"
 ``epsilon = EPS * sqrt(d)``, a context step of ``EPS`` per component on average."""
 LARGEST = max(DIMS)
 
+MJX_FAMILIES = ("cartpole_physical",)
+CARTPOLE_FEATURES = ("mass_scale:pole_1", "actuator_gain", "gravity", "mass_scale:cart", "mass_scale",
+                     "damping_scale", "friction_scale")
+"""The MJX family's context: the first ``d`` of these physical features of ``playground:CartpoleBalance``."""
+MJX_DIMS = (1, 2, 4, 7)
+MJX_ENV = "playground:CartpoleBalance"
+MJX_HORIZON = 200
+ALL_FAMILIES = (*FAMILIES, *MJX_FAMILIES)
+
 SMALL = dict(num_envs=16, hidden_sizes=(64, 64), batch_size=128, learning_starts=400, grad_updates_per_step=2,
              buffer_size=12_000)
 SCALES = {
@@ -73,16 +94,28 @@ SCALES = {
                                                         buffer_size=100_000), eval_episodes=16, chunks=4),
 }
 HELDOUT = {"cpu": 64, "full": 256}
+# The MJX family: the playground protocol's sizes (common.PLAYGROUND_CPU: CartpoleBalance balances within them)
+MJX_SCALES = {"cpu": dataclasses.replace(PLAYGROUND_CPU, eval_episodes=4),
+              "full": dataclasses.replace(PLAYGROUND_FULL, chunks=4)}
+
+
+def dims_of(family: str) -> tuple[int, ...]:
+    """The context dimensions the family is run at: :data:`DIMS`, or :data:`MJX_DIMS` for the MJX family."""
+    return MJX_DIMS if family in MJX_FAMILIES else DIMS
+
+
+def scale_of(family: str, name: str) -> Scale:
+    return (MJX_SCALES if family in MJX_FAMILIES else SCALES)[name]
 
 CLAIMS: tuple[dict[str, Any], ...] = tuple(
-    row for family in FAMILIES for row in (
-        {"id": f"{family}:cse<ldr@{LARGEST}", "family": family, "claim": f"CSE's gap is below LDR's at d = {LARGEST}",
-         "statistic": f"gap(ldr, {LARGEST}) - gap(cse, {LARGEST})"},
-        {"id": f"{family}:cse<vanilla@{LARGEST}", "family": family,
-         "claim": f"CSE's gap is below vanilla's at d = {LARGEST}",
-         "statistic": f"gap(vanilla, {LARGEST}) - gap(cse, {LARGEST})"},
-        {"id": f"{family}:cse<dr@{LARGEST}", "family": family, "claim": f"CSE's gap is below DR's at d = {LARGEST}",
-         "statistic": f"gap(dr, {LARGEST}) - gap(cse, {LARGEST})"},
+    row for family in ALL_FAMILIES for top in (max(dims_of(family)),) for row in (
+        {"id": f"{family}:cse<ldr@{top}", "family": family, "claim": f"CSE's gap is below LDR's at d = {top}",
+         "statistic": f"gap(ldr, {top}) - gap(cse, {top})"},
+        {"id": f"{family}:cse<vanilla@{top}", "family": family,
+         "claim": f"CSE's gap is below vanilla's at d = {top}",
+         "statistic": f"gap(vanilla, {top}) - gap(cse, {top})"},
+        {"id": f"{family}:cse<dr@{top}", "family": family, "claim": f"CSE's gap is below DR's at d = {top}",
+         "statistic": f"gap(dr, {top}) - gap(cse, {top})"},
         {"id": f"{family}:slope(cse)<slope(dr)", "family": family, "claim": "CSE's gap grows slower with d than DR's",
          "statistic": "slope(dr) - slope(cse)"},
         {"id": f"{family}:slope(cse)<slope(ldr)", "family": family,
@@ -90,8 +123,9 @@ CLAIMS: tuple[dict[str, Any], ...] = tuple(
     )
 )
 """Pre-registered rows. ``gap(m, d)``: per-seed generalization gap; ``slope(m)``: per seed index,
-the least-squares slope of ``gap(m, d)`` against ``log2 d`` over :data:`DIMS`. Each row holds
-when the 95% Student-t interval of the statistic over seed indices lies above 0."""
+the least-squares slope of ``gap(m, d)`` against ``log2 d`` over the family's dimensions
+(:func:`dims_of`). Each row holds when the 95% Student-t interval of the statistic over seed
+indices lies above 0. The MJX family's rows (at its largest d, 7) were added before its run."""
 
 
 # ----------------------------------------------------------------- cells
@@ -109,12 +143,45 @@ def heldout_grid(env, num: int, dim: int) -> ContextGrid:
 
 def cell_config(family: str, dim: int, method: str, scale: Scale, seed: int,
                 scaled_epsilon: float | None = None) -> TrainConfig:
-    """The cell's config; ``method == SCALED_CSE`` trains CSE with ``epsilon = scaled_epsilon * sqrt(dim)``."""
+    """The cell's config; ``method == SCALED_CSE`` trains CSE with ``epsilon = scaled_epsilon * sqrt(dim)``.
+    The analytic families are environments of their own (``dim`` their option); the MJX family is
+    :data:`MJX_ENV` with the first ``dim`` of :data:`CARTPOLE_FEATURES` as its context."""
+    if dim not in dims_of(family):
+        raise ValueError(f"d = {dim} is not a dimension of family {family!r}: {dims_of(family)}")
     extra = {}
     if method == SCALED_CSE:
         method, extra = "cse", {"cse_epsilon": float(scaled_epsilon) * float(np.sqrt(dim))}
-    return TrainConfig(env=family, env_kwargs={"dim": dim}, method=method, total_steps=scale.steps, seed=seed,
+    if family in MJX_FAMILIES:
+        env, env_kwargs = MJX_ENV, {"physical": CARTPOLE_FEATURES[:dim], "horizon": MJX_HORIZON}
+    else:
+        env, env_kwargs = family, {"dim": dim}
+    return TrainConfig(env=env, env_kwargs=env_kwargs, method=method, total_steps=scale.steps, seed=seed,
                        **dict(scale.config), **extra)
+
+
+def reference_returns(family: str, env, contexts: np.ndarray) -> np.ndarray:
+    """``(C,)`` the return the gap is measured from at each context: the closed-form optimum of an
+    analytic family, the return bound ``horizon`` (rewards in [0, 1]) of the MJX family."""
+    if family in MJX_FAMILIES:
+        return np.full((len(contexts),), float(env.horizon))
+    return np.asarray([env.optimal_return(c) for c in contexts], np.float64)
+
+
+def cell_statistics(family: str, dim: int, per_context: np.ndarray, optimum: np.ndarray) -> dict[str, Any]:
+    """A cell's per-seed statistics from ``per_context (S, C)``, each seed's mean return at the
+    grid's contexts (column 0 the training context, the rest held out), and ``optimum (C,)``,
+    :func:`reference_returns`: ``gap``, ``heldout_return``, ``train_return``, ``drop`` (lists of
+    ``S``) and the mean held-out and training references; divided by ``dim`` for the analytic
+    families (sums of ``dim`` one-dimensional tasks), as they are for the MJX family."""
+    norm = 1 if family in MJX_FAMILIES else dim
+    heldout = per_context[:, 1:].mean(axis=1)
+    return {
+        "gap": ((optimum[None, 1:] - per_context[:, 1:]).mean(axis=1) / norm).tolist(),
+        "heldout_return": (heldout / norm).tolist(),
+        "train_return": (per_context[:, 0] / norm).tolist(),
+        "drop": ((per_context[:, 0] - heldout) / norm).tolist(),
+        "heldout_optimum": float(optimum[1:].mean() / norm), "train_optimum": float(optimum[0] / norm),
+    }
 
 
 def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int, seed: int, work: str,
@@ -139,16 +206,12 @@ def run_cell(family: str, dim: int, method: str, scale: Scale, num_heldout: int,
     t1 = time.perf_counter()
     result = runner.evaluate(trainer, state, grid, scale.eval_episodes, "mean", evaluators=evaluators)
     eval_s = time.perf_counter() - t1
-    optimum = np.asarray([trainer.env.optimal_return(c) for c in grid.contexts], np.float64)
+    optimum = reference_returns(family, trainer.env, grid.contexts)
     per_context = np.asarray(result.returns, np.float64).mean(axis=2)  # (S, C)
     record = {
         "family": family, "dim": dim, "method": method,
         **({"cse_epsilon": trainer.config.cse_epsilon} if method == SCALED_CSE else {}),
-        # per dimension: (S,) each
-        "gap": ((optimum[None, 1:] - per_context[:, 1:]).mean(axis=1) / dim).tolist(),
-        "heldout_return": (per_context[:, 1:].mean(axis=1) / dim).tolist(),
-        "train_return": (per_context[:, 0] / dim).tolist(),
-        "heldout_optimum": float(optimum[1:].mean() / dim), "train_optimum": float(optimum[0] / dim),
+        **cell_statistics(family, dim, per_context, optimum),
         "env_steps_per_seed": trainer.num_iterations * trainer.steps_per_iteration,
         "train_s": round(report.wall_s, 1), "compile_s": round(report.compile_s, 1), "eval_s": round(eval_s, 1),
         "total_s": round(time.perf_counter() - t0, 1),
@@ -169,13 +232,14 @@ def slopes(dims: Sequence[int], gaps: np.ndarray) -> np.ndarray:
 
 def statistic(claim: Mapping[str, Any], gap: Mapping[tuple[str, int], np.ndarray]) -> np.ndarray:
     """The per-seed values ``X_k`` of a pre-registered row from ``gap[(method, d)] (S,)``; ``KeyError``
-    when a cell it needs was not run (slopes need every d of :data:`DIMS`)."""
+    when a cell it needs was not run (slopes need every d of the claim's family, :func:`dims_of`)."""
     a, b = (part.strip() for part in claim["statistic"].split(" - "))
+    dims = dims_of(claim["family"])
 
     def values(term: str) -> np.ndarray:
         name, args = term.rstrip(")").split("(")
         if name == "slope":
-            return slopes(DIMS, np.stack([gap[(args, d)] for d in DIMS]))
+            return slopes(dims, np.stack([gap[(args, d)] for d in dims]))
         method, d = (x.strip() for x in args.split(","))
         return gap[(method, int(d))]
 
@@ -215,7 +279,8 @@ def plot(records: Sequence[Mapping[str, Any]], families: Sequence[str], path: st
         if max(abs(y) for line in ax.lines for y in line.get_ydata()) > 50:  # a diverged point: keep the rest readable
             ax.set_yscale("symlog", linthresh=1.0)
         ax.set_xlabel("context dimension d")
-        ax.set_ylabel("generalization gap per dimension, (optimum - return) / d")
+        ax.set_ylabel("gap: horizon - return (rewards in [0, 1])" if family in MJX_FAMILIES
+                      else "generalization gap per dimension, (optimum - return) / d")
         ax.set_title(family)
         ax.axhline(0.0, color="gray", lw=0.8)
         ax.legend()
@@ -231,18 +296,35 @@ def labels_of(records) -> list[str]:
     return [m for m in (*METHODS, SCALED_CSE) if m in present]
 
 
+def _table(fam, methods, key: str, first: tuple[str, dict] | None = None) -> list[str]:
+    """Rows ``d | [first column] | mean ± CI of record[key] per method`` of one family's records."""
+    dims = sorted({r["dim"] for r in fam})
+    head = "| d | " + (f"{first[0]} | " if first else "") + " | ".join(methods) + " |"
+    lines = [head, "|---|" + ("---|" if first else "") + "---|" * len(methods)]
+    for d in dims:
+        cells = []
+        for m in methods:
+            r = next((r for r in fam if r["dim"] == d and r["method"] == m), None)
+            cells.append("" if r is None or key not in r else "{:.3f} ± {:.3f}".format(*stats.mean_ci(np.asarray(r[key]))))
+        lines.append(f"| {d} | " + (f"{first[1][d]:.3f} | " if first else "") + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(records, verdicts, info) -> str:
     methods = labels_of(records)
     lines = [f"# {info['title']}", "", f"Command: `{info['command']}`", "",
-             f"Scale: {info['scale']} ({info['note']}); {info['seeds']} seeds vmapped per cell; "
-             f"{info['env_steps_per_seed']:,} env steps per seed for every method and d; "
-             f"{info['heldout']} held-out contexts uniform over the whole box per d (the same for every method), "
-             f"{info['eval_episodes']} episodes each, deterministic policy. Commit {info['machine'].get('zsgjax_commit')}.",
-             "", "Generalization gap = (optimum - return) / d, averaged over the held-out contexts (closed-form "
-             "optimum); returns and optima below are per dimension too; cells: mean ± 95% Student-t interval over "
-             "seeds.", "",
-             "## Pre-registered verdicts (paired by seed index, 95% Student-t)", "",
-             "| family | claim | statistic | mean ± 95% CI | verdict |", "|---|---|---|---|---|"]
+             f"Scale: {info['scale']}; {info['seeds']} seeds vmapped per cell; every method and d of a family "
+             f"trains for the same env steps per seed; {info['heldout']} held-out contexts uniform over the whole "
+             f"box per d (the same for every method), {info['eval_episodes']} episodes each, deterministic policy. "
+             f"Commit {info['machine'].get('zsgjax_commit')}.", ""]
+    for family in info["families"]:
+        lines.append(f"* {family}: {info['notes'][family]}; {info['env_steps_per_seed'][family]:,} env steps per seed.")
+    lines += ["", "Generalization gap, analytic families: (optimum - return) / d, averaged over the held-out contexts "
+              "(closed-form optimum; returns and optima below are per dimension too). MJX family: horizon - return "
+              "(the return bound; not per dimension), averaged over the held-out contexts. Cells: mean ± 95% "
+              "Student-t interval over seeds.", "",
+              "## Pre-registered verdicts (paired by seed index, 95% Student-t)", "",
+              "| family | claim | statistic | mean ± 95% CI | verdict |", "|---|---|---|---|---|"]
     for v in verdicts:
         lines.append(f"| {v['family']} | {v['claim']} | {v['statistic']} | {v['mean']:+.3f} ± {v['ci95']:.3f} | "
                      f"{v['verdict']} |")
@@ -250,23 +332,15 @@ def markdown(records, verdicts, info) -> str:
         fam = [r for r in records if r["family"] == family]
         if not fam:
             continue
-        opt = {r["dim"]: r["heldout_optimum"] for r in fam}
+        reference = "return bound" if family in MJX_FAMILIES else "held-out optimum"
         lines += ["", f"## {family}: gap on held-out contexts", "",
-                  "| d | held-out optimum | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-        for d in sorted(opt):
-            cells = []
-            for m in methods:
-                r = next((r for r in fam if r["dim"] == d and r["method"] == m), None)
-                cells.append("" if r is None else "{:.3f} ± {:.3f}".format(*stats.mean_ci(np.asarray(r["gap"]))))
-            lines.append(f"| {d} | {opt[d]:.3f} | " + " | ".join(cells) + " |")
-        lines += ["", f"Return at the training context (optimum {fam[0]['train_optimum']:.3f}):", "",
-                  "| d | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-        for d in sorted(opt):
-            cells = []
-            for m in methods:
-                r = next((r for r in fam if r["dim"] == d and r["method"] == m), None)
-                cells.append("" if r is None else "{:.3f} ± {:.3f}".format(*stats.mean_ci(np.asarray(r["train_return"]))))
-            lines.append(f"| {d} | " + " | ".join(cells) + " |")
+                  *_table(fam, methods, "gap", (reference, {r["dim"]: r["heldout_optimum"] for r in fam})),
+                  "", f"Return at the training context ({'bound' if family in MJX_FAMILIES else 'optimum'} "
+                  f"{fam[0]['train_optimum']:.3f}):", "", *_table(fam, methods, "train_return"),
+                  "", "Mean held-out return:", "", *_table(fam, methods, "heldout_return")]
+        if all("drop" in r for r in fam):
+            lines += ["", "Return drop from the training context, return(train) - mean held-out return (not judged):",
+                      "", *_table(fam, methods, "drop")]
     total = sum(r["total_s"] for r in records)
     lines += ["", f"Wall time of the cells run: {total / 60:.0f} min (compilation included).", "",
               "![gap against d](context_dimension.png)", ""]
@@ -277,9 +351,11 @@ def markdown(records, verdicts, info) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = options.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", choices=tuple(SCALES), default="cpu")
-    p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES))
-    p.add_argument("--dims", nargs="+", type=int, choices=DIMS, default=list(DIMS),
-                   help="context dimensions to run (default all; the growth rows need all)")
+    p.add_argument("--families", nargs="+", choices=ALL_FAMILIES, default=list(FAMILIES),
+                   help=f"default: the analytic {' '.join(FAMILIES)}; MJX: {' '.join(MJX_FAMILIES)}")
+    p.add_argument("--dims", nargs="+", type=int, choices=sorted({*DIMS, *MJX_DIMS}), default=None,
+                   help="context dimensions to run, those of each family among them (default each family's all; "
+                   "the growth rows need all)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--scaled-cse", type=float, default=None, metavar="EPS",
                    help=f"also train '{SCALED_CSE}': CSE with epsilon = EPS * sqrt(d) (exploratory, not in the "
@@ -293,11 +369,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "same --work to resume")
     options.add_run_logging_options(p.add_argument_group("logging and compilation"), tensorboard_default=None)
     args = p.parse_args(argv)
-    scale = SCALES[args.scale]
-    scale = dataclasses.replace(scale, **{k: v for k, v in (("seeds", args.seeds), ("steps", args.steps)) if v})
+    overrides = {k: v for k, v in (("seeds", args.seeds), ("steps", args.steps)) if v}
+    scales = {f: dataclasses.replace(scale_of(f, args.scale), **overrides) for f in args.families}
+    if len({sc.seeds for sc in scales.values()}) > 1 or len({sc.eval_episodes for sc in scales.values()}) > 1:
+        p.error("--families: the chosen families' scales differ in seeds or episodes; run them separately")
+    dims = {f: [d for d in dims_of(f) if args.dims is None or d in args.dims] for f in args.families}
+    if not all(dims.values()):
+        p.error(f"--dims: none of {args.dims} is a dimension of {[f for f, d in dims.items() if not d]} "
+                f"({', '.join(f'{f}: {dims_of(f)}' for f in args.families)})")
+    if args.scaled_cse is not None and set(args.families) & set(MJX_FAMILIES):
+        p.error("--scaled-cse applies to the analytic families only")
+    scale = next(iter(scales.values()))
     out = args.out or os.path.join(REPO, "runs", "experiments", f"context_dimension-{args.scale}")
     work = args.work or os.path.join(out, "work")
     os.makedirs(out, exist_ok=True)
+    if set(args.families) & set(MJX_FAMILIES):
+        from zsgjax import envs
+
+        envs.constructor(MJX_ENV)  # before JAX starts: the MJX envs size XLA:CPU's thread pool (zsgjax.envs.mjx.cpu_pool)
     options.configure_compile_cache(args.compile_cache)
     command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO) if argv is None else "context_dimension.py",
                                     *(sys.argv[1:] if argv is None else argv)])
@@ -306,21 +395,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluators: dict = {}
     records = []
     for family in args.families:
-        for dim in args.dims:
+        for dim in dims[family]:
             for method in [*args.methods, *([SCALED_CSE] if args.scaled_cse is not None else [])]:
-                records.append(run_cell(family, dim, method, scale, HELDOUT[args.scale], args.seed, work, evaluators,
-                                        scaled_epsilon=args.scaled_cse))
+                records.append(run_cell(family, dim, method, scales[family], HELDOUT[args.scale], args.seed, work,
+                                        evaluators, scaled_epsilon=args.scaled_cse))
     gap = {(r["family"], r["method"], r["dim"]): np.asarray(r["gap"]) for r in records}
     verdicts = [judge(c, {(m, d): g for (f, m, d), g in gap.items() if f == c["family"]})
                 for c in CLAIMS if c["family"] in args.families]
+    steps = {f: next(r["env_steps_per_seed"] for r in records if r["family"] == f) for f in args.families}
     info = {"title": f"Generalization gap against the context dimension ({args.scale} scale)", "command": command,
-            "scale": args.scale, "note": scale.note or "", "seeds": scale.seeds,
-            "env_steps_per_seed": records[0]["env_steps_per_seed"], "heldout": HELDOUT[args.scale],
-            "eval_episodes": scale.eval_episodes, "families": list(args.families), "dims": list(DIMS),
-            "methods": labels_of(records), "scaled_cse": args.scaled_cse, "base_seed": args.seed, "config": dict(scale.config), "machine": launched_on}
+            "scale": args.scale, "notes": {f: scales[f].note or "" for f in args.families}, "seeds": scale.seeds,
+            "env_steps_per_seed": steps, "heldout": HELDOUT[args.scale],
+            "eval_episodes": scale.eval_episodes, "families": list(args.families), "dims": dims,
+            "methods": labels_of(records), "scaled_cse": args.scaled_cse, "base_seed": args.seed,
+            "config": {f: dict(scales[f].config) for f in args.families}, "machine": launched_on}
     write_json(os.path.join(out, "results.json"), {**info, "claims": CLAIMS, "verdicts": verdicts, "cells": records})
     plot(records, args.families, os.path.join(out, "context_dimension.png"),
-         f"gap vs context dimension, {args.scale} scale ({info['env_steps_per_seed']:,} steps x {scale.seeds} seeds)")
+         f"gap vs context dimension, {args.scale} scale ({', '.join(f'{f}: {n:,}' for f, n in steps.items())} "
+         f"steps x {scale.seeds} seeds)")
     md = markdown(records, verdicts, info)
     atomic_write(os.path.join(out, "results.md"), md)
     print(md)

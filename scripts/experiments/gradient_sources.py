@@ -20,9 +20,14 @@ Pre-registered (:data:`PREREGISTERED`, committed before the runs): rows and test
 a difference is claimed only where the paired 95% Student-t interval excludes 0.
 
     python scripts/experiments/gradient_sources.py                       # pendulum_goal, cpu scale, 10 seeds
-    python scripts/experiments/gradient_sources.py --env cheetah_velocity --physical mass_scale \\
-        --variants vanilla,autodiff,noise_0.3,noise_1,fd_0.01            # MJX, tiny cpu scale
+    python scripts/experiments/gradient_sources.py --env playground:CartpoleBalance \\
+        --physical mass_scale:pole_1 actuator_gain --env-option horizon=200 \\
+        --variants vanilla,autodiff,noise_0.1,noise_0.3,noise_1,fd_0.01,fd_0.1   # MJX, cpu scale
     python scripts/experiments/gradient_sources.py --scale paper         # GPU: the paper's lengths
+
+``--env`` is an experiment script's environment (its ``EXPERIMENT``: pendulum_goal,
+simple_direction, cheetah_velocity) or any ``playground:<Name>`` of the DM Control Suite
+(:func:`common.playground_experiment`: its physical features are the context, ``--physical``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import common
-from zsgjax import context_gradients
+from zsgjax import context_gradients, envs
+from zsgjax.adapters.playground_envs import DM_CONTROL_ENVS, PREFIX
 from zsgjax.reporting import machine, tables
 from zsgjax.reporting.files import atomic_path, atomic_write, write_json
 from zsgjax.train import make_train
@@ -46,6 +52,11 @@ from zsgjax.train import make_train
 NOISE_LEVELS = (0.01, 0.1, 0.3, 1.0)
 FD_STEPS = (0.001, 0.01, 0.1, 0.5)
 REFERENCE = "autodiff"
+SCRIPT_ENVS = ("pendulum_goal", "simple_direction", "cheetah_velocity")
+ENVS = (*SCRIPT_ENVS, *(PREFIX + name for name in DM_CONTROL_ENVS))
+MJX_VARIANTS = ("vanilla", REFERENCE, "noise_0.1", "noise_0.3", "noise_1", "fd_0.01", "fd_0.1")
+"""The reduced variant set of the MJX run (pre-registered with :data:`PREREGISTERED`): the 1%
+noise and the 0.001 / 0.5 FD steps are left out to fit the CPU budget."""
 
 
 def variants() -> dict[str, dict]:
@@ -72,6 +83,13 @@ PREREGISTERED = {
         "noise 100%: below autodiff on the far row (the extrapolation is as large as its error)",
     ],
     "seeds": 10,
+    "mjx_run": {
+        "env": "playground:CartpoleBalance", "physical": ["mass_scale:pole_1", "actuator_gain"],
+        "env_options": {"horizon": 200}, "variants": list(MJX_VARIANTS),
+        "why": "the cheapest MJX task with a physical context that learns at CPU scale (no contacts; a vanilla "
+               "SAC run of 19,840 steps balances the pole at the training context); reduced variant set "
+               "to fit ~40 min on a loaded 2-core CPU",
+    },
 }
 
 
@@ -143,8 +161,17 @@ def _vs(c: dict | None) -> str:
     return "—" if c is None else f"{c['diff']:+.2f} ± {c['diff_ci']:.2f} ({c['verdict']})"
 
 
+def experiment(env: str) -> common.Experiment:
+    """``env``'s protocol: its experiment script's ``EXPERIMENT``, or :func:`common.playground_experiment`."""
+    if env.startswith(PREFIX):
+        return common.playground_experiment(env)
+    if env not in SCRIPT_ENVS:
+        raise ValueError(f"--env must be one of {', '.join(ENVS)}; got {env!r}")
+    return importlib.import_module(env).EXPERIMENT
+
+
 def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list[str], out: str, work: str | None,
-        env_kwargs: dict, command: str, log=print) -> dict:
+        env_kwargs: dict, command: str, log=print, resume: bool = False) -> dict:
     all_variants = variants()
     unknown = [v for v in labels if v not in all_variants]
     if unknown:
@@ -152,7 +179,7 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
     if REFERENCE not in labels:
         raise ValueError(f"--variants must include the reference '{REFERENCE}'")
     chosen = {k: all_variants[k] for k in labels}
-    exp = dataclasses.replace(importlib.import_module(env).EXPERIMENT, methods=tuple(chosen), method_config=chosen)
+    exp = dataclasses.replace(experiment(env), methods=tuple(chosen), method_config=chosen)
     sc = exp.scale(scale)
     num_seeds, total = seeds or PREREGISTERED["seeds"], steps or sc.steps
     work = work or os.path.join(common.REPO, "runs", "experiments",
@@ -165,7 +192,8 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
         "seeds_run": num_seeds, "steps_per_seed": total, "machine": launched_on, "command": command})
     log(f"gradient sources on {env} ({scale} scale): {', '.join(chosen)}; {num_seeds} seeds, {total:,} steps; out {out}")
     t0 = time.perf_counter()
-    results, timings = common.run_variants(configs, num_seeds=num_seeds, work=work, eval_episodes=sc.eval_episodes,
+    results, timings = common.run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
+                                           eval_episodes=sc.eval_episodes,
                                            sweep_points=sc.sweep_points, eval_actions=sc.eval_actions,
                                            chunks=sc.chunks, log=log)
     the_env = make_train(configs[REFERENCE]).env
@@ -182,7 +210,8 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
                                       else common.compare(results, label, "vanilla", idx))
         rows.append(r)
     fd_steps = [overrides["cse_fd_step"] for overrides in chosen.values() if "cse_fd_step" in overrides]
-    errors = derivative_errors(the_env, fd_steps, n=32 if hasattr(the_env, "mj_model") else 512)
+    num_transitions = 32 if hasattr(the_env, "mj_model") else 512
+    errors = derivative_errors(the_env, fd_steps, n=num_transitions)
     title = f"CSE gradient sources on {env}{''.join(f', {k}={v}' for k, v in env_kwargs.items())}, {scale} scale " \
             f"({total:,} steps x {num_seeds} seeds)"
     lines = ["| variant | FD rel. error (d s'/dc, d r/dc) | whole grid | far contexts | far: − autodiff | "
@@ -207,7 +236,7 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
         f"Student-t interval over seeds of each seed's mean zero-shot return; differences paired by seed (the "
         f"pre-registered test, `preregistration.json`). Far contexts: the {len(row_sets['far'])} grid points with a "
         f"dimension at least {exp.far_fraction:g} of its range from the training context. FD relative error: "
-        "RMS over 512 random transitions of ||J_fd − J|| / ||J|| against autodiff (float32); the noise rows' "
+        f"RMS over {num_transitions} random transitions of ||J_fd − J|| / ||J|| against autodiff (float32); the noise rows' "
         "RMS relative error is their level by construction.",
         "## Pre-registered\n\n" + f"Rows: {PREREGISTERED['rows']}.\n\nTest: {PREREGISTERED['test']}.\n\n"
         + "Expectations (written before the runs): " + "; ".join(PREREGISTERED["expectations"]) + ".",
@@ -224,25 +253,29 @@ def run(env: str, scale: str, seeds: int | None, steps: int | None, labels: list
 
 def main(argv=None) -> int:
     p = common.options.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", choices=("pendulum_goal", "simple_direction", "cheetah_velocity"), default="pendulum_goal")
+    p.add_argument("--env", choices=ENVS, default="pendulum_goal", metavar="ENV",
+                   help=f"{', '.join(SCRIPT_ENVS)} or {PREFIX}<Name> (DM Control Suite); default pendulum_goal")
     p.add_argument("--scale", choices=common.SCALES, default="cpu")
     p.add_argument("--seeds", type=int, default=None, help=f"default: {PREREGISTERED['seeds']} (pre-registered)")
     p.add_argument("--steps", type=int, default=None, help="training steps per seed (default: the scale's)")
     p.add_argument("--variants", default=",".join(variants()), help="comma-separated subset of the variants")
     p.add_argument("--out", default=None, help="output folder (default: runs/experiments/gradient_sources-<env>)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: under runs/experiments)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --work")
     p.add_argument("--no-compile-cache", dest="compile_cache", action="store_false",
                    help="do not use JAX's persistent compilation cache (default: on)")
     common.options.add_env_options(p.add_argument_group("environment options (TrainConfig.env_kwargs)"))
     args = p.parse_args(argv)
-    if args.env == "cheetah_velocity":
-        import zsgjax.envs.mjx  # noqa: F401 -- sizes XLA:CPU's thread pool before JAX starts (zsgjax.envs.mjx.cpu_pool)
+    if args.resume and not args.work:
+        p.error("--resume needs --work naming the checkpoint folder")
+    # the environment's module before JAX starts: the MJX envs size XLA:CPU's thread pool (zsgjax.envs.mjx.cpu_pool)
+    envs.constructor(args.env)
     common.options.configure_compile_cache(args.compile_cache)
     command = "python scripts/experiments/gradient_sources.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = args.out or os.path.join(common.REPO, "runs", "experiments", f"gradient_sources-{args.env}-{args.scale}")
     try:
         run(args.env, args.scale, args.seeds, args.steps, [v for v in args.variants.split(",") if v], out,
-            args.work, common.options.env_kwargs_from_args(args), command.strip())
+            args.work, common.options.env_kwargs_from_args(args), command.strip(), resume=args.resume)
     except ValueError as e:
         p.error(common.options.flag_message(str(e)))
     return 0

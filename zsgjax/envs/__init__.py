@@ -14,6 +14,7 @@ register("ant_direction", "zsgjax.envs.mjx.ant:AntDirection")
 register("ant_goal", "zsgjax.envs.mjx.ant:AntGoal")
 register("pendulum_goal_noisy", "zsgjax.envs.noisy:PendulumGoalNoisy")
 register("simple_direction_noisy", "zsgjax.envs.noisy:SimpleDirectionNoisy")
+register("cheetah_velocity_noisy", "zsgjax.envs.mjx.noisy:CheetahVelocityNoisy")
 register("linear_gaussian", "zsgjax.envs.linear_gaussian:LinearGaussian")
 
 __all__ = ["ContextSpace", "ContextualEnv", "constructor", "make", "register", "registered_names"]
