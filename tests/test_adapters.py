@@ -50,6 +50,8 @@ def test_playground_names_match_the_package_and_unknown_names_are_listed():
         make("playground:CartpoleBalance", physical=("gravty",))
     with pytest.raises(ValueError, match="named bodies: cart, pole_1"):
         make("playground:CartpoleBalance", physical=("mass_scale:pole",))
+    with pytest.raises(ValueError, match="unknown joint 'hinge'.*named joints: slider, hinge_1"):
+        make("playground:CartpoleBalance", physical=("damping_scale:hinge",))
     with pytest.raises(ValueError, match="at least one feature"):
         make("playground:CartpoleBalance", physical=())
     with pytest.raises(ValueError, match="impl='jax'"):

@@ -8,6 +8,8 @@ is ``test_contracts.py``'s, at the default ``dim=2``.
 """
 
 import argparse
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -311,6 +313,9 @@ def test_experiment_mjx_family_cells_contexts_and_rows():
     assert cfg.env == "playground:CartpoleBalance" and cfg.method == "ldr" and cfg.total_steps == scale.steps
     assert cfg.env_kwargs == {"physical": ("mass_scale:pole_1", "actuator_gain", "gravity", "mass_scale:cart"),
                               "horizon": 200}
+    nine = cd.cell_config("cartpole_physical", 9, "cse", scale, 0).env_kwargs["physical"]
+    seven = cd.cell_config("cartpole_physical", 7, "cse", scale, 0).env_kwargs["physical"]
+    assert nine[:7] == seven and nine[7:] == ("damping_scale:slider", "damping_scale:hinge_1")
     with pytest.raises(ValueError, match="d = 8 is not a dimension of family 'cartpole_physical'"):
         cd.cell_config("cartpole_physical", 8, "cse", scale, 0)
     with pytest.raises(ValueError, match="d = 7 is not a dimension"):
@@ -328,11 +333,25 @@ def test_experiment_mjx_family_cells_contexts_and_rows():
     rows = [c for c in cd.CLAIMS if c["family"] == "cartpole_physical"]
     assert [r["statistic"] for r in rows[:3]] == ["gap(ldr, 7) - gap(cse, 7)", "gap(vanilla, 7) - gap(cse, 7)",
                                                   "gap(dr, 7) - gap(cse, 7)"]
-    # the growth rows fit over d = 1, 2, 4, 7: slope of gap = 0.3 log2 d for DR, 0 for CSE
+    # the first registration's growth rows fit over d = 1, 2, 4, 7: slope of gap = 0.3 log2 d for DR, 0 for
+    # CSE; DR's gap at d = 9 (off that line) enters only the extension's rows, fitted over 1, 2, 4, 7, 9
     gap = {(m, d): np.full(10, 0.3 * np.log2(d) if m == "dr" else 0.0) + 0.01 * np.arange(10) for m in cd.METHODS
            for d in cd.MJX_DIMS}
+    gap[("dr", 9)] = gap[("dr", 9)] + 5.0
     growth = next(r for r in rows if r["statistic"] == "slope(dr) - slope(cse)")
     assert cd.judge(growth, gap)["mean"] == pytest.approx(0.3)
+    extension = [r for r in rows if r in cd.EXTENSION_CLAIMS]
+    assert [r["id"].split(":")[1] for r in extension] == ["cse<ldr@9", "cse<vanilla@9", "cse<dr@9",
+                                                          "slope(cse)<slope(dr)@1-9", "slope(cse)<slope(ldr)@1-9"]
+    x = np.log2([1, 2, 4, 7, 9])
+    want = np.polyfit(x, 0.3 * x + np.asarray([0, 0, 0, 0, 5.0]), 1)[0]
+    assert cd.judge(extension[3], gap)["mean"] == pytest.approx(want)
+    assert cd.judge(extension[2], gap)["mean"] == pytest.approx(0.3 * np.log2(9) + 5.0)
+    # the first registration's rows are those recorded (and judged) before the extension
+    recorded = os.path.join(cd.REPO, "docs", "experiments", "context_dimension", "cartpole_physical", "preregistered.json")
+    with open(recorded) as f:
+        first = [r for r in json.load(f)["claims"] if "dims" not in r]
+    assert [r for r in cd.CLAIMS if r not in cd.EXTENSION_CLAIMS] == first and len(first) == 15
 
 
 def test_experiment_cell_statistics_by_hand():

@@ -86,7 +86,8 @@ def test_eval_contexts_follow_the_paper():
 
 
 def test_bad_construction_raises_clear_errors():
-    with pytest.raises(ValueError, match="unknown physical feature 'wind'.*gravity.*mass_scale:<body>"):
+    with pytest.raises(ValueError, match="unknown physical feature 'wind'.*gravity.*mass_scale:<body>.*torso.*"
+                                         "damping_scale:<joint>.*rootx.*bthigh"):
         make("cheetah_velocity", physical=("wind",))
     with pytest.raises(ValueError, match="unknown body 'tail'.*torso.*bthigh"):
         make("cheetah_velocity", physical=("mass_scale:tail",))
@@ -128,6 +129,30 @@ def test_bad_construction_raises_clear_errors():
         env.context_space.validate([1.0, 0.0, 30.0])
     with pytest.raises(ValueError, match="dir_x.*outside its range"):
         env.context_space.validate([2.0, 0.0, 9.81])
+
+
+def test_per_joint_damping_scales_only_that_joints_dofs():
+    """``damping_scale:<joint>`` multiplies the damping of the joint's DOFs (6 for the ant's free
+    ``root``, 1 for a hinge) and leaves every other DOF's; its kind sets range and minimum."""
+    mj_model = load_model("ant.xml")
+    mj_model.dof_damping[:] = np.arange(1.0, mj_model.nv + 1.0)  # distinct, nonzero: a change is visible
+    model = mjx.put_model(mj_model)
+    base = np.arange(1.0, 15.0)  # 14 DOFs: root (free) 0-5, then one per hinge, hip_2 at 8
+    for joint, factor, dofs in [("root", 1.5, [0, 1, 2, 3, 4, 5]), ("hip_2", 0.7, [8])]:
+        feature = make_feature(mj_model, f"damping_scale:{joint}")
+        assert (feature.kind, feature.default, feature.low, feature.high, feature.widened) == (
+            "damping_scale", 1.0, 0.5, 2.0, False)
+        want = base.copy()
+        want[dofs] *= factor
+        got = feature.apply(model, jnp.float32(factor))
+        np.testing.assert_allclose(got.dof_damping, want, rtol=1e-6, err_msg=joint)
+        np.testing.assert_array_equal(got.body_mass, model.body_mass)
+    assert make_feature(mj_model, "damping_scale:hip_1", (0.0, 2.0)).widened  # no damping: valid, widened
+    with pytest.raises(ValueError, match="'damping_scale:hip_1' is .*its low end must be >= 0"):
+        make_feature(mj_model, "damping_scale:hip_1", (-0.1, 2.0))
+    with pytest.raises(ValueError, match="unknown joint 'knee' in physical feature 'damping_scale:knee'; "
+                                         "named joints: root, hip_1, ankle_1, hip_2"):
+        make_feature(mj_model, "damping_scale:knee")
 
 
 def test_vendored_cheetah_is_brax_model():

@@ -17,9 +17,13 @@ steps, then evaluated with the deterministic policy at:
 
 The MJX family ``cartpole_physical`` (:data:`CARTPOLE_FEATURES`): mujoco_playground's
 ``CartpoleBalance`` (MJX physics, 200-step episodes) whose context is its first ``d`` physical
-features (:mod:`zsgjax.envs.mjx.features`), ``d`` in :data:`MJX_DIMS` (the model has 7 features:
-its two bodies' masses, all masses, actuator gain, gravity, damping, friction; the last two
-barely act on it: no contacts, joint damping 5e-4 and 2e-6), trained at :data:`MJX_SCALES`.
+features (:mod:`zsgjax.envs.mjx.features`), ``d`` in :data:`MJX_DIMS`, trained at :data:`MJX_SCALES`.
+Its features: its two bodies' masses, all masses, actuator gain, gravity, all joints' damping,
+friction (the model's 7 model-wide and per-body features; d = 1, 2, 4, 7 were registered and
+judged first), then the damping of each of its two joints, ``slider`` and ``hinge_1`` (d = 9, an
+extension registered afterwards, :data:`EXTENSION_CLAIMS`). The last four barely act on it: no
+contacts, joint damping 5e-4 (slider) and 2e-6 (hinge), so they are near-irrelevant (nuisance)
+dimensions that widen the context box without changing the task much.
 
 **Generalization gap** (defined before running): for one seed, the mean over the held-out
 contexts ``c_j`` of ``(optimal_return(c_j) - return(c_j)) / d`` (the return averaged over the
@@ -40,7 +44,8 @@ per-seed statistic ``X_k`` and its 95% Student-t interval over the seed index ``
 when the interval lies above 0, "contradicted" when below, else "not significant". Runs of
 different methods with seed index ``k`` share the training key and the evaluation episodes
 (paired); the growth rows difference the slopes of two methods' gaps against ``log2 d``, each
-fitted per seed index over the family's ``d`` (six for the analytic families, four for MJX).
+fitted per seed index over the row's ``d`` (:func:`claim_dims`: six for the analytic families,
+1, 2, 4, 7 for the MJX family's first rows, 1, 2, 4, 7, 9 for its extension rows).
 
 Resumable: each finished (family, d, method) cell is written to ``<work>/cells/*.json`` and
 skipped by a rerun with the same ``--work``; an interrupted cell continues from its checkpoint.
@@ -75,9 +80,10 @@ LARGEST = max(DIMS)
 
 MJX_FAMILIES = ("cartpole_physical",)
 CARTPOLE_FEATURES = ("mass_scale:pole_1", "actuator_gain", "gravity", "mass_scale:cart", "mass_scale",
-                     "damping_scale", "friction_scale")
-"""The MJX family's context: the first ``d`` of these physical features of ``playground:CartpoleBalance``."""
-MJX_DIMS = (1, 2, 4, 7)
+                     "damping_scale", "friction_scale", "damping_scale:slider", "damping_scale:hinge_1")
+"""The MJX family's context: the first ``d`` of these physical features of ``playground:CartpoleBalance``
+(the first 7 keep their order: the d <= 7 cells are those of the first registration)."""
+MJX_DIMS = (1, 2, 4, 7, 9)
 MJX_ENV = "playground:CartpoleBalance"
 MJX_HORIZON = 200
 ALL_FAMILIES = (*FAMILIES, *MJX_FAMILIES)
@@ -107,25 +113,52 @@ def dims_of(family: str) -> tuple[int, ...]:
 def scale_of(family: str, name: str) -> Scale:
     return (MJX_SCALES if family in MJX_FAMILIES else SCALES)[name]
 
-CLAIMS: tuple[dict[str, Any], ...] = tuple(
-    row for family in ALL_FAMILIES for top in (max(dims_of(family)),) for row in (
-        {"id": f"{family}:cse<ldr@{top}", "family": family, "claim": f"CSE's gap is below LDR's at d = {top}",
-         "statistic": f"gap(ldr, {top}) - gap(cse, {top})"},
+REGISTERED_DIMS = {**{family: DIMS for family in FAMILIES}, "cartpole_physical": (1, 2, 4, 7)}
+"""Each family's dimensions at its first registration: a row without a ``dims`` key is at the
+largest of them and fits its slopes over them (:func:`claim_dims`)."""
+
+
+def _claim_rows(family: str, top: int, slope_id: str = "", note: str = "",
+                **extra: Any) -> tuple[dict[str, Any], ...]:
+    """The five rows of one registration: CSE below LDR, vanilla and DR at ``d = top``, and CSE's
+    slope below DR's and LDR's (over :func:`claim_dims`); ``slope_id`` suffixes the slope rows' ids,
+    ``note`` the claims, ``extra`` keys are added to every row."""
+    return (
+        {"id": f"{family}:cse<ldr@{top}", "family": family, "claim": f"CSE's gap is below LDR's at d = {top}{note}",
+         "statistic": f"gap(ldr, {top}) - gap(cse, {top})", **extra},
         {"id": f"{family}:cse<vanilla@{top}", "family": family,
-         "claim": f"CSE's gap is below vanilla's at d = {top}",
-         "statistic": f"gap(vanilla, {top}) - gap(cse, {top})"},
-        {"id": f"{family}:cse<dr@{top}", "family": family, "claim": f"CSE's gap is below DR's at d = {top}",
-         "statistic": f"gap(dr, {top}) - gap(cse, {top})"},
-        {"id": f"{family}:slope(cse)<slope(dr)", "family": family, "claim": "CSE's gap grows slower with d than DR's",
-         "statistic": "slope(dr) - slope(cse)"},
-        {"id": f"{family}:slope(cse)<slope(ldr)", "family": family,
-         "claim": "CSE's gap grows slower with d than LDR's", "statistic": "slope(ldr) - slope(cse)"},
+         "claim": f"CSE's gap is below vanilla's at d = {top}{note}",
+         "statistic": f"gap(vanilla, {top}) - gap(cse, {top})", **extra},
+        {"id": f"{family}:cse<dr@{top}", "family": family, "claim": f"CSE's gap is below DR's at d = {top}{note}",
+         "statistic": f"gap(dr, {top}) - gap(cse, {top})", **extra},
+        {"id": f"{family}:slope(cse)<slope(dr){slope_id}", "family": family,
+         "claim": f"CSE's gap grows slower with d than DR's{note}", "statistic": "slope(dr) - slope(cse)", **extra},
+        {"id": f"{family}:slope(cse)<slope(ldr){slope_id}", "family": family,
+         "claim": f"CSE's gap grows slower with d than LDR's{note}", "statistic": "slope(ldr) - slope(cse)",
+         **extra},
     )
-)
+
+
+EXTENSION_CLAIMS = _claim_rows(
+    "cartpole_physical", max(MJX_DIMS), slope_id="@1-9", note=" (extension)", dims=list(MJX_DIMS),
+    registration="extension of the judged d = 1, 2, 4, 7 run: + damping_scale:slider, damping_scale:hinge_1 "
+    "(near-irrelevant nuisance dimensions), registered 2026-12-06 before any d = 9 cell ran")
+"""The MJX family's second registration, written after its first rows were judged and before its
+d = 9 cells ran: the same five rows at d = 9, slopes over 1, 2, 4, 7, 9."""
+CLAIMS: tuple[dict[str, Any], ...] = (
+    *(row for family in ALL_FAMILIES for row in _claim_rows(family, max(REGISTERED_DIMS[family]))),
+    *EXTENSION_CLAIMS)
 """Pre-registered rows. ``gap(m, d)``: per-seed generalization gap; ``slope(m)``: per seed index,
-the least-squares slope of ``gap(m, d)`` against ``log2 d`` over the family's dimensions
-(:func:`dims_of`). Each row holds when the 95% Student-t interval of the statistic over seed
-indices lies above 0. The MJX family's rows (at its largest d, 7) were added before its run."""
+the least-squares slope of ``gap(m, d)`` against ``log2 d`` over the row's dimensions
+(:func:`claim_dims`). Each row holds when the 95% Student-t interval of the statistic over seed
+indices lies above 0. The MJX family's first rows (at d = 7) were added before its first run,
+:data:`EXTENSION_CLAIMS` (at d = 9) before its d = 9 cells ran; both are judged."""
+
+
+def claim_dims(claim: Mapping[str, Any]) -> tuple[int, ...]:
+    """The dimensions a row's slopes are fitted over: its ``dims``, else its family's at the first
+    registration (:data:`REGISTERED_DIMS`)."""
+    return tuple(claim["dims"]) if "dims" in claim else REGISTERED_DIMS[claim["family"]]
 
 
 # ----------------------------------------------------------------- cells
@@ -232,9 +265,9 @@ def slopes(dims: Sequence[int], gaps: np.ndarray) -> np.ndarray:
 
 def statistic(claim: Mapping[str, Any], gap: Mapping[tuple[str, int], np.ndarray]) -> np.ndarray:
     """The per-seed values ``X_k`` of a pre-registered row from ``gap[(method, d)] (S,)``; ``KeyError``
-    when a cell it needs was not run (slopes need every d of the claim's family, :func:`dims_of`)."""
+    when a cell it needs was not run (slopes need every d of the row, :func:`claim_dims`)."""
     a, b = (part.strip() for part in claim["statistic"].split(" - "))
-    dims = dims_of(claim["family"])
+    dims = claim_dims(claim)
 
     def values(term: str) -> np.ndarray:
         name, args = term.rstrip(")").split("(")

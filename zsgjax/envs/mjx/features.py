@@ -7,18 +7,25 @@ context; the rest keep the model's own values. Every feature is a pure function
 closed over, so changing it never recompiles and ``jax.jacfwd`` differentiates
 the physics with respect to it.
 
-Feature names (``<body>`` is a named body of the model):
+Feature names (``<body>`` is a named body, ``<joint>`` a named joint of the model):
 
-==================  =======  ============  ==========================================
-name                default  range         what it scales / sets
-==================  =======  ============  ==========================================
-gravity             9.81     [5, 20]       gravity vector ``(0, 0, -g)``, m/s^2
-mass_scale          1        [0.5, 2]      every body's mass and inertia (density)
-mass_scale:<body>   1        [0.5, 2]      one body's mass and inertia
-friction_scale      1        [0.25, 2]     every geom's friction coefficients
-actuator_gain       1        [0.5, 2]      actuator gain and bias (``gainprm``, ``biasprm``)
-damping_scale       1        [0.5, 2]      every joint's damping (``dof_damping``)
-==================  =======  ============  ==========================================
+=====================  =======  ============  ==========================================
+name                   default  range         what it scales / sets
+=====================  =======  ============  ==========================================
+gravity                9.81     [5, 20]       gravity vector ``(0, 0, -g)``, m/s^2
+mass_scale             1        [0.5, 2]      every body's mass and inertia (density)
+mass_scale:<body>      1        [0.5, 2]      one body's mass and inertia
+friction_scale         1        [0.25, 2]     every geom's friction coefficients
+actuator_gain          1        [0.5, 2]      actuator gain and bias (``gainprm``, ``biasprm``)
+damping_scale          1        [0.5, 2]      every joint's damping (``dof_damping``)
+damping_scale:<joint>  1        [0.5, 2]      the damping of one joint's degrees of freedom
+=====================  =======  ============  ==========================================
+
+A per-body or per-joint feature has the kind of its prefix (``mass_scale``,
+``damping_scale``): its default range and physical minimum. A feature only acts
+as far as the model uses what it scales: a joint with damping near 0 (e.g.
+``CartpoleBalance``'s ``slider``, 5e-4, and ``hinge_1``, 2e-6) makes
+``damping_scale:<joint>`` a near-irrelevant (nuisance) context dimension.
 
 Derived constants: ``body_subtreemass`` is recomputed from the scaled masses
 (as ``mj_setConst`` does). ``body_invweight0``/``dof_invweight0``, MuJoCo's
@@ -61,8 +68,8 @@ class PhysicalFeature:
 
     @property
     def kind(self) -> str:
-        """The feature's kind, a key of :data:`FEATURE_RANGES` (``"mass_scale"`` for ``"mass_scale:<body>"``)."""
-        return "mass_scale" if self.name.startswith(PER_BODY_PREFIX) else self.name
+        """The feature's kind, a key of :data:`FEATURE_RANGES` (:func:`feature_kind`)."""
+        return feature_kind(self.name)
 
     @property
     def widened(self) -> bool:
@@ -90,12 +97,39 @@ PHYSICAL_MINIMUM: dict[str, tuple[float, bool]] = {  # kind -> (bound, bound all
     "damping_scale": (0.0, True),
 }
 PER_BODY_PREFIX = "mass_scale:"
+PER_JOINT_PREFIX = "damping_scale:"
+
+
+def feature_kind(name: str) -> str:
+    """The kind of feature ``name``: ``"mass_scale"`` for ``"mass_scale:<body>"``, ``"damping_scale"``
+    for ``"damping_scale:<joint>"``, else ``name`` itself."""
+    for prefix in (PER_BODY_PREFIX, PER_JOINT_PREFIX):
+        if name.startswith(prefix):
+            return prefix[:-1]
+    return name
 
 
 def body_names(mj_model: mujoco.MjModel) -> list[str]:
     """Named bodies of a model (world excluded): the valid ``mass_scale:<body>`` suffixes."""
     names = [mj_model.body(i).name for i in range(1, mj_model.nbody)]
     return [n for n in names if n]
+
+
+def joint_names(mj_model: mujoco.MjModel) -> list[str]:
+    """Named joints of a model: the valid ``damping_scale:<joint>`` suffixes."""
+    names = [mj_model.joint(i).name for i in range(mj_model.njnt)]
+    return [n for n in names if n]
+
+
+def _damping_scaler(mask: np.ndarray) -> ApplyFn:
+    """``(model, value ()) -> model`` scaling ``dof_damping`` of the DOFs where ``mask (nv,)`` is true."""
+
+    def apply(model: mjx.Model, v: jax.Array) -> mjx.Model:
+        dtype = model.dof_damping.dtype
+        scale = jnp.where(jnp.asarray(mask, bool), v.astype(dtype), jnp.ones((), dtype))
+        return model.replace(dof_damping=model.dof_damping * scale)
+
+    return apply
 
 
 def _subtree_matrix(mj_model: mujoco.MjModel) -> np.ndarray:
@@ -135,8 +169,8 @@ def make_feature(
     """Build the feature called ``name`` for ``mj_model``.
 
     ``value_range`` overrides the default ``(low, high)``; it must contain the
-    model's nominal value. Raises ``ValueError`` for an unknown feature or body
-    name (listing the accepted ones) or a bad range.
+    model's nominal value. Raises ``ValueError`` for an unknown feature, body or
+    joint name (listing the accepted ones) or a bad range.
     """
     nbody = mj_model.nbody
     if name == "gravity":
@@ -189,13 +223,23 @@ def make_feature(
         def apply(model, v):
             return model.replace(dof_damping=model.dof_damping * v.astype(model.dof_damping.dtype))
 
+    elif name.startswith(PER_JOINT_PREFIX):
+        joint = name[len(PER_JOINT_PREFIX):]
+        known = joint_names(mj_model)
+        if joint not in known:
+            raise ValueError(f"unknown joint '{joint}' in physical feature '{name}'; named joints: {', '.join(known)}")
+        mask = (np.asarray(mj_model.dof_jntid) == mj_model.joint(joint).id).astype(np.float64)
+        apply = _damping_scaler(mask)
+        default, desc = 1.0, f"joint damping (dof_damping) of joint '{joint}'"
+
     else:
         raise ValueError(
             f"unknown physical feature '{name}'; known: {', '.join(FEATURE_KINDS)}, "
-            f"or '{PER_BODY_PREFIX}<body>' with <body> one of: {', '.join(body_names(mj_model))}"
+            f"or '{PER_BODY_PREFIX}<body>' with <body> one of: {', '.join(body_names(mj_model))}, "
+            f"or '{PER_JOINT_PREFIX}<joint>' with <joint> one of: {', '.join(joint_names(mj_model))}"
         )
 
-    kind = "mass_scale" if name.startswith(PER_BODY_PREFIX) else name
+    kind = feature_kind(name)
     if value_range is None:
         value_range = FEATURE_RANGES[kind]
     if np.shape(value_range) != (2,) or not np.all(np.isfinite(np.asarray(value_range, dtype=np.float64))):
