@@ -61,7 +61,7 @@ def test_refusals_name_what_is_wrong(problem, tmp_path):
     with pytest.raises(ValueError, match=r"different config \(data: checkpoint="):
         OfflineRun(out, {"seeds": SEEDS}, resume=True).train("PERM", L.make_perm(CONFIG), keys, changed, CONFIG)
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValueError, match=r"`out` '.*file/run': its directory '.*file' is a file, not a directory"):
+    with pytest.raises(ValueError, match=r"`out` '.*file/run': its directory '[^']*file' is a file, not a directory"):
         OfflineRun(tmp_path / "file" / "run", {})
 
 
