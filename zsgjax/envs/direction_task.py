@@ -21,18 +21,15 @@ contexts uniform on the box is ``d H (H + 1) / 4 = 27.5 d``.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zsgjax.envs.base import ContextualEnv
-from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.dimension import alternating, context_dimension, indexed_names
+from zsgjax.envs.dimension import DimensionFamily
 
 HORIZON = 10
 
 
-class DirectionTask(ContextualEnv):
+class DirectionTask(DimensionFamily):
     """``make('context_dim_direction', dim=d)``: the reward is the progress along the direction ``c``.
 
     Args:
@@ -46,26 +43,9 @@ class DirectionTask(ContextualEnv):
     horizon = HORIZON
 
     def __init__(self, dim: int = 2):
-        self.dim = context_dimension(dim, "DirectionTask")
-        self.context_space = ContextSpace(indexed_names("c", self.dim), low=-1.0, high=1.0, default=0.0)
-        self.state_obs_size = self.dim
-        self.eval_contexts = {
-            "0": (0.0,) * self.dim,
-            "+0.8": (0.8,) * self.dim,
-            "-0.8": (-0.8,) * self.dim,
-            "+-0.8": alternating(0.8, -0.8, self.dim),
-        }
-
-    @property
-    def action_size(self) -> int:
-        return self.dim
-
-    def init_env_state(self, rng, context):
-        """``s0 ~ U[-1, 1]^d``: ``(d,)``."""
-        return jax.random.uniform(rng, (self.dim,), dtype=context.dtype, minval=-1.0, maxval=1.0)
-
-    def observe(self, env_state, context):
-        return env_state
+        self._init_family(dim, low=-1.0, high=1.0, default=0.0,
+                          eval_pairs={"0": (0.0, 0.0), "+0.8": (0.8, 0.8), "-0.8": (-0.8, -0.8),
+                                      "+-0.8": (0.8, -0.8)})
 
     def env_step(self, env_state, action, context):
         """``env_state (d,)``, ``action (d,)``, ``context (d,)`` -> ``(s' (d,), s' (d,), r (), False)``."""
@@ -75,8 +55,5 @@ class DirectionTask(ContextualEnv):
 
     def optimal_return(self, context) -> float:
         """``H (H + 1) / 2 * |c|_1``: the return of ``a = sign(c)`` at every step, in expectation over ``s_0``."""
-        c = np.asarray(context, np.float64).reshape(-1)
-        if c.shape != (self.dim,) or not np.all(np.isfinite(c)):
-            raise ValueError(f"DirectionTask.optimal_return: `context` must be {self.dim} finite values, got shape "
-                             f"{np.shape(context)}")
+        c = self._context_values(context, "optimal_return")
         return self.horizon * (self.horizon + 1) / 2.0 * float(np.abs(c).sum())

@@ -30,13 +30,10 @@ observation can be) falls short of the optimum by less than 1e-8 per component
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zsgjax.envs.base import ContextualEnv
-from zsgjax.envs.context import ContextSpace
-from zsgjax.envs.dimension import alternating, context_dimension, indexed_names
+from zsgjax.envs.dimension import DimensionFamily
 
 HORIZON = 20
 GAIN_LOW, GAIN_DEFAULT, GAIN_HIGH = 0.5, 1.0, 1.5
@@ -62,7 +59,7 @@ def riccati_costs(gains, horizon: int = HORIZON) -> tuple[np.ndarray, np.ndarray
     return p, k
 
 
-class LinearQuadratic(ContextualEnv):
+class LinearQuadratic(DimensionFamily):
     """``make('context_dim_lq', dim=d)``: regulate ``d`` scalar systems ``x_i' = c_i x_i + u_i`` to 0.
 
     Args:
@@ -76,27 +73,9 @@ class LinearQuadratic(ContextualEnv):
     horizon = HORIZON
 
     def __init__(self, dim: int = 2):
-        self.dim = context_dimension(dim, "LinearQuadratic")
-        self.context_space = ContextSpace(indexed_names("c", self.dim), low=GAIN_LOW, high=GAIN_HIGH,
-                                          default=GAIN_DEFAULT)
-        self.state_obs_size = self.dim
-        self.eval_contexts = {
-            "1": (GAIN_DEFAULT,) * self.dim,
-            "0.5": (GAIN_LOW,) * self.dim,
-            "1.5": (GAIN_HIGH,) * self.dim,
-            "0.5/1.5": alternating(GAIN_LOW, GAIN_HIGH, self.dim),
-        }
-
-    @property
-    def action_size(self) -> int:
-        return self.dim
-
-    def init_env_state(self, rng, context):
-        """``x0 ~ U[-1, 1]^d``: ``(d,)``."""
-        return jax.random.uniform(rng, (self.dim,), dtype=context.dtype, minval=-1.0, maxval=1.0)
-
-    def observe(self, env_state, context):
-        return env_state
+        self._init_family(dim, low=GAIN_LOW, high=GAIN_HIGH, default=GAIN_DEFAULT,
+                          eval_pairs={"1": (GAIN_DEFAULT, GAIN_DEFAULT), "0.5": (GAIN_LOW, GAIN_LOW),
+                                      "1.5": (GAIN_HIGH, GAIN_HIGH), "0.5/1.5": (GAIN_LOW, GAIN_HIGH)})
 
     def env_step(self, env_state, action, context):
         """``env_state (d,)``, ``action (d,)``, ``context (d,)`` -> ``(x' (d,), x' (d,), r (), False)``."""
@@ -107,9 +86,6 @@ class LinearQuadratic(ContextualEnv):
 
     def optimal_return(self, context) -> float:
         """``-sum_i p_0(c_i) / 3`` (:func:`riccati_costs`): the optimal expected return at ``context``."""
-        c = np.asarray(context, np.float64).reshape(-1)
-        if c.shape != (self.dim,) or not np.all(np.isfinite(c)):
-            raise ValueError(f"LinearQuadratic.optimal_return: `context` must be {self.dim} finite values, got shape "
-                             f"{np.shape(context)}")
+        c = self._context_values(context, "optimal_return")
         p, _ = riccati_costs(c, self.horizon)
         return float(-INITIAL_SECOND_MOMENT * p[0].sum())
