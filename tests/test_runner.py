@@ -259,3 +259,23 @@ def test_run_locks_each_label_before_training(tmp_path):
     assert not os.path.exists(tmp_path / "a" / "checkpoints")
     with pytest.raises(ValueError, match="the output directory '.*' is a file, not a directory; give a directory"):
         runner.run({"a": trainer}, str(tmp_path / "a" / ".zsgjax.lock"), spec)
+
+
+def test_evaluation_programs_are_shared_only_between_equal_shapes():
+    """One evaluation program per (seeds, contexts per call, ...): a second call with the same shapes
+    reuses it, one with another seed count or grid size compiles its own (and both stay right)."""
+    from zsgjax import evaluate as ev
+
+    trainer = make_train(TrainConfig(**TINY_TRAIN))
+    states = {n: jax.vmap(trainer.init)(jax.random.split(jax.random.PRNGKey(0), n)) for n in (2, 3)}
+    grids = {p: ev.make_grid(trainer.env, num_points=p) for p in (3, 5)}
+    evaluators, events = {}, []
+    returns = {}
+    for seeds, points in [(2, 3), (2, 3), (3, 3), (2, 5)]:
+        result = runner.evaluate(trainer, states[seeds], grids[points], 2, evaluators=evaluators, on_event=events.append)
+        assert result.returns.shape == (seeds, len(grids[points].contexts), 2)
+        returns.setdefault((seeds, points), []).append(result.returns)
+    assert len(evaluators) == 3
+    assert sum(isinstance(e, runner.Compiled) for e in events) == 3
+    np.testing.assert_array_equal(*returns[(2, 3)])  # the shared program gives what it gave the first time
+    np.testing.assert_array_equal(returns[(3, 3)][0][:2], returns[(2, 3)][0])  # seed k keeps its keys
