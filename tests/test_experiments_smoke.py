@@ -84,6 +84,43 @@ def test_protocol_end_to_end(tmp_path, monkeypatch):
          - np.asarray(results["vanilla"].returns, np.float64)[:, named].mean(axis=(1, 2)))
     assert verdict["diff"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-9)
     assert verdict["half_width"] == pytest.approx(12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2), rel=1e-9)
+    check_split_runs_merge_to_the_joint_run(exp, tmp_path)
+
+
+def check_split_runs_merge_to_the_joint_run(exp, tmp_path):
+    """The joint run's results.json cut into one run per method, as if each had been trained by its
+    own process, merges back to the same returns, claims and verdicts; mismatches are refused."""
+    joint = json.loads((tmp_path / "out" / "results.json").read_text())
+    for m in ("vanilla", "cse"):
+        part = {**joint, "methods": {m: joint["methods"][m]},
+                "info": {**joint["info"], "timings": {m: joint["info"]["timings"][m]},
+                         "configs": {m: joint["info"]["configs"][m]}}}
+        os.makedirs(tmp_path / m)
+        (tmp_path / m / "results.json").write_text(json.dumps(part))
+    lines = []
+    merged = common.merge_runs(exp, [str(tmp_path / "cse"), str(tmp_path / "vanilla")], str(tmp_path / "merged"),
+                               work=str(tmp_path / "work"), log=lines.append)
+    assert list(merged["results"]) == ["vanilla", "cse"]  # the experiment's order
+    record = json.loads((tmp_path / "merged" / "results.json").read_text())
+    for m in ("vanilla", "cse"):
+        assert record["methods"][m]["returns"] == joint["methods"][m]["returns"]
+    assert record["info"]["verdicts"] == joint["info"]["verdicts"] and record["info"]["claims"] == joint["info"]["claims"]
+    assert record["info"]["merged_from"] == {"vanilla": str(tmp_path / "vanilla"), "cse": str(tmp_path / "cse")}
+    assert sorted(os.listdir(tmp_path / "merged")) == sorted(os.listdir(tmp_path / "out"))
+    with pytest.raises(ValueError, match="method 'cse' is in both"):
+        common.merge_runs(exp, [str(tmp_path / "cse"), str(tmp_path / "out")], str(tmp_path / "m2"))
+    part = json.loads((tmp_path / "cse" / "results.json").read_text())
+    part["info"]["eval_episodes"] = 64
+    (tmp_path / "cse" / "results.json").write_text(json.dumps(part))
+    with pytest.raises(ValueError, match="eval_episodes differs: 2 in .*vanilla, 64 in .*cse"):
+        common.merge_runs(exp, [str(tmp_path / "vanilla"), str(tmp_path / "cse")], str(tmp_path / "m3"))
+    part["info"]["eval_episodes"] = 2
+    part["info"]["configs"]["cse"]["seed"] = 1
+    (tmp_path / "cse" / "results.json").write_text(json.dumps(part))
+    with pytest.raises(ValueError, match="different base seeds.*not paired"):
+        common.merge_runs(exp, [str(tmp_path / "vanilla"), str(tmp_path / "cse")], str(tmp_path / "m4"))
+    with pytest.raises(ValueError, match="holds no results.json"):
+        common.merge_runs(exp, [str(tmp_path / "vanilla"), str(tmp_path / "nowhere")], str(tmp_path / "m5"))
 
 
 def test_scripts_take_the_environment_options_of_zsgjax_train():
@@ -97,13 +134,18 @@ def test_scripts_take_the_environment_options_of_zsgjax_train():
                                                                       for m in simple_direction.EXPERIMENT.methods}
 
 
-def test_bad_options_are_clear_errors():
+def test_bad_options_are_clear_errors(capsys):
     with pytest.raises(ValueError, match="--scale"):
         simple_direction.EXPERIMENT.scale("huge")
     with pytest.raises(ValueError, match="--methods"):
         common.run_experiment(simple_direction.EXPERIMENT, methods=("ppo",))
     with pytest.raises(ValueError, match="playground:<Name>.*CartpoleBalance"):
         common.playground_experiment("playground:Cartpole")
+    for argv, message in ((["--merge", "a", "b"], "--merge needs --out"),
+                          (["--merge", "a", "--out", "m"], "name at least two result folders")):
+        with pytest.raises(SystemExit):
+            common.main(simple_direction.EXPERIMENT, argv)
+        assert message in capsys.readouterr().err
 
 
 def test_gradient_sources_takes_playground_tasks_and_the_scripts_experiments():

@@ -282,6 +282,10 @@ def _timings_markdown(timings: Mapping[str, Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def run_title(env: str, scale: str, steps: int, seeds: int) -> str:
+    return f"{env}: zero-shot return, {scale} scale ({steps:,} steps x {seeds} seeds)"
+
+
 def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, info: Mapping[str, Any],
                   claims: Sequence[Mapping[str, Any]], timings: Mapping[str, Mapping[str, float]],
                   work: str | None = None, judged: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -317,6 +321,72 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
     ]) + "\n"
     atomic_write(os.path.join(out, "results.md"), md)
     return md
+
+
+# -------------------------------------------------------------------- merge
+# What every part of a merged run must share: the same protocol, so that the seeds stay paired.
+SHARED_INFO = ("env", "env_kwargs", "scale", "seeds", "steps_per_seed", "steps_run", "eval_episodes", "sweep_points",
+               "eval_actions", "training_context")
+
+
+def merge_runs(exp: Experiment, sources: Sequence[str], out: str, work: str | None = None,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One results folder from runs of ``exp`` that trained different methods apart (e.g. one
+    process per method on a machine with a core each, ``--methods vanilla`` and ``--methods cse``).
+
+    ``sources``: result folders (each with the ``results.json`` of :func:`write_outputs`); they
+    must agree on :data:`SHARED_INFO` (environment, scale, seeds, steps, evaluation), the grid
+    and the base seed (so seed ``k`` of every method trained and was evaluated from the same
+    keys), and hold different methods. The claims and the pre-registered verdicts are judged
+    again on the union, and ``out`` gets the same files as one run of all the methods
+    (``work``: the shared checkpoint folder, for the learning curves). ``ValueError`` names
+    the source and the setting that differs. Returns what :func:`run_experiment` returns.
+    """
+    if len(sources) < 2:
+        raise ValueError(f"--merge: name at least two result folders, got {list(sources)}")
+    results: dict[str, EvalResult] = {}
+    infos, timings, configs, origin = [], {}, {}, {}
+    for src in sources:
+        path = os.path.join(src, "results.json")
+        if not os.path.isfile(path):
+            raise ValueError(f"--merge: {src} holds no results.json (a finished run's --out folder)")
+        with open(path) as f:
+            info = json.load(f).get("info", {})
+        if info.get("env") != exp.env:
+            raise ValueError(f"--merge: {src} is a run of {info.get('env')!r}, not {exp.env!r}")
+        differing = [k for k in SHARED_INFO if infos and info.get(k) != infos[0].get(k)]
+        if differing:
+            k = differing[0]
+            raise ValueError(f"--merge: {k} differs: {infos[0].get(k)!r} in {sources[0]}, {info.get(k)!r} in {src}")
+        for label, result in tables.load_json(path).items():
+            if label in results:
+                raise ValueError(f"--merge: method {label!r} is in both {origin[label]} and {src}")
+            first = next(iter(results.values()), None)
+            if first is not None and (first.grid.labels != result.grid.labels
+                                      or not np.array_equal(first.grid.contexts, result.grid.contexts)):
+                raise ValueError(f"--merge: {src} was evaluated on another grid than {sources[0]}")
+            results[label], origin[label] = result, src
+            timings[label] = info.get("timings", {}).get(label)
+            configs[label] = info.get("configs", {}).get(label, {})
+        infos.append(info)
+    base_seeds = {label: cfg.get("seed") for label, cfg in configs.items()}
+    if len(set(base_seeds.values())) > 1:
+        raise ValueError(f"--merge: the methods trained from different base seeds {base_seeds}: their seeds are not paired")
+    order = sorted(results, key=lambda m: exp.methods.index(m) if m in exp.methods else len(exp.methods))
+    results = {m: results[m] for m in order}
+    first = infos[0]
+    env = TrainConfig(env=exp.env, env_kwargs=first.get("env_kwargs") or {}).validate().make_env()
+    claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
+    judged = paper_verdicts(exp.env, results)
+    info = {**{k: first.get(k) for k in SHARED_INFO}, "wall_s": round(sum(i.get("wall_s", 0.0) for i in infos), 1),
+            "machine": first.get("machine"), "command": " && ".join(i.get("command", "") for i in infos),
+            "merged_from": {label: origin[label] for label in results}, "configs": {m: configs[m] for m in results}}
+    title = run_title(exp.env, first.get("scale"), first.get("steps_per_seed"), first.get("seeds"))
+    md = write_outputs(out, results, title=title, info=info, claims=claims,
+                       timings={m: timings[m] for m in results if timings[m]}, work=work, judged=judged)
+    log(md.split("## Wall time")[0])
+    log(f"merged {', '.join(results)} from {len(sources)} runs into {out}")
+    return {"results": results, "verdicts": judged, "claims": claims, "timings": timings, "out": out}
 
 
 # --------------------------------------------------------------------- main
@@ -370,7 +440,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
-    title = f"{exp.env}: zero-shot return, {scale} scale ({total:,} steps x {num_seeds} seeds)"
+    title = run_title(exp.env, scale, total, num_seeds)
     judged = paper_verdicts(exp.env, results)
     md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work, judged=judged)
     log(md.split("## Wall time")[0])
@@ -392,6 +462,10 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    f"pass --out docs/experiments/{exp.env} to replace the committed results)")
     p.add_argument("--work", default=None, help="checkpoint folder (default: runs/experiments/<env>-<scale>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the checkpoints in --work")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS",
+                   help="instead of running: merge the --out folders of runs that trained different methods of "
+                   "the same protocol apart (one process per method) into --out, judging the claims on the union "
+                   "(--work: their shared checkpoint folder, for the learning curves)")
     p.add_argument("--eval-episodes", type=int, default=None,
                    help=f"episodes per context and seed (default: the scale's; paper {PAPER_EVAL['eval_episodes']})")
     p.add_argument("--sweep-points", type=int, default=None,
@@ -411,6 +485,14 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
         p.error("--resume needs --work naming the checkpoint folder")
     command = "python " + " ".join([os.path.relpath(sys.argv[0], REPO) if argv is None else exp.env,
                                     *(sys.argv[1:] if argv is None else argv)])
+    if args.merge:
+        if not args.out:
+            p.error("--merge needs --out naming the merged result folder")
+        try:
+            merge_runs(exp, args.merge, args.out, work=args.work)
+        except ValueError as e:
+            p.error(str(e))
+        return 0
     options.configure_compile_cache(args.compile_cache)
     try:
         run_experiment(exp, scale=args.scale, seeds=args.seeds, steps=args.steps, methods=args.methods,
