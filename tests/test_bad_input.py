@@ -280,6 +280,9 @@ def test_make_train_fields(fields, match):
         ("eval_episodes", jnp.int32(2), r"RunSpec.eval_episodes .*a jax array is not accepted"),
         ("sweep_points", 1, r"RunSpec.sweep_points must be an integer >= 2"),
         ("tensorboard", "yes", r"RunSpec.tensorboard must be True or False"),
+        ("sweep_dims", ["g"], r"RunSpec.sweep_dims must be None \(every dimension\) or a tuple of context dimension "
+                              r"names \(\(\) for the named contexts only\), got \['g'\]"),
+        ("sweep_dims", ("g", ""), r"RunSpec.sweep_dims must be None"),
     ],
 )
 def test_run_spec_fields(field, value, match):

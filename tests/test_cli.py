@@ -198,6 +198,9 @@ def check_existing_checkpoints_need_resume_and_same_config(out, capsys):
         (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
         (["--seeds", "-2"], "--seeds must be an integer >= 1, got -2"),
         (["--sweep-points", "1"], "--sweep-points must be an integer >= 2, got 1"),
+        (["--sweep-dims", "none", "x"], "--sweep-dims: 'none' stands alone"),
+        (["--sweep-dims", "gravity"], "--sweep-dims names \\['gravity'\\], not context dimensions of this "
+                                      "environment; its dimensions are \\['c_x', 'c_y'\\]"),
         (["--cse-mode", "second_order"], "--cse-mode must be one of first_order, exact, got 'second_order'; see"),
         (["--gamma", "1.5"], "--gamma must be a finite number in \\[0, 1\\], got 1.5; see"),
         (["--critic-lr", "inf"], "--critic-lr must be a finite number > 0, got inf; see"),

@@ -85,6 +85,33 @@ def test_protocol_end_to_end(tmp_path, monkeypatch):
     assert verdict["diff"] == pytest.approx(d.mean(), rel=1e-9, abs=1e-9)
     assert verdict["half_width"] == pytest.approx(12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2), rel=1e-9)
     check_split_runs_merge_to_the_joint_run(exp, tmp_path)
+    check_named_contexts_evaluated_again_with_more_episodes(exp, tmp_path, record)
+
+
+def check_named_contexts_evaluated_again_with_more_episodes(exp, tmp_path, first):
+    """``--resume --sweep-dims none --eval-episodes 3`` on the finished checkpoints: the named
+    contexts only, 3 episodes each, the verdict on the same rows, no sweep plot, nothing trained."""
+    lines = []
+    out = common.run_experiment(exp, scale="cpu", out=str(tmp_path / "named"), work=str(tmp_path / "work"),
+                                resume=True, sweep_dims=(), eval_episodes=3, log=lines.append)
+    assert not any(line.startswith(("[vanilla] iteration", "[cse] iteration")) for line in lines)  # evaluated only
+    grid = out["results"]["cse"].grid
+    assert grid.swept_dims == () and list(grid.labels) == list(simple_direction_named_labels())
+    assert out["results"]["cse"].returns.shape == (2, len(grid.labels), 3)
+    record = json.loads((tmp_path / "named" / "results.json").read_text())["info"]
+    assert record["sweep_dims"] == [] and record["eval_episodes"] == 3
+    assert [v["rows"] for v in record["verdicts"]] == [v["rows"] for v in first["verdicts"]]
+    assert "generalization.png" not in os.listdir(tmp_path / "named")
+    assert "3 episodes, the named contexts only, 2 seeds" in (tmp_path / "named" / "results.md").read_text()
+    with pytest.raises(ValueError, match=r"RunSpec.sweep_dims names \['gravity'\].*\['c_x', 'c_y'\]"):
+        common.run_experiment(exp, scale="cpu", out=str(tmp_path / "bad"), work=str(tmp_path / "work"), resume=True,
+                              sweep_dims=("gravity",), log=lines.append)
+
+
+def simple_direction_named_labels():
+    from zsgjax.envs import make
+
+    return make("simple_direction").eval_context_array()[0]
 
 
 def check_split_runs_merge_to_the_joint_run(exp, tmp_path):

@@ -57,9 +57,9 @@ from typing import Any, Mapping, Sequence
 import zsgjax
 
 from zsgjax.options import (DEFAULT_ENV, DEFAULT_METHODS, OWN_FIELDS as _OWN_FIELDS, ArgumentParser,
-                            add_env_options, add_run_logging_options, cache_dir, compile_cache_dir,
-                            configure_compile_cache, env_kwargs_from_args, flag_message as _flag_message,
-                            parse_dataclass, wandb_project)
+                            add_env_options, add_run_logging_options, add_sweep_dims_option, cache_dir,
+                            compile_cache_dir, configure_compile_cache, env_kwargs_from_args,
+                            flag_message as _flag_message, parse_dataclass, sweep_dims_from_args, wandb_project)
 SPEC_VERSION = 3  # of the cached option table's layout
 
 
@@ -369,6 +369,7 @@ def build_parser(spec: Mapping[str, Any] | None = None) -> argparse.ArgumentPars
                      help="episodes per context and seed (default: %(default)s)")
     evg.add_argument("--sweep-points", type=int, default=run_defaults["sweep_points"],
                      help="points per swept context dimension, >= 2 (default: %(default)s)")
+    add_sweep_dims_option(evg)
     _add_hyper_options(p.add_argument_group("hyper-parameters (TrainConfig)"), spec["hyper"])
     add_mesh_options(p.add_argument_group("devices and processes (zsgjax.sharding, zsgjax.distributed)"))
     p.set_defaults(handler=_train_command, subparser=p, run_flags=spec["run_flags"],
@@ -504,12 +505,13 @@ def _command_from_args(args: argparse.Namespace) -> TrainCommand:
 
     methods = tuple(dict.fromkeys(args.method))
     spec = runner.RunSpec(seeds=args.seeds, chunks=args.chunks, keep=args.keep, eval_episodes=args.eval_episodes,
-                          sweep_points=args.sweep_points, tensorboard=args.tensorboard, resume=args.resume,
-                          wandb_project=wandb_project(args)).validate()
+                          sweep_points=args.sweep_points, sweep_dims=sweep_dims_from_args(args),
+                          tensorboard=args.tensorboard, resume=args.resume, wandb_project=wandb_project(args)).validate()
     hyper = {name: getattr(args, name) for name in args.hyper_options if getattr(args, name) is not None}
     configs = train_configs(args, methods, hyper)  # each value is checked here, once, by TrainConfig
     env = next(iter(configs.values())).make_env()  # one instance shared by every method
     trainers = {m: train_lib.make_train(c, env=env) for m, c in configs.items()}
+    runner.evaluation_grid(env, spec)  # a --sweep-dims the env lacks is an error now, not after training
     if args.resume and not args.out:
         raise ValueError("--resume needs --out naming the run directory to continue")
     out = args.out or os.path.join("runs", f"{args.env}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
@@ -593,10 +595,9 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
     result of is an error unless ``--resume`` is given (then it is re-evaluated from
     its checkpoints); the others are merged into the new table. ``ValueError`` when the
     stored results are of another environment, other environment options or
-    another grid (``--env``, ``--physical`` ..., ``--sweep-points``).
+    another grid (``--env``, ``--physical`` ..., ``--sweep-points``, ``--sweep-dims``).
     """
     from zsgjax import runner
-    from zsgjax.evaluate import make_grid
     from zsgjax.reporting import tables
 
     path = os.path.join(command.out, "generalization.json")
@@ -618,11 +619,11 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
         config = info.get("configs", {}).get(m, {})
         runner.check_env_options(config.get("env_kwargs", {}), now, f"the finished result of {m} in --out "
                                  f"'{command.out}'")
-    grid = make_grid(first.env, command.spec.sweep_points)
+    grid = runner.evaluation_grid(first.env, command.spec)
     for m, r in stored.items():
         if r.grid.labels != grid.labels:
             raise ValueError(f"--out '{command.out}' holds '{m}' evaluated on another context grid; use the same "
-                             f"--sweep-points ({len(r.grid.labels)} contexts there) or another --out")
+                             f"--sweep-points and --sweep-dims ({len(r.grid.labels)} contexts there) or another --out")
     keep = {m: r for m, r in stored.items() if m not in command.trainers}
     return keep, info
 
@@ -667,6 +668,7 @@ def start_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, Any]
         "num_seeds": spec.seeds,
         "eval_episodes": spec.eval_episodes,
         "sweep_points": spec.sweep_points,
+        **({"sweep_dims": list(spec.sweep_dims)} if spec.sweep_dims is not None else {}),
         "configs": {**recorded.get("configs", {}),
                     **{m: c for m, c in kept_info.get("configs", {}).items() if m in kept}, **configs},
     }
@@ -700,12 +702,14 @@ def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
     tables.write_json(results, os.path.join(out, "generalization.json"),
                       extra={**info, "methods": list(results), "configs": {m: configs[m] for m in results
                                                                            if m in configs}})
-    plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
+    swept = bool(results[next(iter(results))].grid.swept_dims)  # a grid of named contexts only has nothing to plot
+    if swept:
+        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
     curves = plots.write_learning_curves(out, list(results), os.path.join(out, "learning_curves.png"),
                                          f"{command.env}: training return")
     log("\n" + text)
     also = " and learning_curves.png" if curves else ""
-    log(f"wrote {out}/generalization.{{txt,csv,json,png}}{also} in {time.perf_counter() - t0:.1f} s")
+    log(f"wrote {out}/generalization.{{txt,csv,json{',png' if swept else ''}}}{also} in {time.perf_counter() - t0:.1f} s")
 
 
 def trained_steps(trainer) -> int:

@@ -191,6 +191,24 @@ def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def add_sweep_dims_option(group) -> None:
+    """``--sweep-dims NAME [NAME ...]`` (or ``none``): read back with :func:`sweep_dims_from_args`."""
+    group.add_argument("--sweep-dims", nargs="+", default=None, metavar="NAME",
+                       help="context dimensions to sweep (default: every one; 'none': only the environment's named "
+                       "contexts, e.g. to evaluate those with more episodes)")
+
+
+def sweep_dims_from_args(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``RunSpec.sweep_dims`` of :func:`add_sweep_dims_option`: ``None`` (all), ``()`` for ``none``, else the names."""
+    if args.sweep_dims is None:
+        return None
+    if [d.lower() for d in args.sweep_dims] == ["none"]:
+        return ()
+    if any(d.lower() == "none" for d in args.sweep_dims):
+        raise ValueError(f"--sweep-dims: 'none' stands alone (the named contexts only), got {args.sweep_dims}")
+    return tuple(args.sweep_dims)
+
+
 def add_run_logging_options(group, tensorboard_default: bool | None = True) -> None:
     """``--[no-]tensorboard`` (unless ``tensorboard_default`` is None), ``--wandb``, ``--wandb-project``,
     ``--no-compile-cache``: shared by ``zsgjax train`` and the experiment scripts."""

@@ -80,7 +80,8 @@ class RunSpec:
     seeds: seeds per label, vmapped in one program; chunks: training runs in this
     many jitted pieces (a checkpoint and a report after each); keep: checkpoints
     kept per label; eval_episodes: episodes per context and seed; sweep_points:
-    points per swept context dimension; eval_actions: how the evaluated policies act
+    points per swept context dimension; sweep_dims: the context dimensions swept (``None``:
+    every one; ``()``: none, the environment's named contexts only); eval_actions: how the evaluated policies act
     (:data:`zsgjax.evaluate.ACTION_MODES`: ``"mean"`` deterministic, ``"sample"``,
     ``"sample_unscaled"`` the CSE paper's sampling); tensorboard: also write TensorBoard events
     (when ``tensorboardX`` is installed); resume: continue existing checkpoints
@@ -95,6 +96,7 @@ class RunSpec:
     keep: int = param(2, kind=int, low=1)
     eval_episodes: int = param(10, kind=int, low=1)
     sweep_points: int = param(9, kind=int, low=2)
+    sweep_dims: tuple[str, ...] | None = None  # checked in validate (a tuple of names), against the env by make_grid
     eval_actions: str = param("mean", kind=str, choices=ACTION_MODES)
     tensorboard: bool = param(True, kind=bool)
     resume: bool = param(False, kind=bool)
@@ -102,6 +104,10 @@ class RunSpec:
 
     def validate(self) -> "RunSpec":
         validate(self)
+        if self.sweep_dims is not None and not (isinstance(self.sweep_dims, tuple)
+                                                and all(isinstance(d, str) and d for d in self.sweep_dims)):
+            raise ValueError("RunSpec.sweep_dims must be None (every dimension) or a tuple of context dimension names "
+                             f"(() for the named contexts only), got {self.sweep_dims!r}")
         if self.wandb_project is not None and not self.wandb_project.strip():
             raise ValueError("RunSpec.wandb_project must be a non-empty W&B project name or None (off); got ''")
         return self
@@ -798,6 +804,19 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
                          evaluator=evaluators[key], pieces=EVAL_PIECES, progress=progress)
 
 
+def evaluation_grid(env: Any, spec: RunSpec) -> ContextGrid:
+    """The grid every label of a run is evaluated on: :func:`zsgjax.evaluate.make_grid` with
+    ``spec.sweep_points`` points over each dimension of ``spec.sweep_dims``, plus the named
+    contexts. ``ValueError`` naming ``RunSpec.sweep_dims`` and the environment's dimensions
+    when it names another."""
+    names = list(env.context_space.names)
+    unknown = [d for d in spec.sweep_dims or () if d not in names]
+    if unknown:
+        raise ValueError(f"RunSpec.sweep_dims names {unknown}, not context dimensions of this environment; its "
+                         f"dimensions are {names} (or give () for the named contexts only)")
+    return make_grid(env, spec.sweep_points, dims=spec.sweep_dims)
+
+
 def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         on_event: OnEvent | None = None, mesh: Any = None, lock_labels: bool = True,
         evaluators: dict | None = None, preflighted: bool = False) -> dict[str, MethodRun]:
@@ -826,7 +845,7 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
     with label_locks(root, list(trainers) if lock_labels else [], placement):
         if not preflighted:
             preflight(trainers, root, spec, mesh)
-        grid = make_grid(next(iter(trainers.values())).env, spec.sweep_points)
+        grid = evaluation_grid(next(iter(trainers.values())).env, spec)
         out: dict[str, MethodRun] = {}
         for label, trainer in trainers.items():
             evaluated: list[tuple[EvalResult, float]] = []

@@ -164,6 +164,7 @@ def run_variants(
     resume: bool = False,
     eval_episodes: int = 10,
     sweep_points: int = 9,
+    sweep_dims: Sequence[str] | None = None,
     eval_actions: str = "mean",
     chunks: int = 1,
     wandb_project: str | None = None,
@@ -185,7 +186,8 @@ def run_variants(
             envs[key] = cfg.validate().make_env()
         trainers[label] = make_train(cfg, env=envs[key])
     spec = runner.RunSpec(seeds=num_seeds, chunks=chunks, keep=1, eval_episodes=eval_episodes,
-                          sweep_points=sweep_points, eval_actions=eval_actions, tensorboard=False, resume=resume,
+                          sweep_points=sweep_points, sweep_dims=None if sweep_dims is None else tuple(sweep_dims),
+                          eval_actions=eval_actions, tensorboard=False, resume=resume,
                           wandb_project=wandb_project)
 
     def on_event(event: runner.Event) -> None:
@@ -260,8 +262,11 @@ def protocol_label(info: Mapping[str, Any]) -> str:
     """What a run's verdicts stand on, e.g. "paper evaluation (sample_unscaled, 64 episodes, 50 points), 20 seeds"."""
     actions = info.get("eval_actions", "mean")
     kind = "deterministic evaluation" if actions == "mean" else f"sampled actions ({actions})"
-    return (f"{kind}, {info.get('eval_episodes', '?')} episodes, {info.get('sweep_points', '?')} points per "
-            f"dimension, {info.get('seeds', '?')} seeds")
+    dims = info.get("sweep_dims")
+    sweep = (f"{info.get('sweep_points', '?')} points per dimension" if dims is None
+             else f"{info.get('sweep_points', '?')} points per dimension of {', '.join(dims)}" if dims
+             else "the named contexts only")
+    return f"{kind}, {info.get('eval_episodes', '?')} episodes, {sweep}, {info.get('seeds', '?')} seeds"
 
 
 # ------------------------------------------------------------------ outputs
@@ -292,7 +297,9 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
     """Write ``generalization.png``, ``learning_curves.png`` (from ``<work>/<label>/metrics.csv``,
     when ``work`` is given) and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
-    plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
+    swept = bool(next(iter(results.values())).grid.swept_dims)  # named contexts only: no sweep to plot
+    if swept:
+        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
     curves = work is not None and plots.write_learning_curves(work, list(results), os.path.join(out, "learning_curves.png"),
                                                             f"{info.get('env', '')}: training return")
     tables.write_csv(results, os.path.join(out, "results.csv"))
@@ -316,7 +323,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
         "## Summary (named contexts and sweep means)\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
         "## Wall time\n\n" + _timings_markdown(timings),
         "## Every grid point\n\n```\n" + tables.format_table(results, detail=True) + "\n```",
-        f"![{title}](generalization.png)",
+        *([f"![{title}](generalization.png)"] if swept else []),
         *(["![learning curves](learning_curves.png)"] if curves else []),
     ]) + "\n"
     atomic_write(os.path.join(out, "results.md"), md)
@@ -326,7 +333,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
 # -------------------------------------------------------------------- merge
 # What every part of a merged run must share: the same protocol, so that the seeds stay paired.
 SHARED_INFO = ("env", "env_kwargs", "scale", "seeds", "steps_per_seed", "steps_run", "eval_episodes", "sweep_points",
-               "eval_actions", "training_context")
+               "sweep_dims", "eval_actions", "training_context")
 
 
 def merge_runs(exp: Experiment, sources: Sequence[str], out: str, work: str | None = None,
@@ -394,12 +401,15 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
                    methods: Sequence[str] | None = None, out: str | None = None, work: str | None = None,
                    resume: bool = False, seed: int = 0, command: str = "", env_kwargs: Mapping[str, Any] | None = None,
                    wandb_project: str | None = None, eval_actions: str | None = None,
-                   eval_episodes: int | None = None, sweep_points: int | None = None, log=print) -> dict[str, Any]:
+                   eval_episodes: int | None = None, sweep_points: int | None = None,
+                   sweep_dims: Sequence[str] | None = None, log=print) -> dict[str, Any]:
     """Run the whole protocol for ``exp``; returns ``{"results", "verdicts", "claims", "timings", "out"}``.
 
     ``env_kwargs``: the environment's constructor options (``TrainConfig.env_kwargs``);
     ``wandb_project``: also log to this W&B project; ``eval_actions``, ``eval_episodes``,
-    ``sweep_points``: override the scale's evaluation (``None``: the scale's).
+    ``sweep_points``: override the scale's evaluation (``None``: the scale's); ``sweep_dims``:
+    the dimensions swept (``None``: all; ``()``: the named contexts only, e.g. a second
+    evaluation of finished checkpoints with ``resume=True`` and more episodes).
     """
     # The environment's module first, before anything starts JAX's CPU backend: the MJX envs size
     # XLA:CPU's thread pool on import so that batched steps cannot hang (zsgjax.envs.mjx.cpu_pool).
@@ -425,7 +435,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     t0 = time.perf_counter()
     results, timings = run_variants(configs, num_seeds=num_seeds, work=work, resume=resume,
                                     eval_episodes=sc.eval_episodes, sweep_points=sc.sweep_points,
-                                    eval_actions=sc.eval_actions, chunks=sc.chunks, wandb_project=wandb_project,
+                                    sweep_dims=sweep_dims, eval_actions=sc.eval_actions, chunks=sc.chunks, wandb_project=wandb_project,
                                     log=log)
     first = make_train(next(iter(configs.values())))
     env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
@@ -434,7 +444,8 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     info = {
         "env": exp.env, "env_kwargs": json.loads(json.dumps(first.config.env_kwargs)), "scale": scale,
         "seeds": num_seeds, "steps_per_seed": total, "steps_run": steps_run,
-        "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points, "eval_actions": sc.eval_actions,
+        "eval_episodes": sc.eval_episodes, "sweep_points": sc.sweep_points,
+        "sweep_dims": None if sweep_dims is None else list(sweep_dims), "eval_actions": sc.eval_actions,
         "training_context": f"({default})",
         "wall_s": round(time.perf_counter() - t0, 1), "machine": launched_on,
         "command": command, **({"note": sc.note} if sc.note else {}),
@@ -444,7 +455,7 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
     judged = paper_verdicts(exp.env, results)
     md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work, judged=judged)
     log(md.split("## Wall time")[0])
-    log(f"wrote {out}/generalization.png, learning_curves.png, results.md/.csv/.json in {info['wall_s']:.0f} s")
+    log(f"wrote {', '.join(sorted(os.listdir(out)))} in {out} in {info['wall_s']:.0f} s")
     return {"results": results, "verdicts": judged, "claims": claims, "timings": timings, "out": out}
 
 
@@ -470,6 +481,7 @@ def parser(exp: Experiment, description: str | None = None) -> argparse.Argument
                    help=f"episodes per context and seed (default: the scale's; paper {PAPER_EVAL['eval_episodes']})")
     p.add_argument("--sweep-points", type=int, default=None,
                    help=f"points per swept dimension (default: the scale's; paper {PAPER_EVAL['sweep_points']})")
+    options.add_sweep_dims_option(p)
     p.add_argument("--eval-actions", choices=ACTION_MODES, default=None,
                    help="how evaluated policies act (default: the scale's; paper: sample_unscaled, the paper's "
                    "evaluate_policies.py; cpu: mean, the deterministic policy)")
@@ -499,7 +511,7 @@ def main(exp: Experiment, argv: Sequence[str] | None = None) -> int:
                        out=args.out, work=args.work, resume=args.resume, seed=args.seed, command=command,
                        env_kwargs=options.env_kwargs_from_args(args), wandb_project=options.wandb_project(args),
                        eval_actions=args.eval_actions, eval_episodes=args.eval_episodes,
-                       sweep_points=args.sweep_points)
+                       sweep_points=args.sweep_points, sweep_dims=options.sweep_dims_from_args(args))
     except ValueError as e:
         p.error(options.flag_message(str(e)))
     return 0
