@@ -456,6 +456,11 @@ def test_config_file_round_trips_run_json_and_flags_win(tmp_path):
         {m: t.config.record() for m, t in first.trainers.items()}
     assert (again.spec.seeds, again.spec.eval_episodes, again.spec.sweep_points) == (3, 2, 3)
     assert again.out == str(tmp_path / "b")
+    for dims, want in ((["none"], ()), (["tau", "g"], ("tau", "g"))):  # --sweep-dims round-trips too
+        named = cli.command_from_args(cli.build_parser().parse_args(
+            TINY + ["--env", "pendulum_goal", "--sweep-dims", *dims, "--out", str(tmp_path / f"n{len(dims)}")]))
+        cli.start_results(named)
+        assert config_command(tmp_path / f"n{len(dims)}" / "run.json", tmp_path / f"m{len(dims)}").spec.sweep_dims == want
 
     changed = config_command(run_json, tmp_path / "c", "--method", "cse", "--seeds", "2", "--gamma", "0.5",
                              "--steps", "128", "--env-option", "integrator=paper")

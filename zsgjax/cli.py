@@ -183,7 +183,7 @@ def cached_option_spec() -> dict[str, Any]:
 # ------------------------------------------------------------ --config FILE
 # run.json key -> the train option it sets (the rest of the file: each method's TrainConfig record)
 CONFIG_RUN_OPTIONS = {"env": "env", "methods": "method", "num_seeds": "seeds", "eval_episodes": "eval_episodes",
-                      "sweep_points": "sweep_points"}
+                      "sweep_points": "sweep_points", "sweep_dims": "sweep_dims"}
 
 
 def read_run_config(path: str) -> dict[str, Any]:
@@ -211,6 +211,11 @@ def read_run_config(path: str) -> dict[str, Any]:
     for dest in ("seeds", "eval_episodes", "sweep_points"):
         if dest in settings and not (isinstance(settings[dest], int) and not isinstance(settings[dest], bool)):
             raise ValueError(f"--config '{path}': '{dest}' must be an integer, got {settings[dest]!r}")
+    dims = settings.get("sweep_dims")
+    if dims is not None and not (isinstance(dims, list) and all(isinstance(d, str) and d for d in dims)):
+        raise ValueError(f"--config '{path}': 'sweep_dims' must be a list of context dimension names, got {dims!r}")
+    if dims == []:
+        settings["sweep_dims"] = ["none"]  # as typed: the named contexts only
     return {**settings, "configs": {m: configs[m] for m in methods}}
 
 
