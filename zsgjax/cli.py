@@ -214,8 +214,6 @@ def read_run_config(path: str) -> dict[str, Any]:
     dims = settings.get("sweep_dims")
     if dims is not None and not (isinstance(dims, list) and all(isinstance(d, str) and d for d in dims)):
         raise ValueError(f"--config '{path}': 'sweep_dims' must be a list of context dimension names, got {dims!r}")
-    if dims == []:
-        settings["sweep_dims"] = ["none"]  # as typed: the named contexts only
     return {**settings, "configs": {m: configs[m] for m in methods}}
 
 
