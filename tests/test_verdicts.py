@@ -139,3 +139,28 @@ def test_committed_pendulum_verdicts_recompute_from_the_raw_returns():
         mean, half = paired(a, b, rows)
         assert (v["diff"], v["half_width"]) == (pytest.approx(mean), pytest.approx(half))
     assert [v["verdict"] for v in got] == ["not shown", "contradicted"]
+
+
+def test_committed_cart_goal_20_seed_verdict_recomputes_from_the_raw_returns():
+    """paper20/cart_goal (merged from one process per method): the paper's goals ±0.5, ±1,
+    20 seeds, recomputed here in NumPy against what paper_verdicts.py writes into the docs."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
+    import paper_verdicts
+
+    paper20 = os.path.join(REPO, "docs", "experiments", "paper20")
+    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
+    (label, (got,)), = [(lab, vs) for lab, vs in paper_verdicts.main_verdicts(paper20, cl)
+                        if vs[0]["id"].startswith("cart_goal")]
+    assert "sampled actions (sample_unscaled), 64 episodes, 50 points per dimension, 20 seeds" in label
+    doc = json.loads(open(os.path.join(paper20, "cart_goal", "results.json")).read())
+    rows = ["goal=0.5", "goal=-0.5", "goal=1", "goal=-1"]
+    idx = [doc["grid"]["labels"].index(r) for r in rows]
+    d = (np.asarray(doc["methods"]["cse"]["returns"])[:, idx].mean(axis=(1, 2))
+         - np.asarray(doc["methods"]["vanilla"]["returns"])[:, idx].mean(axis=(1, 2)))
+    assert d.shape == (20,) and got["rows"] == rows
+    half = 2.093024054408263 * d.std(ddof=1) / math.sqrt(20)  # t_{0.975, 19}
+    assert (got["diff"], got["half_width"]) == (pytest.approx(d.mean()), pytest.approx(half))
+    assert got["verdict"] == ("holds" if d.mean() - half > 0 else "contradicted" if d.mean() + half < 0 else "not shown")
+    assert doc["info"]["merged_from"].keys() == {"vanilla", "cse"} and doc["info"]["steps_run"] == 2_000_000

@@ -385,7 +385,8 @@ def merge_runs(exp: Experiment, sources: Sequence[str], out: str, work: str | No
     env = TrainConfig(env=exp.env, env_kwargs=first.get("env_kwargs") or {}).validate().make_env()
     claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
     judged = paper_verdicts(exp.env, results)
-    info = {**{k: first.get(k) for k in SHARED_INFO}, "wall_s": round(sum(i.get("wall_s", 0.0) for i in infos), 1),
+    info = {**{k: first.get(k) for k in SHARED_INFO},  # the parts may have run at the same time: their walls apart
+            "wall_s_of_parts": {src: i.get("wall_s") for src, i in zip(sources, infos)},
             "machine": first.get("machine"), "command": " && ".join(i.get("command", "") for i in infos),
             "merged_from": {label: origin[label] for label in results}, "configs": {m: configs[m] for m in results}}
     title = run_title(exp.env, first.get("scale"), first.get("steps_per_seed"), first.get("seeds"))
