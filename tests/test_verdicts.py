@@ -149,18 +149,17 @@ def test_committed_cart_goal_20_seed_verdict_recomputes_from_the_raw_returns():
     sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
     import paper_verdicts
 
-    paper20 = os.path.join(REPO, "docs", "experiments", "paper20")
     cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
-    (label, (got,)), = [(lab, vs) for lab, vs in paper_verdicts.main_verdicts(paper20, cl)
-                        if vs[0]["id"].startswith("cart_goal")]
+    results, info = paper_verdicts.load_run(os.path.join(REPO, "docs", "experiments", "paper20", "cart_goal"))
+    label = paper_verdicts.run_label(info, results)
     assert "sampled actions (sample_unscaled), 64 episodes, 50 points per dimension, 20 seeds" in label
-    doc = json.loads(open(os.path.join(paper20, "cart_goal", "results.json")).read())
+    (got,) = verdicts.judge_env("cart_goal", results, cl)  # what main_verdicts gives the docs for this run
     rows = ["goal=0.5", "goal=-0.5", "goal=1", "goal=-1"]
-    idx = [doc["grid"]["labels"].index(r) for r in rows]
-    d = (np.asarray(doc["methods"]["cse"]["returns"])[:, idx].mean(axis=(1, 2))
-         - np.asarray(doc["methods"]["vanilla"]["returns"])[:, idx].mean(axis=(1, 2)))
+    idx = [results["cse"].grid.labels.index(r) for r in rows]
+    d = (np.asarray(results["cse"].returns, np.float64)[:, idx].mean(axis=(1, 2))
+         - np.asarray(results["vanilla"].returns, np.float64)[:, idx].mean(axis=(1, 2)))
     assert d.shape == (20,) and got["rows"] == rows
     half = 2.093024054408263 * d.std(ddof=1) / math.sqrt(20)  # t_{0.975, 19}
     assert (got["diff"], got["half_width"]) == (pytest.approx(d.mean()), pytest.approx(half))
     assert got["verdict"] == ("holds" if d.mean() - half > 0 else "contradicted" if d.mean() + half < 0 else "not shown")
-    assert doc["info"]["merged_from"].keys() == {"vanilla", "cse"} and doc["info"]["steps_run"] == 2_000_000
+    assert info["merged_from"].keys() == {"vanilla", "cse"} and info["steps_run"] == 2_000_000
