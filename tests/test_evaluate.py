@@ -15,7 +15,7 @@ import pytest
 from zsgjax import envs
 from zsgjax import evaluate as ev
 from zsgjax.reporting import plots, tables
-from zsgjax.reporting.results import EvalResult, summarize
+from zsgjax.reporting.results import ContextGrid, EvalResult, summarize
 
 NUM_EPISODES = 3
 
@@ -241,6 +241,15 @@ def test_plot_writes_png(tmp_path, result):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     with pytest.raises(ValueError, match="not swept"):
         plots.plot_sweeps({"sign": result}, tmp_path / "x.png", dims=["c_z"])
+    # write_sweep_plot: the same figure, or nothing for a grid of named contexts only
+    assert plots.write_sweep_plot({"sign": result}, str(tmp_path / "w.png"), "t") == str(tmp_path / "w.png")
+    named = [i for i, d in enumerate(result.grid.swept) if d is None]
+    grid = result.grid
+    only_named = EvalResult(ContextGrid(contexts=grid.contexts[named], labels=tuple(grid.labels[i] for i in named),
+                                        names=grid.names, default=grid.default, swept=(None,) * len(named)),
+                            np.asarray(result.returns)[:, named])
+    assert plots.write_sweep_plot({"sign": only_named}, str(tmp_path / "n.png"), "t") is None
+    assert not (tmp_path / "n.png").exists()
 
 
 # ------------------------------------------ aggregate intervals on hand-made returns

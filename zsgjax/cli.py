@@ -705,9 +705,7 @@ def write_results(command: TrainCommand, runs: Mapping[str, Any], log) -> None:
     tables.write_json(results, os.path.join(out, "generalization.json"),
                       extra={**info, "methods": list(results), "configs": {m: configs[m] for m in results
                                                                            if m in configs}})
-    swept = bool(results[next(iter(results))].grid.swept_dims)  # a grid of named contexts only has nothing to plot
-    if swept:
-        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
+    swept = plots.write_sweep_plot(results, os.path.join(out, "generalization.png"), title=f"{command.env}")
     curves = plots.write_learning_curves(out, list(results), os.path.join(out, "learning_curves.png"),
                                          f"{command.env}: training return")
     log("\n" + text)

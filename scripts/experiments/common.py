@@ -297,9 +297,7 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
     """Write ``generalization.png``, ``learning_curves.png`` (from ``<work>/<label>/metrics.csv``,
     when ``work`` is given) and ``results.{md,csv,json}`` under ``out``; returns the markdown."""
     os.makedirs(out, exist_ok=True)
-    swept = bool(next(iter(results.values())).grid.swept_dims)  # named contexts only: no sweep to plot
-    if swept:
-        plots.plot_sweeps(results, os.path.join(out, "generalization.png"), title=title)
+    swept = plots.write_sweep_plot(results, os.path.join(out, "generalization.png"), title=title)
     curves = work is not None and plots.write_learning_curves(work, list(results), os.path.join(out, "learning_curves.png"),
                                                             f"{info.get('env', '')}: training return")
     tables.write_csv(results, os.path.join(out, "results.csv"))

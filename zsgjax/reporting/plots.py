@@ -126,6 +126,14 @@ def plot_learning_curves(
     return os.fspath(path)
 
 
+def write_sweep_plot(results: Mapping[str, EvalResult], path: str, title: str) -> str | None:
+    """:func:`plot_sweeps` of every swept dimension at ``path``; ``None`` (nothing written) when the
+    grid sweeps none (an evaluation of the named contexts only, ``RunSpec.sweep_dims=()``)."""
+    if not results[check_results(results)[0]].grid.swept_dims:
+        return None
+    return plot_sweeps(results, path, title=title)
+
+
 def write_learning_curves(out: str, labels: Sequence[str], path: str, title: str) -> str | None:
     """Plot ``<out>/<label>/metrics.csv`` of every label that has one as learning curves at ``path``.
 
