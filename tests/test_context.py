@@ -179,6 +179,18 @@ def test_sweep(space):
         space.sweep("mass", 3)
 
 
+def test_sweep_values_are_the_formula_rounded_once():
+    """low + k (high - low) / (num - 1) in float64, rounded once to float32: a symmetric range's
+    midpoint is exactly 0 (float32 linspace gave 1.3e-07 at 31 points over [-3, 3])."""
+    space = ContextSpace(names=("v",), low=(-3.0,), high=(3.0,), default=(2.0,))
+    for num in (11, 31, 50, 51):
+        got = np.asarray(space.sweep_values("v", num))
+        want = (-3.0 + np.arange(num) * 6.0 / (num - 1)).astype(np.float32)
+        np.testing.assert_array_equal(got, want)
+        assert got[0] == -3.0 and got[-1] == 3.0
+    assert np.asarray(space.sweep("v", 31))[15, 0] == 0.0
+
+
 # ---------------------------------------------------------------------- jit/vmap
 def test_sampling_and_clipping_under_jit_and_vmap(space):
     keys = jax.random.split(jax.random.PRNGKey(3), 6)

@@ -214,9 +214,8 @@ class ContextSpace:
         except ValueError:
             raise ValueError(f"sweep: `num` must be >= 1 (an integer), got {num!r}") from None
         i = self.index(dim)
-        values = jnp.linspace(self.low[i], self.high[i], num)
         base = jnp.broadcast_to(self.default_array, (num, self.dim))
-        return base.at[:, i].set(values)
+        return base.at[:, i].set(self.sweep_values(i, num))
 
     def sweep_values(self, dim: str | int, num: int) -> jax.Array:
         """The swept values of one dimension, ``(num,)``."""
@@ -225,4 +224,8 @@ class ContextSpace:
         except ValueError:
             raise ValueError(f"sweep_values: `num` must be >= 1 (an integer), got {num!r}") from None
         i = self.index(dim)
-        return jnp.linspace(self.low[i], self.high[i], num)
+        low, high = float(self.low[i]), float(self.high[i])
+        # in float64, then rounded once: a value the formula hits exactly (a symmetric range's 0) stays exact,
+        # where float32 linspace gives e.g. 1.3e-07 and labels the row "target_velocity=1.34e-07"
+        steps = np.arange(num, dtype=np.float64) * (high - low)
+        return jnp.asarray(low + (steps / (num - 1) if num > 1 else steps), dtype=float)
