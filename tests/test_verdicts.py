@@ -115,51 +115,82 @@ def test_the_committed_claims_file_names_every_paper_claim():
 def test_committed_pendulum_verdicts_recompute_from_the_raw_returns():
     """The docs' table (scripts/experiments/paper_verdicts.py) against the raw returns of the
     committed run, recomputed here in NumPy: tau sweep above 0.6 and the paper's named contexts."""
+    paper_verdicts = _paper_verdicts()
+    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
+    (label, got), = paper_verdicts.main_verdicts(paper_verdicts.PAPER, cl, envs=["pendulum_goal"])
+    assert label.startswith("committed runs, deterministic evaluation, 16 episodes") and label.endswith("10 seeds")
+    results, _ = paper_verdicts.load_run(os.path.join(paper_verdicts.PAPER, "pendulum_goal"))
+    for v, (a, b, rows) in zip(got, [("cse", "vanilla", ["(2,1,1,0.75)", "(2,1.2,1,-0.75)"]),
+                                      ("cse", "ldr", ["tau=0.75", "tau=1"])]):
+        assert v["rows"] == rows
+        mean, half = _paired_t_by_hand(results, a, b, rows)
+        assert (v["diff"], v["half_width"]) == (pytest.approx(mean), pytest.approx(half))
+    assert [v["verdict"] for v in got] == ["not shown", "contradicted"]
+
+
+# Student-t 97.5% quantiles by degrees of freedom, for the committed runs' seed counts
+T975 = {4: 2.7764451051977987, 9: 2.2621571627409915, 19: 2.093024054408263}
+
+
+def _paired_t_by_hand(results, a, b, rows):
+    """(mean, half width) of the per-seed difference a − b averaged over ``rows`` and episodes, in NumPy."""
+    idx = [results[a].grid.labels.index(r) for r in rows]
+    d = (np.asarray(results[a].returns, np.float64)[:, idx].mean(axis=(1, 2))
+         - np.asarray(results[b].returns, np.float64)[:, idx].mean(axis=(1, 2)))
+    return d.mean(), T975[len(d) - 1] * d.std(ddof=1) / math.sqrt(len(d))
+
+
+def _verdict_by_hand(mean, half):
+    return "holds" if mean - half > 0 else "contradicted" if mean + half < 0 else "not shown"
+
+
+def _paper_verdicts():
     import sys
 
     sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
     import paper_verdicts
 
-    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
-    (label, got), = [(lab, vs) for lab, vs in paper_verdicts.main_verdicts(paper_verdicts.PAPER, cl)
-                     if vs[0]["id"].startswith("pendulum_goal")]
-    assert label.startswith("committed runs, deterministic evaluation, 16 episodes") and label.endswith("10 seeds")
-    doc = json.loads(open(os.path.join(paper_verdicts.PAPER, "pendulum_goal", "results.json")).read())
-    labels = doc["grid"]["labels"]
+    return paper_verdicts
 
-    def paired(a, b, rows):
-        idx = [labels.index(r) for r in rows]
-        d = (np.asarray(doc["methods"][a]["returns"])[:, idx].mean(axis=(1, 2))
-             - np.asarray(doc["methods"][b]["returns"])[:, idx].mean(axis=(1, 2)))
-        return d.mean(), 2.2621571627409915 * d.std(ddof=1) / math.sqrt(10)  # t_{0.975, 9}
 
-    for v, (a, b, rows) in zip(got, [("cse", "vanilla", ["(2,1,1,0.75)", "(2,1.2,1,-0.75)"]),
-                                      ("cse", "ldr", ["tau=0.75", "tau=1"])]):
-        assert v["rows"] == rows
-        mean, half = paired(a, b, rows)
-        assert (v["diff"], v["half_width"]) == (pytest.approx(mean), pytest.approx(half))
-    assert [v["verdict"] for v in got] == ["not shown", "contradicted"]
+def _committed_paper20_run(env):
+    paper_verdicts = _paper_verdicts()
+    results, info = paper_verdicts.load_run(os.path.join(REPO, "docs", "experiments", "paper20", env))
+    return results, info, paper_verdicts.run_label(info, results)
 
 
 def test_committed_cart_goal_20_seed_verdict_recomputes_from_the_raw_returns():
     """paper20/cart_goal (merged from one process per method): the paper's goals ±0.5, ±1,
     20 seeds, recomputed here in NumPy against what paper_verdicts.py writes into the docs."""
-    import sys
-
-    sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
-    import paper_verdicts
-
     cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
-    results, info = paper_verdicts.load_run(os.path.join(REPO, "docs", "experiments", "paper20", "cart_goal"))
-    label = paper_verdicts.run_label(info, results)
+    results, info, label = _committed_paper20_run("cart_goal")
     assert "sampled actions (sample_unscaled), 64 episodes, 50 points per dimension, 20 seeds" in label
     (got,) = verdicts.judge_env("cart_goal", results, cl)  # what main_verdicts gives the docs for this run
     rows = ["goal=0.5", "goal=-0.5", "goal=1", "goal=-1"]
-    idx = [results["cse"].grid.labels.index(r) for r in rows]
-    d = (np.asarray(results["cse"].returns, np.float64)[:, idx].mean(axis=(1, 2))
-         - np.asarray(results["vanilla"].returns, np.float64)[:, idx].mean(axis=(1, 2)))
-    assert d.shape == (20,) and got["rows"] == rows
-    half = 2.093024054408263 * d.std(ddof=1) / math.sqrt(20)  # t_{0.975, 19}
-    assert (got["diff"], got["half_width"]) == (pytest.approx(d.mean()), pytest.approx(half))
-    assert got["verdict"] == ("holds" if d.mean() - half > 0 else "contradicted" if d.mean() + half < 0 else "not shown")
+    mean, half = _paired_t_by_hand(results, "cse", "vanilla", rows)
+    assert results["cse"].num_seeds == 20 and got["rows"] == rows
+    assert (got["diff"], got["half_width"]) == (pytest.approx(mean), pytest.approx(half))
+    assert got["verdict"] == _verdict_by_hand(mean, half)
     assert info["merged_from"].keys() == {"vanilla", "cse"} and info["steps_run"] == 2_000_000
+
+
+def test_committed_cheetah_velocity_paper_scale_verdicts_recompute_from_the_raw_returns():
+    """paper20/cheetah_velocity: 520k steps x 10 seeds (the paper's), evaluated with sampled actions at
+    16 episodes and 31 target velocities in [-3, 3]; the target-velocity sweep above 1.5 (CSE vs vanilla)
+    and above 2.6 (CSE vs LDR, once LDR has landed), recomputed here in NumPy."""
+    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
+    results, info, label = _committed_paper20_run("cheetah_velocity")
+    assert "sampled actions (sample_unscaled), 16 episodes, 31 points per dimension, 10 seeds" in label
+    assert info["steps_run"] == 520_000 and {"vanilla", "cse"} <= set(results)
+    velocities = [f"target_velocity={v:g}" for v in np.round(np.linspace(-3, 3, 31), 6)]
+    expected = [("cse", "vanilla", velocities[23:])]  # 1.6 ... 3.0: above 1.5
+    if "ldr" in results:
+        expected.append(("cse", "ldr", velocities[29:]))  # 2.8, 3.0: above 2.6 (2.6 itself is not above)
+    (docs_label, got), = _paper_verdicts().main_verdicts(os.path.join(REPO, "docs", "experiments", "paper20"), cl,
+                                                         envs=["cheetah_velocity"])  # the docs' rows
+    assert docs_label == label and len(got) == len(expected)
+    for v, (a, b, rows) in zip(got, expected):
+        mean, half = _paired_t_by_hand(results, a, b, rows)
+        assert (v["a"], v["b"], v["rows"]) == (a, b, rows)
+        assert (v["diff"], v["half_width"]) == (pytest.approx(mean), pytest.approx(half))
+        assert v["verdict"] == _verdict_by_hand(mean, half)

@@ -27,7 +27,8 @@ from zsgjax.reporting.files import atomic_write
 
 PAPER = os.path.join(common.REPO, "docs", "experiments", "paper")
 # committed runs of the paper's settings: {env: directory under docs/experiments/paper}
-MAIN_RUNS = {"simple_direction": "simple_direction", "pendulum_goal": "pendulum_goal", "cart_goal": "cart_goal"}
+MAIN_RUNS = {"simple_direction": "simple_direction", "pendulum_goal": "pendulum_goal", "cart_goal": "cart_goal",
+             "cheetah_velocity": "cheetah_velocity"}
 # (env, directory, replaced method, what differs from the paper's protocol)
 ABLATIONS = (
     ("pendulum_goal", "pendulum_goal_cse_epsilon_0.2", "cse", "CSE with cse_epsilon 0.2 (the paper's code: 0.1)"),
@@ -49,11 +50,12 @@ def run_label(info: Mapping[str, Any], results: Mapping[str, Any]) -> str:
     return "committed runs, " + common.protocol_label({**info, "seeds": seeds})
 
 
-def main_verdicts(paper_dir: str, claims: verdicts.Claims) -> list[tuple[str, list[dict]]]:
-    """``[(label, verdicts)]`` of every committed main run."""
+def main_verdicts(paper_dir: str, claims: verdicts.Claims,
+                  envs: Sequence[str] | None = None) -> list[tuple[str, list[dict]]]:
+    """``[(label, verdicts)]`` of every committed main run (or of those of ``envs``)."""
     out = []
     for env, sub in MAIN_RUNS.items():
-        if has_run(paper_dir, sub):
+        if (envs is None or env in envs) and has_run(paper_dir, sub):
             results, info = load_run(os.path.join(paper_dir, sub))
             out.append((run_label(info, results), verdicts.judge_env(env, results, claims)))
     return out
