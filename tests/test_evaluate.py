@@ -252,6 +252,14 @@ def test_plot_writes_png(tmp_path, result):
     assert not (tmp_path / "n.png").exists()
 
 
+def test_figure_titles_wrap_to_the_figure_width():
+    long = "cheetah_velocity: zero-shot return, paper scale (520,000 steps x 10 seeds)"
+    lines = plots.figure_title(long, 10, 4.2).split("\n")
+    assert len(lines) == 3 and all(len(x) <= 46 for x in lines[:2]) and " ".join(lines[:2]) == long
+    assert lines[-1] == "(mean ± 95% Student-t interval, 10 seeds)"
+    assert plots.figure_title(long, 3, 12.6).split("\n") == [long, "(mean ± 95% Student-t interval, 3 seeds)"]
+
+
 # ------------------------------------------ aggregate intervals on hand-made returns
 T_975 = {2: 12.706204736174707, 3: 4.302652729911275, 4: 3.182446305284263}  # t_{0.975, S-1} by S
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -70,8 +71,8 @@ def plot_sweeps(
         ax.set_visible(False)
     axes[0].legend(fontsize="small")
     first = results[methods[0]]
-    suptitle = title or "zero-shot return vs context"
-    fig.suptitle(f"{suptitle}\n(mean ± 95% Student-t interval, {first.num_seeds} seeds)", fontsize="medium")
+    fig.suptitle(figure_title(title or "zero-shot return vs context", first.num_seeds, fig.get_figwidth()),
+                 fontsize="medium")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return os.fspath(path)
@@ -120,10 +121,22 @@ def plot_learning_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     seeds = "/".join(str(n) for n in sorted(num_seeds))
-    fig.suptitle(f"{title or 'learning curves'}\n(mean ± 95% Student-t interval, {seeds} seeds)", fontsize="medium")
+    fig.suptitle(figure_title(title or "learning curves", seeds, fig.get_figwidth()), fontsize="medium")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return os.fspath(path)
+
+
+# characters of a "medium" (10 pt) title line per inch of figure width, with a margin
+_TITLE_CHARS_PER_INCH = 11
+
+
+def figure_title(title: str, seeds: int, width_inches: float) -> str:
+    """``title`` wrapped to the figure's width, then the band's description on its own line
+    (a run title such as "cheetah_velocity: zero-shot return, paper scale (520,000 steps x 10 seeds)"
+    is wider than a one-panel figure)."""
+    lines = textwrap.wrap(title, max(20, int(width_inches * _TITLE_CHARS_PER_INCH))) or [""]
+    return "\n".join([*lines, f"(mean ± 95% Student-t interval, {seeds} seeds)"])
 
 
 def write_sweep_plot(results: Mapping[str, EvalResult], path: str, title: str) -> str | None:
