@@ -131,10 +131,10 @@ def plot_learning_curves(
 _TITLE_CHARS_PER_INCH = 11
 
 
-def figure_title(title: str, seeds: int, width_inches: float) -> str:
-    """``title`` wrapped to the figure's width, then the band's description on its own line
-    (a run title such as "cheetah_velocity: zero-shot return, paper scale (520,000 steps x 10 seeds)"
-    is wider than a one-panel figure)."""
+def figure_title(title: str, seeds: int | str, width_inches: float) -> str:
+    """``title`` wrapped to the figure's width (a run title such as "cheetah_velocity: zero-shot
+    return, paper scale (520,000 steps x 10 seeds)" is wider than a one-panel figure), then the
+    band's description on its own line; ``seeds``: a count, or e.g. "5/10" when curves differ."""
     lines = textwrap.wrap(title, max(20, int(width_inches * _TITLE_CHARS_PER_INCH))) or [""]
     return "\n".join([*lines, f"(mean ± 95% Student-t interval, {seeds} seeds)"])
 
