@@ -15,7 +15,9 @@ import pytest
 from zsgjax.reporting import verdicts
 from zsgjax.reporting.results import ContextGrid, EvalResult
 
-T3, T5 = 4.302652729749464, 2.776445105197793
+# Student-t 97.5% quantiles by degrees of freedom: the toy cases' 3 and 5 seeds, the committed runs' 5, 10, 20
+T975 = {2: 4.302652729749464, 4: 2.7764451051977987, 9: 2.2621571627409915, 19: 2.093024054408263}
+T3, T5 = T975[2], T975[4]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -128,10 +130,6 @@ def test_committed_pendulum_verdicts_recompute_from_the_raw_returns():
     assert [v["verdict"] for v in got] == ["not shown", "contradicted"]
 
 
-# Student-t 97.5% quantiles by degrees of freedom, for the committed runs' seed counts
-T975 = {4: 2.7764451051977987, 9: 2.2621571627409915, 19: 2.093024054408263}
-
-
 def _paired_t_by_hand(results, a, b, rows):
     """(mean, half width) of the per-seed difference a − b averaged over ``rows`` and episodes, in NumPy."""
     idx = [results[a].grid.labels.index(r) for r in rows]
@@ -147,7 +145,9 @@ def _verdict_by_hand(mean, half):
 def _paper_verdicts():
     import sys
 
-    sys.path.insert(0, os.path.join(REPO, "scripts", "experiments"))
+    scripts = os.path.join(REPO, "scripts", "experiments")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
     import paper_verdicts
 
     return paper_verdicts
