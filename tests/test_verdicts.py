@@ -196,25 +196,30 @@ def test_committed_cheetah_velocity_paper_scale_verdicts_recompute_from_the_raw_
         assert v["verdict"] == _verdict_by_hand(mean, half)
 
 
-def test_ablation_runs_without_a_main_run_are_judged_and_variants_need_one(tmp_path):
+def test_ablation_runs_without_a_main_run_are_judged_and_variants_need_one(tmp_path, monkeypatch):
     """A run holding every method (``replaced`` None, e.g. the ants at 520k x 5 seeds) is judged on its own;
-    a one-method variant is judged only paired with its env's committed main run; unlanded runs are left out."""
+    a one-method variant is judged only paired by seed with its env's committed main run (its other methods
+    from there); runs that have not landed are left out."""
     from zsgjax.reporting import tables
 
     paper_verdicts = _paper_verdicts()
-    cl = claims_file(tmp_path, [claim()])
-    diffs = [3.0, 4.0, 5.0]
-    run = {"cse": result(diffs, [2, 3]), "ldr": result([0.0] * 3, [2, 3])}
-    (tmp_path / "toy_small").mkdir()
-    tables.write_json(run, tmp_path / "toy_small" / "results.json")
-    (tmp_path / "pendulum_goal_variant").mkdir()
-    tables.write_json({"cse": run["cse"]}, tmp_path / "pendulum_goal_variant" / "results.json")
-    ablations = (("toy", "toy_small", None, "small"),
-                 ("toy", "toy_small", "cse", "variant of an env without a main run"),
-                 ("pendulum_goal", "pendulum_goal_variant", "cse", "variant whose main run has not landed"),
+    monkeypatch.setattr(paper_verdicts, "MAIN_RUNS", {"toy": "toy_main", "other": "other_main"})
+    cl = claims_file(tmp_path, [claim(), {**claim(), "id": "solo/greater", "env": "solo"}])  # solo: no main run
+    runs = {"toy_small": {"cse": result([3.0, 4.0, 5.0], [2, 3]), "ldr": result([0.0] * 3, [2, 3])},
+            "toy_main": {"cse": result([9.0] * 3, [2, 3]), "ldr": result([1.0, 2.0, 3.0], [2, 3])},
+            "toy_variant": {"cse": result([1.0, 2.0, 6.0], [2, 3])}}
+    for sub, run in runs.items():
+        (tmp_path / sub).mkdir()
+        tables.write_json(run, tmp_path / sub / "results.json")
+    ablations = (("solo", "toy_small", None, "small"),
+                 ("toy", "toy_variant", "cse", "variant"),
+                 ("other", "toy_variant", "cse", "variant whose main run has not landed"),
+                 ("unlisted", "toy_variant", "cse", "variant of an env without a main run"),
                  ("toy", "toy_not_landed", None, "not landed"))
-    (text, (v,)), = paper_verdicts.ablation_verdicts(str(tmp_path), cl, ablations)
-    assert text == "small" and (v["a"], v["b"], v["rows"]) == ("cse", "ldr", ["tau=0.8", "tau=1"])
+    (small, (v,)), (variant, (w,)) = paper_verdicts.ablation_verdicts(str(tmp_path), cl, ablations)
+    assert (small, variant) == ("small", "variant")
+    assert (v["a"], v["b"], v["rows"]) == ("cse", "ldr", ["tau=0.8", "tau=1"])
     assert (v["diff"], v["half_width"]) == (pytest.approx(4.0), pytest.approx(T3 * 1.0 / math.sqrt(3)))
-    assert "| toy: c | τ=0.8, τ=1 | cse − ldr: +4 ± 2.48 | small | cse > ldr |" in paper_verdicts.markdown(
-        [], [(text, [v])])
+    assert (w["diff"], w["half_width"]) == (pytest.approx(1.0), pytest.approx(T3 * math.sqrt(3) / math.sqrt(3)))
+    assert "| solo: c | τ=0.8, τ=1 | cse − ldr: +4 ± 2.48 | small | cse > ldr |" in paper_verdicts.markdown(
+        [], [(small, [v])])

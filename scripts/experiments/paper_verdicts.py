@@ -76,7 +76,7 @@ def ablation_verdicts(paper_dir: str, claims: verdicts.Claims,
                       ) -> list[tuple[str, list[dict]]]:
     """``[(what differs, verdicts)]``: the claims applied to runs that are not the paper's protocol
     (``ablations`` as in :data:`ABLATIONS`; runs that have not landed are left out, and so is a one-method
-    variant whose env has no committed main run to pair it with), then zsgjax's far-context aggregate."""
+    variant whose env has no committed main run to pair it with)."""
     out = []
     for env, sub, replaced, text in ablations:
         paired_run = MAIN_RUNS.get(env)
@@ -88,6 +88,12 @@ def ablation_verdicts(paper_dir: str, claims: verdicts.Claims,
             (variant,) = results.values()
             results = {**committed, replaced: variant}
         out.append((text, verdicts.judge_env(env, results, claims)))
+    return out
+
+
+def far_context_verdicts(paper_dir: str) -> list[tuple[str, list[dict]]]:
+    """zsgjax's far-context aggregate (not the paper's protocol) on every committed main run."""
+    out = []
     for env, sub in MAIN_RUNS.items():
         if not has_run(paper_dir, sub):
             continue
@@ -133,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the tables to this markdown file")
     args = p.parse_args(argv)
     claims = verdicts.load_claims(args.claims)
-    md = markdown(main_verdicts(args.paper_dir, claims), ablation_verdicts(args.paper_dir, claims))
+    md = markdown(main_verdicts(args.paper_dir, claims),
+                  ablation_verdicts(args.paper_dir, claims) + far_context_verdicts(args.paper_dir))
     print(md)
     if args.out:
         atomic_write(args.out, md)
