@@ -88,6 +88,25 @@ def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
     assert not [p for p in os.listdir(tmp_path / "ck") if "tmp" in p]
 
 
+def test_restore_into_shapes_alone(tmp_path):
+    """``like`` may be the state's ``jax.ShapeDtypeStruct`` s (a large state is then never allocated twice),
+    with zero-size leaves too; an abstract typed key is refused naming its leaf (wrapping needs its impl)."""
+    state = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.asarray([3, 4], jnp.int32), "act": jnp.zeros((2, 0)),
+             "flags": jnp.asarray([True, False])}
+    ck = Checkpointer(tmp_path / "ck", CONFIG)
+    ck.save(1, state)
+    shapes = jax.eval_shape(lambda: state)
+    restored = Checkpointer(tmp_path / "ck", CONFIG).restore(shapes)
+    assert_same(restored, state)
+    assert all(isinstance(x, jax.Array) and x.dtype == y.dtype for x, y in zip(jax.tree.leaves(restored),
+                                                                               jax.tree.leaves(state)))
+    mixed = jax.eval_shape(lambda: toy_state())
+    with pytest.raises(ValueError, match=r"`like`: leaf \.key is an abstract typed PRNG key"):
+        ck.restore(mixed)
+    with pytest.raises(ValueError, match=r"leaf \['w'\] is a str"):
+        ck.restore({**shapes, "w": "x"})
+
+
 def test_zero_size_leaves_roundtrip(tmp_path):
     """Zero-size leaves (MuJoCo's ``data.act`` of a model without activations) are saved and come back
     with their shape and dtype, next to typed keys; a different zero-size shape is caught by the digest."""
@@ -195,3 +214,20 @@ def test_checkpoint_config_of_earlier_runs_still_matches(tmp_path):
     assert TrainConfig(**stored) == trainer.config
     Checkpointer(tmp_path / "ck", FORMAT_5_RECORD).save(0, toy_state())
     assert Checkpointer(tmp_path / "ck", runner.checkpoint_config(trainer, 2)).verify_config() == 0
+
+
+def test_leaf_digests_are_blake2b_of_dtype_shape_and_bytes():
+    """The digest checkpoints store (so ones written by earlier versions still verify): BLAKE2b-128 of
+    ``dtype.str + str(shape)`` then the C-order bytes, here computed independently with ``tobytes``
+    (a 0-d leaf hashes as shape ``(1,)``: ``np.ascontiguousarray``'s, as since the first version)."""
+    import hashlib
+
+    from zsgjax.checkpoint import leaf_digests
+
+    leaves = [np.arange(6, dtype=np.float32).reshape(2, 3).T, np.asarray(True), np.zeros((0, 3)),
+              jnp.asarray([[1, 2]], jnp.int8), jax.random.key(3)]
+    want = []
+    for x in leaves[:4] + [jax.random.key_data(leaves[4])]:
+        a = np.asarray(x).reshape(np.shape(x) or (1,))
+        want.append(hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode() + a.tobytes(), digest_size=16).hexdigest())
+    assert leaf_digests(leaves) == want

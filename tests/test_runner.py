@@ -1,6 +1,7 @@
 """The run driver: reports as data, divergence stops a run, corrupt checkpoints are skipped."""
 
 import os
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -63,8 +64,13 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
     # the physics warnings of zsgjax.rollout reach the events, numbered from the resumed iteration
     monkeypatch.setattr(runner.rollout, "instability_warnings",
                         lambda metrics, done: seen.append(done) or [f"unstable after iteration {done}"])
+    init_compiles = []  # a resumed run restores into the state's shapes: its initialisation is never compiled
+    lower_init = runner.lower_init
+    monkeypatch.setattr(runner, "lower_init", lambda *a: (lambda lowered: SimpleNamespace(
+        out_info=lowered.out_info, compile=lambda *b: init_compiles.append(b) or lowered.compile(*b)))(lower_init(*a)))
     resumed = runner.run({"v": trainer}, str(tmp_path), runner.RunSpec(**{**spec.__dict__, "resume": True}),
                          on_event=events.append)
+    assert init_compiles == []
     notices = [e for e in events if isinstance(e, runner.Notice) and not e.message.startswith("unstable")]
     assert seen == [2] and [e.message for e in events if isinstance(e, runner.Notice)][-1] == "unstable after iteration 2"
     assert len(notices) == 1 and "checkpoint 4" in notices[0].message and "corrupt" in notices[0].message

@@ -69,15 +69,21 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _check_state(state: PyTree, name: str) -> None:
-    """``ValueError`` unless ``state`` is a non-empty pytree whose leaves are arrays (NumPy, jax, typed keys)."""
+def _check_state(state: PyTree, name: str, abstract: bool = False) -> None:
+    """``ValueError`` unless ``state`` is a non-empty pytree whose leaves are arrays (NumPy, jax, typed keys),
+    or with ``abstract`` also ``jax.ShapeDtypeStruct`` (not of a typed key: wrapping one needs its implementation)."""
     leaves = jax.tree.leaves(state)
     if not leaves:
         raise ValueError(f"`{name}` must be a pytree of arrays, got one with no leaves ({type(state).__name__})")
+    kinds = (jax.Array, np.ndarray, np.generic, int, float) + ((jax.ShapeDtypeStruct,) if abstract else ())
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float)):
-            raise ValueError(f"`{name}` must be a pytree of arrays; leaf {jax.tree_util.keystr(path) or '(root)'} is "
-                             f"a {type(leaf).__name__}")
+        where = jax.tree_util.keystr(path) or "(root)"
+        if not isinstance(leaf, kinds):
+            raise ValueError(f"`{name}` must be a pytree of arrays{' or jax.ShapeDtypeStruct' if abstract else ''}; "
+                             f"leaf {where} is a {type(leaf).__name__}")
+        if isinstance(leaf, jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            raise ValueError(f"`{name}`: leaf {where} is an abstract typed PRNG key ({leaf.dtype}); pass a concrete "
+                             "key array there (restoring it needs its implementation)")
 
 
 class CorruptCheckpoint(ValueError):
@@ -91,7 +97,7 @@ def leaf_digests(tree: PyTree) -> list[str]:
         a = np.ascontiguousarray(np.asarray(leaf))
         h = hashlib.blake2b(digest_size=16)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
+        h.update(a.reshape(-1).view(np.uint8))  # the bytes without a copy of them (tobytes would copy)
         out.append(h.hexdigest())
     return out
 
@@ -258,12 +264,14 @@ class Checkpointer:
     def restore(self, like: PyTree, step: int | None = None) -> PyTree:
         """Restore checkpoint ``step`` (default: latest) into the structure of ``like``.
 
-        ``like``: a state with the expected tree structure, shapes and dtypes (for
-        example a freshly initialised one). Raises ``ValueError`` when there is no
+        ``like``: a state with the expected tree structure, shapes and dtypes: a freshly
+        initialised one, or (so that a large state is not allocated twice) its
+        ``jax.ShapeDtypeStruct`` s, e.g. ``jax.eval_shape(init, key)`` or a lowered
+        program's ``out_info``; typed PRNG keys must be concrete. Raises ``ValueError`` when there is no
         checkpoint, its config differs from this checkpointer's (listing the
         differing fields), the files are corrupt, or the structure does not match.
         """
-        _check_state(like, "like")
+        _check_state(like, "like", abstract=True)
         step = self.verify_config(step)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
         stored, dtypes = self._stored_digests(step)

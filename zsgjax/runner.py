@@ -489,27 +489,29 @@ def seed_keys(trainer: Trainer, seeds: int) -> jax.Array:
     return jax.random.split(jax.random.PRNGKey(trainer.config.seed), seeds)
 
 
-def restore(checkpointer: Checkpointer | None, state: Any, placement: Placement,
+def restore(checkpointer: Checkpointer | None, like: Any, placement: Placement,
             warn: Callable[[str], None]) -> tuple[int | None, Any]:
-    """``(iteration, state)`` of the latest good checkpoint, or ``(None, state)`` when there is none.
+    """``(iteration, state)`` of the latest good checkpoint, or ``(None, None)`` when there is none.
 
-    One process: restored into the structure (and placement) of ``state``. Several:
-    process 0 restores (``checkpointer`` is ``None`` elsewhere) and sends the state to the
-    others bit for bit; every process places it on the mesh.
+    ``like``: the state's ``jax.ShapeDtypeStruct`` s (e.g. the initialisation's ``out_info``;
+    or a state). One process: restored into that structure and placement. Several: process
+    0 restores (``checkpointer`` is ``None`` elsewhere) and sends the state to the others bit
+    for bit; every process places it on the mesh.
     """
     if not placement.multiprocess:
         if checkpointer.latest_step() is None:
-            return None, state
-        step, restored = checkpointer.restore_latest_good(state, warn=warn)
+            return None, None
+        step, restored = checkpointer.restore_latest_good(like, warn=warn)
         return step, placement.place(restored) if placement.mesh is not None else restored
-    like = placement.to_host(state)
-    found = on_process_0(lambda: checkpointer.restore_latest_good(like, warn=warn)
-                         if checkpointer.latest_step() is not None else (-1, like), placement)
-    step, host = found if found is not None else (-1, like)
-    step = int(distributed.broadcast_from_0(np.asarray(step, np.int64)))
+    host_like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), like)  # unplaced, on the host
+    found = on_process_0(lambda: checkpointer.restore_latest_good(host_like, warn=warn)
+                         if checkpointer.latest_step() is not None else None, placement)
+    step = int(distributed.broadcast_from_0(np.asarray(-1 if found is None else found[0], np.int64)))
     if step < 0:
-        return None, state
-    return step, placement.place(distributed.broadcast_from_0(host))
+        return None, None
+    # the other processes receive into zeros of the state's shapes
+    host = found[1] if found is not None else jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), host_like)
+    return step, placement.place(distributed.broadcast_from_0(jax.tree.map(np.asarray, host)))
 
 
 def save(checkpointer: Checkpointer | None, step: int, state: Any, placement: Placement) -> None:
@@ -595,17 +597,21 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     keys = placement.place(seed_keys(trainer, spec.seeds))
     init = lower_init(trainer, keys, placement)
     check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
-    with compiles:  # around XLA's part alone: tracing may compile small eager operations of its own
-        init = init.compile(compiler_options("init"))
-    state = init(keys)
-    pending_compile_s = time.perf_counter() - t0  # reported with the first chunk
+    pending_compile_s = time.perf_counter() - t0  # tracing and compiling, reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
     metrics_log = None
     chunks: list[ChunkReport] = []
     try:
-        resumed, state = restore(checkpointer, state, placement, warn=lambda m: emit(Notice(label, m)))
-        if resumed is not None:
+        # Restored into the state's shapes: a resumed run never compiles, runs or holds a fresh state.
+        resumed, state = restore(checkpointer, init.out_info, placement, warn=lambda m: emit(Notice(label, m)))
+        if resumed is None:
+            t0 = time.perf_counter()
+            with compiles:  # around XLA's part alone: tracing may compile small eager operations of its own
+                init = init.compile(compiler_options("init"))
+            pending_compile_s += time.perf_counter() - t0
+            state = init(keys)
+        else:
             emit(Resumed(label, resumed, total))
         done = resumed or 0
         spi = trainer.steps_per_iteration
