@@ -43,15 +43,16 @@ def test_paper_scale_is_the_papers_protocol(script):
 
 
 @pytest.mark.slow
-def test_cheetah_paper_command_runs_and_resumes(tmp_path):
-    """``cheetah_velocity.py --scale paper`` at 2 seeds x a few hundred steps, then ``--resume``."""
+@pytest.mark.parametrize("script", list(PAPER), ids=lambda m: m.__name__)
+def test_paper_command_runs_and_resumes(script, tmp_path):
+    """``<script>.py --scale paper`` (the GPU command) at 2 seeds x a few hundred steps, then ``--resume``."""
     out, work = str(tmp_path / "out"), str(tmp_path / "work")
     argv = ["--scale", "paper", "--steps", "160", "--seeds", "2", "--methods", "vanilla", "cse", "--out", out,
             "--work", work, "--eval-episodes", "2", "--sweep-points", "3"]
-    assert common.main(cheetah_velocity.EXPERIMENT, argv) == 0
+    assert common.main(script.EXPERIMENT, argv) == 0
     first = json.load(open(os.path.join(out, "results.json")))
     assert first["info"]["scale"] == "paper" and first["info"]["seeds"] == 2
-    assert common.main(cheetah_velocity.EXPERIMENT, argv + ["--resume"]) == 0
+    assert common.main(script.EXPERIMENT, argv + ["--resume"]) == 0
     again = json.load(open(os.path.join(out, "results.json")))
     assert again["methods"] == first["methods"]  # resumed from the finished checkpoints: same policies, same returns
 
