@@ -231,3 +231,28 @@ def test_leaf_digests_are_blake2b_of_dtype_shape_and_bytes():
         a = np.asarray(x).reshape(np.shape(x) or (1,))
         want.append(hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode() + a.tobytes(), digest_size=16).hexdigest())
     assert leaf_digests(leaves) == want
+
+
+def test_restores_read_1_gb_at_a_time_or_more_than_the_largest_leaf():
+    """orbax refuses a leaf that does not fit its read reservation strictly ("Requested more bytes than we
+    reserved space for: 1000000000 > 1000000000"), so the limit is above the largest leaf's bytes."""
+    from zsgjax.checkpoint import RESTORE_CONCURRENT_GB, restore_concurrent_gb
+
+    gb = lambda *shapes: restore_concurrent_gb([jax.ShapeDtypeStruct(s, np.float32) for s in shapes])  # noqa: E731
+    assert RESTORE_CONCURRENT_GB == 1
+    assert gb((10, 3), (2,)) == 1 and gb((249_999_999,)) == 1
+    assert gb((250_000_000,)) == 2 and gb((250_000_000,), (10,)) == 2  # exactly 1e9 bytes
+    assert gb((3, 500_000_000)) == 7  # 6e9 bytes
+    assert restore_concurrent_gb([jax.ShapeDtypeStruct((1_000_000_001,), np.int8)]) == 2
+
+
+@pytest.mark.slow
+def test_a_leaf_of_a_gigabyte_or_more_restores(tmp_path):
+    """A leaf of exactly 1e9 bytes (a large replay buffer field) restores: the read limit exceeds it."""
+    state = {"big": jnp.full((1_000_000_000,), 3, jnp.int8), "w": jnp.arange(4.0)}
+    ck = Checkpointer(tmp_path / "ck", CONFIG)
+    ck.save(1, state)
+    shapes = jax.eval_shape(lambda: state)
+    del state
+    restored = Checkpointer(tmp_path / "ck", CONFIG).restore(shapes)
+    assert int(restored["big"][-1]) == 3 and restored["big"].shape == (1_000_000_000,)

@@ -142,6 +142,19 @@ def _from_savable(tree: PyTree, like: PyTree) -> PyTree:
     )
 
 
+# GB of a checkpoint's state that orbax reads at once (at least the largest leaf, which orbax reads whole): a
+# restore holds what it reads beside the arrays it fills, so a resume peaks at about the state plus this much
+# (orbax's default, 96 GB, reads all of it at once; docs/performance.md §9).
+RESTORE_CONCURRENT_GB = 1
+
+
+def restore_concurrent_gb(shapes: PyTree) -> int:
+    """Whole GB orbax may read at once to restore leaves of ``shapes``: :data:`RESTORE_CONCURRENT_GB`, or more
+    than the largest leaf's bytes (orbax refuses a leaf that does not fit its reservation strictly)."""
+    largest = max((int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(shapes)), default=0)
+    return max(RESTORE_CONCURRENT_GB, largest // 10**9 + 1)
+
+
 class Checkpointer:
     """Save / restore ``(state, config)`` under ``directory``, keeping the last ``max_to_keep``.
 
@@ -173,14 +186,16 @@ class Checkpointer:
         single = jax.process_count() == 1
         if not single:
             os.makedirs(self.directory, exist_ok=True)  # orbax's `create` needs every process
+        processes = ocp.options.MultiprocessingOptions(primary_host=0 if single else me,
+                                                       active_processes=None if single else {me})
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,
             create=single,
             enable_async_checkpointing=False,
             cleanup_tmp_directories=True,
-            multiprocessing_options=ocp.options.MultiprocessingOptions(
-                primary_host=0 if single else me, active_processes=None if single else {me}),
+            multiprocessing_options=processes,
         )
+        self._processes = processes
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     # ----------------------------------------------------------------- queries
@@ -286,7 +301,8 @@ class Checkpointer:
         exact = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(() if _is_empty(t) else t.shape, np.dtype(d))
                                              for t, d in zip(leaves, dtypes)])
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(exact)))
+            restored = self._reader(restore_concurrent_gb(exact)).restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(exact)))
             state = jax.tree.map(lambda x, t: np.zeros(t.shape, x.dtype) if _is_empty(t) else x,
                                  restored["state"], target)
         except Exception as e:  # orbax raises many types for damaged or mismatched files
@@ -311,6 +327,14 @@ class Checkpointer:
             )
         state = jax.tree.map(lambda x, t: jnp.asarray(x, dtype=t.dtype), state, target)
         return _from_savable(state, like)
+
+    def _reader(self, concurrent_gb: int) -> ocp.CheckpointManager:
+        """A manager of this directory that only reads, its state ``concurrent_gb`` GB at a time."""
+        options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False, read_only=True,
+                                               multiprocessing_options=self._processes)
+        handlers = {"state": ocp.StandardCheckpointHandler(restore_concurrent_gb=concurrent_gb,
+                                                           multiprocessing_options=self._processes)}
+        return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def _stored_digests(self, step: int) -> tuple[list[str], list[str]]:
         try:
