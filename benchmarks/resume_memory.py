@@ -10,7 +10,8 @@ while training) peaked at 16 GB while resuming, and was killed for memory next t
 other runs. :func:`zsgjax.runner.train` now restores into the initialisation's
 ``out_info`` (``jax.ShapeDtypeStruct`` s) and only initialises when there is no
 checkpoint; it also reads the state in pieces of ``zsgjax.checkpoint.RESTORE_CONCURRENT_GB``
-(1 GB) instead of orbax's default (all at once). Each side runs in a fresh process (peak RSS is per process), alternating
+(1 GB) instead of orbax's default (all at once). Each side runs in a fresh process (peak RSS
+is per process), alternating
 (ABBA); the figure is the peak resident memory added by building ``like`` and restoring,
 as a multiple of the state's size (median over repeats). Written to
 ``benchmarks/results/resume_memory_<fields>fields_<backend>.json``.
@@ -66,8 +67,8 @@ def jax_backend() -> str:
 def run_side(directory: str, side: str, rows: int, fields: int) -> tuple[float, float]:
     """``(peak RSS added by building ``like`` and restoring, whole-process peak)`` in GB, in a fresh process."""
     env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    done = subprocess.run([sys.executable, "-c", SIDE, directory, side, str(rows), str(fields)], capture_output=True, text=True,
-                          env=env, timeout=1200)
+    done = subprocess.run([sys.executable, "-c", SIDE, directory, side, str(rows), str(fields)],
+                          capture_output=True, text=True, env=env, timeout=1200)
     if done.returncode != 0:
         raise RuntimeError(f"resume_memory side {side!r} failed: {done.stderr[-2000:]}")
     added, total = map(float, done.stdout.split()[-2:])
@@ -86,7 +87,8 @@ def main(argv=None) -> dict:
     state_gb = (args.fields * rows * 64 + 256 * 256) * 4 / 1e9
     with tempfile.TemporaryDirectory() as tmp:
         directory = os.path.join(tmp, "ck")
-        subprocess.run([sys.executable, "-c", SIDE, directory, "save", str(rows), str(args.fields)], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", SIDE, directory, "save", str(rows), str(args.fields)],
+                       check=True, capture_output=True)
         peaks: dict[str, list[float]] = {side: [] for side in SIDES}
 
         def measure(side: str) -> float:

@@ -282,8 +282,8 @@ class Checkpointer:
         ``like``: a state with the expected tree structure, shapes and dtypes: a freshly
         initialised one, or (so that a large state is not allocated twice) its
         ``jax.ShapeDtypeStruct`` s, e.g. ``jax.eval_shape(init, key)`` or a lowered
-        program's ``out_info``; typed PRNG keys must be concrete. Raises ``ValueError`` when there is no
-        checkpoint, its config differs from this checkpointer's (listing the
+        program's ``out_info``; typed PRNG keys must be concrete. Raises ``ValueError``
+        when there is no checkpoint, its config differs from this checkpointer's (listing the
         differing fields), the files are corrupt, or the structure does not match.
         """
         _check_state(like, "like", abstract=True)

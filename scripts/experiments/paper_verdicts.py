@@ -80,7 +80,8 @@ def ablation_verdicts(paper_dir: str, claims: verdicts.Claims,
     out = []
     for env, sub, replaced, text in ablations:
         paired_run = MAIN_RUNS.get(env)
-        if not has_run(paper_dir, sub) or (replaced is not None and not (paired_run and has_run(paper_dir, paired_run))):
+        unpaired = replaced is not None and not (paired_run and has_run(paper_dir, paired_run))
+        if not has_run(paper_dir, sub) or unpaired:
             continue
         results, _ = load_run(os.path.join(paper_dir, sub))
         if replaced is not None:  # a one-method variant, paired with the committed run
