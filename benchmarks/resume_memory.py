@@ -79,6 +79,8 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gb", type=float, default=2.0, help="size of the state in GB (default 2)")
     p.add_argument("--fields", type=int, default=8, help="replay-buffer fields the state is split into (default 8)")
+    p.add_argument("--out", default=None,
+                   help="result file (default: benchmarks/results/resume_memory_<fields>fields_<backend>.json)")
     p.add_argument("--repeats", type=int, default=3, help="ABBA pairs of runs (default 3)")
     args = p.parse_args(argv)
     if not (0 < args.gb <= 64) or args.repeats < 1 or args.fields < 1:
@@ -104,7 +106,7 @@ def main(argv=None) -> dict:
                       "added_over_state": _common.median(added[side]) / state_gb} for side in SIDES},
         before_over_now=_common.paired_ratio(added["fresh_state_read_at_once"], added["shapes"]),
     )
-    path = os.path.join(_common.RESULTS_DIR, f"resume_memory_{args.fields}fields_{jax_backend()}.json")
+    path = args.out or os.path.join(_common.RESULTS_DIR, f"resume_memory_{args.fields}fields_{jax_backend()}.json")
     _common.result_footer(out, peak=False)
     write_json(path, out)
     for side in SIDES:
