@@ -245,7 +245,7 @@ def check_claims(exp: Experiment, results: Mapping[str, EvalResult], low, high) 
                        **compare(results, "cse", "vanilla", far)})
     if "cse" in results and "ldr" in results:
         claims.append({"claim": "CSE is comparable to LDR", "where": where, **compare(results, "cse", "ldr", far)})
-    if exp.focus and "cse" in results and "ldr" in results:
+    if exp.focus and "cse" in results and "ldr" in results and exp.focus[0] in grid.swept_dims:
         dim, dist, text = exp.focus
         rows = focus_rows(grid, dim, dist)
         claims.append({"claim": f"CSE ahead of LDR {text}", "where": f"{dim} sweep, |{dim} - default| >= {dist:g}",
@@ -438,7 +438,6 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
                                     log=log)
     first = make_train(next(iter(configs.values())))
     env, steps_run = first.env, first.num_iterations * first.steps_per_iteration  # whole iterations
-    claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
     default = ", ".join(f"{v:g}" for v in env.context_space.default)
     info = {
         "env": exp.env, "env_kwargs": json.loads(json.dumps(first.config.env_kwargs)), "scale": scale,
@@ -450,6 +449,13 @@ def run_experiment(exp: Experiment, *, scale: str = "cpu", seeds: int | None = N
         "command": command, **({"note": sc.note} if sc.note else {}),
         "configs": {label: dataclasses.asdict(make_train(c).config) for label, c in configs.items()},
     }
+    # The returns first (evaluation is not checkpointed): nothing that reports on them can lose them.
+    os.makedirs(out, exist_ok=True)
+    tables.write_json(results, os.path.join(out, "results.json"), extra={**info, "timings": timings})
+    claims = check_claims(exp, results, env.context_space.low, env.context_space.high)
+    unjudged = [c.id for c in verdicts.unjudged(exp.env, results, verdicts.load_claims(CLAIMS))]
+    if unjudged:  # e.g. a sweep claim of a run evaluated on the named contexts alone
+        info["claims_not_judged_no_rows_in_this_grid"] = unjudged
     title = run_title(exp.env, scale, total, num_seeds)
     judged = paper_verdicts(exp.env, results)
     md = write_outputs(out, results, title=title, info=info, claims=claims, timings=timings, work=work, judged=judged)

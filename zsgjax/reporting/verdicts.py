@@ -162,9 +162,27 @@ def judge(claim: Claim, results: Mapping[str, EvalResult], claims: Claims) -> di
     return out
 
 
+def evaluable(claim: Claim, grid: ContextGrid) -> bool:
+    """Whether ``grid`` can hold ``claim``'s rows: every dimension it selects a sweep of is swept there (a
+    run evaluated on its named contexts alone, ``--sweep-dims none``, has no row of a sweep claim)."""
+    return all("sweep" not in sel or sel["sweep"] in grid.swept_dims for sel in claim.rows)
+
+
 def judge_env(env: str, results: Mapping[str, EvalResult], claims: Claims) -> list[dict[str, Any]]:
-    """Verdicts on every claim of ``env`` whose two methods are in ``results``."""
-    return [judge(c, results, claims) for c in claims.for_env(env) if c.a in results and c.b in results]
+    """Verdicts on every claim of ``env`` whose two methods are in ``results`` and whose rows the
+    results' grid can hold (:func:`evaluable`; :func:`unjudged` lists the others)."""
+    return [judge(c, results, claims) for c in claims.for_env(env)
+            if c.a in results and c.b in results and evaluable(c, _grid(results))]
+
+
+def unjudged(env: str, results: Mapping[str, EvalResult], claims: Claims) -> list[Claim]:
+    """The claims of ``env`` on methods in ``results`` that its grid cannot judge (a sweep it did not evaluate)."""
+    return [c for c in claims.for_env(env)
+            if c.a in results and c.b in results and not evaluable(c, _grid(results))]
+
+
+def _grid(results: Mapping[str, EvalResult]) -> ContextGrid:
+    return next(iter(results.values())).grid
 
 
 def rows_text(labels: Sequence[str], max_listed: int = 6) -> str:
