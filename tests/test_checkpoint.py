@@ -96,7 +96,10 @@ def test_restore_into_shapes_alone(tmp_path):
     ck = Checkpointer(tmp_path / "ck", CONFIG)
     ck.save(1, state)
     shapes = jax.eval_shape(lambda: state)
+    files = lambda: sorted((r, tuple(sorted(fs)), os.path.getmtime(r)) for r, _, fs in os.walk(tmp_path))  # noqa: E731
+    before = files()
     restored = Checkpointer(tmp_path / "ck", CONFIG).restore(shapes)
+    assert files() == before  # a restore writes nothing
     assert_same(restored, state)
     assert all(isinstance(x, jax.Array) and x.dtype == y.dtype for x, y in zip(jax.tree.leaves(restored),
                                                                                jax.tree.leaves(state)))

@@ -17,6 +17,7 @@ import simple_direction  # noqa: E402
 
 from _tiny import TINY_CHUNK_ITERATIONS, TINY_EVAL, TINY_SEEDS, TINY_TRAIN  # noqa: E402
 from zsgjax import evaluate, runner  # noqa: E402
+from zsgjax.reporting import tables  # noqa: E402
 from zsgjax.train import TrainConfig  # noqa: E402
 
 # The CLI test's setup (same programs, compiled once per session)
@@ -86,6 +87,20 @@ def test_protocol_end_to_end(tmp_path, monkeypatch):
     assert verdict["half_width"] == pytest.approx(12.706204736174707 * np.std(d, ddof=1) / np.sqrt(2), rel=1e-9)
     check_split_runs_merge_to_the_joint_run(exp, tmp_path)
     check_named_contexts_evaluated_again_with_more_episodes(exp, tmp_path, record)
+    check_the_returns_survive_a_failing_report(exp, tmp_path, monkeypatch)
+
+
+def check_the_returns_survive_a_failing_report(exp, tmp_path, monkeypatch):
+    """Evaluation is not checkpointed: ``results.json`` holds the returns before anything reports on them."""
+    def failing_verdicts(*args):
+        raise ValueError("a report that fails")
+
+    monkeypatch.setattr(common, "paper_verdicts", failing_verdicts)
+    with pytest.raises(ValueError, match="a report that fails"):
+        common.run_experiment(exp, scale="cpu", out=str(tmp_path / "kept"), work=str(tmp_path / "work"),
+                              resume=True, sweep_dims=(), log=lambda *a: None)
+    kept = tables.load_json(tmp_path / "kept" / "results.json")
+    assert set(kept) == {"vanilla", "cse"} and kept["cse"].returns.shape[0] == 2
 
 
 def check_named_contexts_evaluated_again_with_more_episodes(exp, tmp_path, first):
@@ -310,3 +325,22 @@ def test_cart_paper_command_pairs_seeds_across_seed_counts_and_resumes(tmp_path)
                                    rtol=1e-5, atol=1e-4)
     again = run(2, "two", "--resume")
     assert again["methods"] == two["methods"]
+
+
+def test_far_context_aggregates_of_a_named_only_grid_leave_the_focus_sweep_out():
+    """pendulum_goal's focus ("CSE ahead of LDR for tau > 0.6") is a tau sweep: a grid of the named contexts
+    alone gives the far-context rows it has and no focus row, instead of failing after the evaluation."""
+    from zsgjax.envs import make
+    from zsgjax.reporting.results import EvalResult
+
+    env = make("pendulum_goal")
+    grid = evaluate.make_grid(env, num_points=5, dims=())
+    rng = np.random.default_rng(0)
+    results = {m: EvalResult(grid, rng.normal(size=(3, len(grid), 2))) for m in ("vanilla", "cse", "ldr")}
+    claims = common.check_claims(pendulum_goal.EXPERIMENT, results, env.context_space.low, env.context_space.high)
+    assert [c["claim"] for c in claims] == ["CSE beats vanilla away from the training context",
+                                            "CSE is comparable to LDR"]
+    swept = evaluate.make_grid(env, num_points=5, dims=("tau",))
+    results = {m: EvalResult(swept, rng.normal(size=(3, len(swept), 2))) for m in ("vanilla", "cse", "ldr")}
+    claims = common.check_claims(pendulum_goal.EXPERIMENT, results, env.context_space.low, env.context_space.high)
+    assert claims[-1]["claim"] == "CSE ahead of LDR for tau > 0.6"

@@ -223,3 +223,20 @@ def test_ablation_runs_without_a_main_run_are_judged_and_variants_need_one(tmp_p
     assert (w["diff"], w["half_width"]) == (pytest.approx(1.0), pytest.approx(T3 * math.sqrt(3) / math.sqrt(3)))
     assert "| solo: c | τ=0.8, τ=1 | cse − ldr: +4 ± 2.48 | small | cse > ldr |" in paper_verdicts.markdown(
         [], [(small, [v])])
+
+
+def test_a_claim_on_a_sweep_the_grid_lacks_is_left_unjudged(tmp_path):
+    """A run evaluated on its named contexts alone (``--sweep-dims none``) judges the named claims and lists the
+    sweep claims as unjudged (the 64-episode cheetah evaluation once failed here after 45 minutes)."""
+    g = grid()
+    named_only = ContextGrid(contexts=g.contexts[4:], labels=g.labels[4:], swept=(None, None), names=g.names,
+                             default=g.default)
+    sweep, named = claim(), {**claim(rows=({"named": ["A"]},)), "id": "toy/named"}
+    cl = claims_file(tmp_path, [sweep, named])
+    results = {m: EvalResult(named_only, np.full((3, 2, 2), v)) for m, v in (("cse", 1.0), ("ldr", 0.0))}
+    assert verdicts.evaluable(cl.claims[1], named_only) and not verdicts.evaluable(cl.claims[0], named_only)
+    assert [v["id"] for v in verdicts.judge_env("toy", results, cl)] == ["toy/named"]
+    assert [c.id for c in verdicts.unjudged("toy", results, cl)] == ["toy/greater"]
+    full = {m: result([v] * 3, [0, 1, 2, 3, 4, 5]) for m, v in (("cse", 1.0), ("ldr", 0.0))}
+    assert [v["id"] for v in verdicts.judge_env("toy", full, cl)] == ["toy/greater", "toy/named"]
+    assert verdicts.unjudged("toy", full, cl) == []

@@ -330,7 +330,7 @@ class Checkpointer:
 
     def _reader(self, concurrent_gb: int) -> ocp.CheckpointManager:
         """A manager of this directory that only reads, its state ``concurrent_gb`` GB at a time."""
-        options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False, read_only=True,
+        options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False,
                                                multiprocessing_options=self._processes)
         handlers = {"state": ocp.StandardCheckpointHandler(restore_concurrent_gb=concurrent_gb,
                                                            multiprocessing_options=self._processes)}
