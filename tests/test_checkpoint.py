@@ -90,7 +90,8 @@ def test_crash_mid_write_keeps_previous(tmp_path, monkeypatch):
 
 def test_restore_into_shapes_alone(tmp_path):
     """``like`` may be the state's ``jax.ShapeDtypeStruct`` s (a large state is then never allocated twice),
-    with zero-size leaves too; an abstract typed key is refused naming its leaf (wrapping needs its impl)."""
+    with zero-size leaves and typed keys too; an abstract typed key of another implementation than jax's
+    default is refused naming its leaf (wrapping needs its implementation)."""
     state = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.asarray([3, 4], jnp.int32), "act": jnp.zeros((2, 0)),
              "flags": jnp.asarray([True, False])}
     ck = Checkpointer(tmp_path / "ck", CONFIG)
@@ -103,9 +104,14 @@ def test_restore_into_shapes_alone(tmp_path):
     assert_same(restored, state)
     assert all(isinstance(x, jax.Array) and x.dtype == y.dtype for x, y in zip(jax.tree.leaves(restored),
                                                                                jax.tree.leaves(state)))
-    mixed = jax.eval_shape(lambda: toy_state())
-    with pytest.raises(ValueError, match=r"`like`: leaf \.key is an abstract typed PRNG key"):
-        ck.restore(mixed)
+    ck.save(2, toy_state(2.0))  # typed keys of jax's default implementation restore from their shapes too
+    restored = ck.restore(jax.eval_shape(lambda: toy_state()))
+    assert_same(restored, toy_state(2.0))
+    assert jax.dtypes.issubdtype(restored.key.dtype, jax.dtypes.prng_key)
+    other = jax.eval_shape(lambda: toy_state()).replace(key=jax.eval_shape(
+        lambda: jax.random.split(jax.random.key(0, impl="rbg"), 2)))
+    with pytest.raises(ValueError, match=r"`like`: leaf \.key is an abstract typed PRNG key of another implementation"):
+        ck.restore(other)
     with pytest.raises(ValueError, match=r"leaf \['w'\] is a str"):
         ck.restore({**shapes, "w": "x"})
 

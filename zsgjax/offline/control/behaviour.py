@@ -186,13 +186,6 @@ def sac_policy(agent: Any) -> AgentPolicy:
     return AgentPolicy(inner)
 
 
-def _placeholder(s: jax.ShapeDtypeStruct) -> Any:
-    """An array of the shape and dtype of ``s`` (typed PRNG keys included)."""
-    if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
-        return jax.random.split(jax.random.key(0), s.shape) if s.shape else jax.random.key(0)
-    return np.zeros(s.shape, s.dtype)
-
-
 def load_sac_policy(directory: str | os.PathLike, config: Any, num_seeds: int, seed: int = 0,
                     step: int | None = None) -> tuple[AgentPolicy, Any]:
     """``(policy_fn, params)`` of seed ``seed`` of a run trained by :func:`zsgjax.runner.train`.
@@ -216,7 +209,7 @@ def load_sac_policy(directory: str | os.PathLike, config: Any, num_seeds: int, s
     trainer = make_train(config)
     policy_fn = sac_policy(trainer)
     # the restore target needs only structure, shapes and dtypes: no need to run (or compile) init
-    like = jax.tree.map(_placeholder, jax.eval_shape(jax.vmap(trainer.init), seed_keys(trainer, num_seeds)))
+    like = jax.eval_shape(jax.vmap(trainer.init), seed_keys(trainer, num_seeds))
     with Checkpointer(os.path.join(os.fspath(directory), "checkpoints"), checkpoint_config(trainer, num_seeds)) as ckpt:
         state = ckpt.restore(like, step)
     params = trainer.policy_params(jax.tree.map(lambda x: x[seed], state))
