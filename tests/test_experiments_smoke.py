@@ -117,6 +117,7 @@ def check_named_contexts_evaluated_again_with_more_episodes(exp, tmp_path, first
     assert record["sweep_dims"] == [] and record["eval_episodes"] == 3
     assert [v["rows"] for v in record["verdicts"]] == [v["rows"] for v in first["verdicts"]]
     assert "generalization.png" not in os.listdir(tmp_path / "named")
+    assert "Not judged here" not in (tmp_path / "named" / "results.md").read_text()  # simple_direction's are named
     assert "3 episodes, the named contexts only, 2 seeds" in (tmp_path / "named" / "results.md").read_text()
     with pytest.raises(ValueError, match=r"RunSpec.sweep_dims names \['gravity'\].*\['c_x', 'c_y'\]"):
         common.run_experiment(exp, scale="cpu", out=str(tmp_path / "bad"), work=str(tmp_path / "work"), resume=True,
@@ -344,3 +345,15 @@ def test_far_context_aggregates_of_a_named_only_grid_leave_the_focus_sweep_out()
     results = {m: EvalResult(swept, rng.normal(size=(3, len(swept), 2))) for m in ("vanilla", "cse", "ldr")}
     claims = common.check_claims(pendulum_goal.EXPERIMENT, results, env.context_space.low, env.context_space.high)
     assert claims[-1]["claim"] == "CSE ahead of LDR for tau > 0.6"
+
+
+def test_results_md_names_the_claims_a_named_only_run_cannot_judge(tmp_path):
+    from zsgjax.envs import make
+    from zsgjax.reporting.results import EvalResult
+
+    grid = evaluate.make_grid(make("cheetah_velocity"), num_points=3, dims=())
+    results = {m: EvalResult(grid, np.zeros((2, len(grid), 1))) for m in ("vanilla", "cse")}
+    timings = {m: {"train_s": 1.0, "compile_s": 0.0, "program_s": 1.0, "eval_s": 1.0} for m in results}
+    info = {"env": "cheetah_velocity", "claims_not_judged_no_rows_in_this_grid": ["cheetah_velocity/cse>vanilla:v>1.5"]}
+    md = common.write_outputs(str(tmp_path), results, title="t", info=info, claims=[], timings=timings, judged=[])
+    assert "Not judged here (its rows are not in this run's grid): cheetah_velocity/cse>vanilla:v>1.5." in md

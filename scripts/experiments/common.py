@@ -315,7 +315,9 @@ def write_outputs(out: str, results: Mapping[str, EvalResult], *, title: str, in
         "differences are paired by seed.",
         machine_line,
         "## Verdicts on the paper's claims (pre-registered rows, docs/experiments/claims.json)\n\n"
-        + (verdicts.markdown_table(judged, protocol_label(info)) if judged else "(no claim applies to these methods)"),
+        + (verdicts.markdown_table(judged, protocol_label(info)) if judged else "(no claim applies to these methods)")
+        + "".join(f"\n\nNot judged here (its rows are not in this run's grid): {', '.join(unjudged)}."
+                  for unjudged in [info.get("claims_not_judged_no_rows_in_this_grid")] if unjudged),
         "## Far-context aggregates (not the paper's protocol)\n\n"
         + (_claims_markdown(claims) if claims else "(no aggregate applies to these methods)"),
         "## Summary (named contexts and sweep means)\n\n```\n" + tables.format_table(results, detail=False) + "\n```",
