@@ -99,6 +99,9 @@ def main(argv=None) -> dict:
             return added
 
         added = _common.alternate({side: (lambda side=side: measure(side)) for side in SIDES}, args.repeats)
+    if min(min(v) for v in added.values()) <= 0:  # peak RSS is a high-water mark: starting jax may reach higher
+        raise SystemExit(f"resume_memory: a restore of {state_gb:.3f} GB stayed below the process's earlier peak "
+                         f"({added}); use a larger --gb")
     out = _common.result_header("resume_memory", args, peak=False)  # memory, not speed: no matmul peak
     out.update(
         state_gb=state_gb,

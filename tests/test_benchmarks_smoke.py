@@ -97,14 +97,15 @@ def test_sac_vs_brax_smoke(tmp_path):
 
 
 def test_resume_memory_smoke(tmp_path):
-    """benchmarks/resume_memory.py at 20 MB: three sides in fresh processes, peaks as multiples of the state."""
+    """benchmarks/resume_memory.py at 0.2 GB (smaller restores can stay below the peak of starting jax): three
+    sides in fresh processes, peaks as multiples of the state; a restore too small to measure is refused."""
     import resume_memory
 
     out = tmp_path / "rm.json"
-    res = resume_memory.main(["--gb", "0.02", "--fields", "2", "--repeats", "1", "--out", str(out)])
+    res = resume_memory.main(["--gb", "0.2", "--fields", "2", "--repeats", "1", "--out", str(out)])
     saved = json.loads(out.read_text())
     assert set(saved["sides"]) == {"fresh_state_read_at_once", "shapes_read_at_once", "shapes"}
-    assert saved["state_gb"] == pytest.approx(0.02, rel=0.02) and res["before_over_now"]["n"] == 1
+    assert saved["state_gb"] == pytest.approx(0.2, rel=0.01) and res["before_over_now"]["n"] == 1
     for side in saved["sides"].values():
         assert len(side["restore_added_gb"]) == 1 and side["process_peak_gb"][0] > side["restore_added_gb"][0] >= 0
 
