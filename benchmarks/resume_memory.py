@@ -32,7 +32,7 @@ from zsgjax.reporting.files import write_json
 # One side: build the state's description, restore checkpoint step 1 into it, print the peak RSS growth from
 # before the description was built (GB) and the whole process's peak.
 SIDE = """
-import resource, sys
+import sys
 import jax, jax.numpy as jnp
 from zsgjax.checkpoint import Checkpointer
 directory, side, n, fields = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -46,7 +46,9 @@ ck = Checkpointer(directory, {"benchmark": "resume_memory"})
 if side == "save":
     ck.save(1, jax.tree.map(lambda x: x + 1.0, fresh()))
     sys.exit(0)
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux: KiB
+def peak():  # GB; VmHWM: this process's own high-water mark (ru_maxrss starts at the parent's after a fork)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) * 1024 / 1e9
 before = peak()  # jax imported and initialised, nothing of the state allocated
 like = jax.block_until_ready(fresh()) if side.startswith("fresh_state") else jax.eval_shape(fresh)
 state = jax.block_until_ready(ck.restore(like))
@@ -99,7 +101,7 @@ def main(argv=None) -> dict:
             return added
 
         added = _common.alternate({side: (lambda side=side: measure(side)) for side in SIDES}, args.repeats)
-    if min(min(v) for v in added.values()) <= 0:  # peak RSS is a high-water mark: starting jax may reach higher
+    if min(min(v) for v in added.values()) <= 0:  # a high-water mark: starting jax may reach higher
         raise SystemExit(f"resume_memory: a restore of {state_gb:.3f} GB stayed below the process's earlier peak "
                          f"({added}); use a larger --gb")
     out = _common.result_header("resume_memory", args, peak=False)  # memory, not speed: no matmul peak
