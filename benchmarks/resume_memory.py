@@ -26,6 +26,7 @@ import sys
 import tempfile
 
 import _common
+import jax
 
 from zsgjax.reporting.files import write_json
 
@@ -58,12 +59,6 @@ print(f"{peak() - before:.4f} {peak():.4f}")
 
 # before (a fresh state, read at once), the shapes alone read at once, and now (shapes, read 1 GB at a time)
 SIDES = ("fresh_state_read_at_once", "shapes_read_at_once", "shapes")
-
-
-def jax_backend() -> str:
-    import jax
-
-    return jax.default_backend()
 
 
 def run_side(directory: str, side: str, rows: int, fields: int) -> tuple[float, float]:
@@ -111,7 +106,7 @@ def main(argv=None) -> dict:
                       "added_over_state": _common.median(added[side]) / state_gb} for side in SIDES},
         before_over_now=_common.paired_ratio(added["fresh_state_read_at_once"], added["shapes"]),
     )
-    path = args.out or os.path.join(_common.RESULTS_DIR, f"resume_memory_{args.fields}fields_{jax_backend()}.json")
+    path = args.out or os.path.join(_common.RESULTS_DIR, f"resume_memory_{args.fields}fields_{jax.default_backend()}.json")
     _common.result_footer(out, peak=False)
     write_json(path, out)
     for side in SIDES:

@@ -71,8 +71,7 @@ def _json_scalar(value: Any) -> Any:
 
 def _check_state(state: PyTree, name: str, abstract: bool = False) -> None:
     """``ValueError`` unless ``state`` is a non-empty pytree whose leaves are arrays (NumPy, jax, typed keys),
-    or with ``abstract`` also ``jax.ShapeDtypeStruct`` (of typed keys only of jax's default implementation:
-    wrapping one needs its implementation, which a ``ShapeDtypeStruct`` does not give publicly)."""
+    or with ``abstract`` also ``jax.ShapeDtypeStruct`` (typed keys among them: :func:`_concrete_keys`)."""
     leaves = jax.tree.leaves(state)
     if not leaves:
         raise ValueError(f"`{name}` must be a pytree of arrays, got one with no leaves ({type(state).__name__})")
@@ -82,23 +81,24 @@ def _check_state(state: PyTree, name: str, abstract: bool = False) -> None:
         if not isinstance(leaf, kinds):
             raise ValueError(f"`{name}` must be a pytree of arrays{' or jax.ShapeDtypeStruct' if abstract else ''}; "
                              f"leaf {where} is a {type(leaf).__name__}")
-        if (isinstance(leaf, jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-                and leaf.dtype != jax.random.key(0).dtype):
-            raise ValueError(f"`{name}`: leaf {where} is an abstract typed PRNG key of another implementation than "
-                             f"jax's default ({leaf.dtype}); pass a concrete key array there (restoring it needs its "
-                             "implementation)")
 
 
-def _concrete_keys(like: PyTree) -> PyTree:
-    """``like`` with its abstract typed PRNG keys (of jax's default implementation, see :func:`_check_state`)
-    as concrete placeholder keys of their shape: :func:`_from_savable` takes the implementation from them."""
-    def concrete(x):
-        if isinstance(x, jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(jnp.zeros(x.shape + jax.random.key_data(jax.random.key(0)).shape,
-                                                      jnp.uint32))
-        return x
+def _concrete_keys(like: PyTree, name: str) -> PyTree:
+    """``like`` with its abstract typed PRNG keys as concrete placeholder keys of their shape
+    (:func:`_from_savable` takes the implementation from them); ``ValueError`` for one of another
+    implementation than jax's default (a ``ShapeDtypeStruct`` does not give its implementation publicly)."""
+    default = jax.random.key(0)
 
-    return jax.tree.map(concrete, like)
+    def concrete(path, x):
+        if not (isinstance(x, jax.ShapeDtypeStruct) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)):
+            return x
+        if x.dtype != default.dtype:
+            raise ValueError(f"`{name}`: leaf {jax.tree_util.keystr(path)} is an abstract typed PRNG key of another "
+                             f"implementation than jax's default ({x.dtype}); pass a concrete key array there "
+                             "(restoring it needs its implementation)")
+        return jax.random.wrap_key_data(jnp.zeros(x.shape + jax.random.key_data(default).shape, jnp.uint32))
+
+    return jax.tree_util.tree_map_with_path(concrete, like)
 
 
 class CorruptCheckpoint(ValueError):
@@ -303,7 +303,7 @@ class Checkpointer:
         differing fields), the files are corrupt, or the structure does not match.
         """
         _check_state(like, "like", abstract=True)
-        like = _concrete_keys(like)
+        like = _concrete_keys(like, "like")
         step = self.verify_config(step)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_savable(like))
         stored, dtypes = self._stored_digests(step)
