@@ -164,6 +164,7 @@ def check_resume_equals_uninterrupted(out, results, copy):
 
     shutil.copytree(out, copy)
     shutil.rmtree(os.path.join(copy, "cse", "checkpoints", "4"))
+    shutil.rmtree(os.path.join(copy, "cse", "evaluations"))  # cse is evaluated again, vanilla's evaluation reused
     for name in ("generalization.json", "generalization.txt"):
         os.remove(os.path.join(copy, name))
     with CompileEvents() as compiles:
@@ -173,6 +174,9 @@ def check_resume_equals_uninterrupted(out, results, copy):
     assert "[cse] resumed from iteration 2/4" in lines
     assert "[vanilla] resumed from iteration 4/4" in lines
     assert not any(line.startswith("[vanilla] iteration") for line in lines)  # nothing left to train
+    assert any(line.startswith("[vanilla] reused its evaluation from ") for line in lines)
+    assert not any(line.startswith("[vanilla] evaluated") for line in lines)
+    assert any(line.startswith("[cse] evaluated") for line in lines)
     for m in ("vanilla", "cse"):
         np.testing.assert_array_equal(resumed[m].returns, results[m].returns)
     metrics = read_csv(os.path.join(copy, "cse", "metrics.csv"))

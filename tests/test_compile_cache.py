@@ -72,6 +72,7 @@ def test_a_resumed_mjx_run_compiles_nothing_new(tmp_path):
     assert compiled == 0 and loaded > 0, lines
     assert "[cse] resumed from iteration 2/4" in lines and "[cse] iteration 4/4" in lines
     assert "[cse] loaded the training programs for 2 seeds from the compilation cache in" in lines
+    shutil.rmtree(os.path.join(out, "cse", "evaluations"))  # else the finished run reuses its stored evaluation
     compiled, loaded, lines = counted_run(MJX_TINY + ["--out", out, "--resume"], cache)  # finished: evaluated only
     assert compiled == 0 and loaded > 0, lines
     assert "[cse] loaded the evaluation program for 2 seeds x 1 episodes x " in lines

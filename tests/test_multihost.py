@@ -388,6 +388,11 @@ def test_two_processes_killed_after_a_checkpoint_resume_to_the_uninterrupted_run
     a = json.loads((tmp_path / "generalization.json").read_text())["methods"]["cse"]["returns"]
     b = json.loads((runs["2x2"]["dir"] / "multi" / "generalization.json").read_text())["methods"]["cse"]["returns"]
     assert a == b
+    # the finished run again: process 0 reads its stored evaluation and sends the returns to process 1
+    again = launch_two(tiny_argv(2, tmp_path) + ["--resume"])
+    assert [p.returncode for p in again] == [0, 0], [p.stderr[-3000:] for p in again]
+    assert "[cse] reused its evaluation from " in again[0].stdout and "evaluated" not in again[0].stdout
+    assert json.loads((tmp_path / "generalization.json").read_text())["methods"]["cse"]["returns"] == b
 
 
 @pytest.mark.slow

@@ -60,6 +60,9 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
         data = bytearray(open(path, "rb").read())
         data[len(data) // 2: len(data) // 2 + 8] = b"\x7f" * 8
         open(path, "wb").write(bytes(data))
+    stored = list((tmp_path / "v" / "evaluations").glob("*.npz"))  # the finished evaluation, kept for a resume
+    assert len(stored) == 1
+    stored[0].unlink()  # the resumed run below evaluates again: its returns are checked against the first run's
     events, seen = [], []
     # the physics warnings of zsgjax.rollout reach the events, numbered from the resumed iteration
     monkeypatch.setattr(runner.rollout, "instability_warnings",
@@ -84,6 +87,23 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
     assert pieces[-1].eta_s == 0 and all(a.elapsed_s <= b.elapsed_s for a, b in zip(pieces, pieces[1:]))
     np.testing.assert_array_equal(resumed["v"].result.returns, runs["v"].result.returns)  # bit-identical resume
     assert runner.format_event(notices[0], 2)[0].startswith("[v] warning: ")
+    # the finished run resumed again: its stored evaluation is reused, nothing is compiled or evaluated
+    resume = runner.RunSpec(**{**spec.__dict__, "resume": True})
+    events = []
+    again = runner.run({"v": trainer}, str(tmp_path), resume, on_event=events.append)
+    reused = [e for e in events if isinstance(e, runner.Reused)]
+    assert [e.path for e in reused] == [str(stored[0])] and not any(isinstance(e, runner.Evaluating) for e in events)
+    assert not any(isinstance(e, runner.Compiling) and "evaluation" in e.program for e in events)
+    assert "reused its evaluation from" in runner.format_event(reused[0], 2)[0]
+    np.testing.assert_array_equal(again["v"].result.returns, runs["v"].result.returns)
+    # a damaged stored evaluation is named, evaluated again and replaced
+    stored[0].write_bytes(b"PK\x03\x04 not a zip archive")
+    events = []
+    again = runner.run({"v": trainer}, str(tmp_path), resume, on_event=events.append)
+    warned = [e.message for e in events if isinstance(e, runner.Notice)]
+    assert len(warned) == 1 and str(stored[0]) in warned[0] and warned[0].endswith("evaluating again")
+    assert any(isinstance(e, runner.Evaluating) for e in events) and not any(isinstance(e, runner.Reused) for e in events)
+    np.testing.assert_array_equal(again["v"].result.returns, runs["v"].result.returns)
     with pytest.raises(ValueError, match="RunSpec.seeds must be an integer >= 1"):
         runner.RunSpec(seeds=0).validate()
 

@@ -13,6 +13,7 @@ Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
     run.json                    the command's options and each method's resolved config
     <method>/metrics.csv        one row per (iteration, seed)
     <method>/checkpoints/<it>/  orbax checkpoints (last --keep), <it> = iterations done
+    <method>/evaluations/       finished evaluations, reused by --resume (zsgjax.evaluation_store)
     <method>/tensorboard/       TensorBoard events (mean over seeds)
     <method>/wandb/             the W&B run (with --wandb)
     generalization.txt          the printed table (named contexts + sweep means)
@@ -21,7 +22,9 @@ Output directory (``--out``, default ``runs/<env>-<UTC time>``)::
     learning_curves.png         training return vs environment steps per method
 
 ``--resume`` continues every method from its latest checkpoint in ``--out`` (a
-finished method is only re-evaluated); the result equals an uninterrupted run.
+finished method is only evaluated, and not even that when ``<method>/evaluations/``
+holds its evaluation on the same grid: :mod:`zsgjax.evaluation_store`); the result
+equals an uninterrupted run.
 
 ``--config FILE`` takes the run's settings from a ``run.json`` (:func:`read_run_config`,
 :func:`train_configs`): an option given on the command line replaces the file's value.
@@ -794,8 +797,9 @@ def run_train(command: TrainCommand, log=_print, mesh: Any = None) -> dict[str, 
                 diverged = e
                 log(f"error: {e}")
                 break
-            log(f"[{label}] evaluated {len(runs[label].result.grid)} contexts x {spec.eval_episodes} episodes x "
-                f"{spec.seeds} seeds in {runs[label].eval_s:.1f} s")
+            if runs[label].reused_from is None:  # else its "reused its evaluation" line said so
+                log(f"[{label}] evaluated {len(runs[label].result.grid)} contexts x {spec.eval_episodes} episodes x "
+                    f"{spec.seeds} seeds in {runs[label].eval_s:.1f} s")
         if placement.multiprocess:
             from zsgjax import distributed
 

@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 import jax
 import numpy as np
 
-from zsgjax import distributed, memory, rollout
+from zsgjax import distributed, evaluation_store, memory, rollout
 from zsgjax.checkpoint import Checkpointer
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, piece_size, policy_action
@@ -173,13 +173,15 @@ class TrainReport:
 
 @dataclasses.dataclass(frozen=True)
 class MethodRun:
-    """A trained and evaluated label."""
+    """A trained and evaluated label; ``reused_from``: the stored evaluation its result was read
+    from (:class:`Reused`), ``None`` when it was evaluated in this run."""
 
     label: str
     trainer: Trainer
     train: TrainReport
     result: EvalResult
     eval_s: float
+    reused_from: str | None = None
 
     @property
     def timings(self) -> dict[str, float]:
@@ -236,11 +238,21 @@ class Evaluating:
     eta_s: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Reused:
+    """The evaluation of ``label`` was not run again: its returns came from ``path``, stored by an
+    earlier run of the same policy parameters, grid, episodes and action mode
+    (:mod:`zsgjax.evaluation_store`)."""
+
+    label: str
+    path: str
+
+
 class Diverged(ValueError):
     """Training produced non-finite losses or parameters; the last finite checkpoint is kept."""
 
 
-Event = Resumed | ChunkReport | Notice | Compiling | Compiled | Evaluating
+Event = Resumed | ChunkReport | Notice | Compiling | Compiled | Evaluating | Reused
 OnEvent = Callable[[Event], None]
 
 
@@ -257,6 +269,9 @@ def format_event(event: Event, seeds: int) -> list[str]:
         if event.loaded_from_cache:
             return [f"[{event.label}] loaded the {event.program} from the compilation cache in {event.seconds:.1f} s"]
         return [f"[{event.label}] compiled the {event.program} in {event.seconds:.1f} s"]
+    if isinstance(event, Reused):
+        return [f"[{event.label}] reused its evaluation from {event.path} (the same policy parameters, grid, episodes "
+                "and actions; delete the file to evaluate again)"]
     if isinstance(event, Evaluating):  # the last piece is the caller's to report, with the total time
         if event.contexts_done >= event.contexts_total:
             return []
@@ -764,7 +779,7 @@ def evaluation_key(seed: int) -> jax.Array:
 
 def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int, actions: str = "mean",
              mesh: Any = None, evaluators: dict | None = None, on_event: OnEvent | None = None,
-             label: str | None = None) -> EvalResult:
+             label: str | None = None, store: str | None = None) -> EvalResult:
     """Zero-shot returns ``(S, C, E)`` of every seed's policy over ``grid``, acting by
     ``actions`` (:func:`zsgjax.evaluate.policy_action`; default the deterministic policy).
 
@@ -780,13 +795,26 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
     every label whose policies have the same shape shares one traced and compiled
     evaluation program (:func:`zsgjax.evaluate.make_evaluator`). ``on_event``: receives
     :class:`Compiling` / :class:`Compiled` around a compilation and :class:`Evaluating`
-    after each piece, for ``label`` (default: the method's name).
+    after each piece, for ``label`` (default: the method's name). ``store``: a directory of
+    finished evaluations (:mod:`zsgjax.evaluation_store`; ``None``: off): returns stored there
+    for the same parameters, grid, episodes, actions and config are reused (a :class:`Reused`
+    event; nothing is compiled or run), and a new evaluation is stored (in a multi-process
+    run, by process 0, which alone reads it and sends the returns to the others).
     """
     label = label or trainer.config.method
     emit = on_event or (lambda event: None)
-    params = Placement(mesh).to_host(jax.vmap(trainer.policy_params)(state))
+    placement = Placement(mesh)
+    params = placement.to_host(jax.vmap(trainer.policy_params)(state))
     seeds = jax.tree.leaves(params)[0].shape[0]
     rng = evaluation_key(trainer.config.seed)
+    if store is not None:
+        digest = evaluation_store.evaluation_digest(params, grid, num_episodes, actions, rng,
+                                                    checkpoint_config(trainer, seeds))
+        shape = (seeds, len(grid), num_episodes)
+        returns = load_stored_evaluation(store, digest, shape, placement, lambda m: emit(Notice(label, m)))
+        if returns is not None:
+            emit(Reused(label, evaluation_store.stored_path(store, digest)))
+            return EvalResult(grid, returns)
     act_fn, sampled = policy_action(trainer.agent, actions)
     evaluators = {} if evaluators is None else evaluators
     size = piece_size(len(grid.contexts), EVAL_PIECES)
@@ -806,8 +834,34 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
         elapsed = time.perf_counter() - t0
         emit(Evaluating(label, done, total, num_episodes, seeds, elapsed, elapsed / done * (total - done)))
 
-    return evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
-                         evaluator=evaluators[key], pieces=EVAL_PIECES, progress=progress)
+    result = evaluate_grid(trainer.env, act_fn, params, grid, num_episodes=num_episodes, rng=rng, sampled=sampled,
+                           evaluator=evaluators[key], pieces=EVAL_PIECES, progress=progress)
+    if store is not None:
+        on_process_0(lambda: evaluation_store.save(store, digest, result.returns), placement)
+    return result
+
+
+def load_stored_evaluation(store: str, digest: str, shape: tuple[int, int, int], placement: Placement,
+                           warn: Callable[[str], None]) -> np.ndarray | None:
+    """The returns ``shape`` = ``(S, C, E)`` stored under ``store`` as ``digest``
+    (:func:`zsgjax.evaluation_store.load`), or ``None``; an unreadable or mismatched file is
+    ``warn``-ed about and ignored (the evaluation runs again and replaces it). Several
+    processes: process 0 reads it and sends the returns to the others bit for bit."""
+
+    def read() -> np.ndarray | None:
+        try:
+            return evaluation_store.load(store, digest, shape)
+        except ValueError as e:
+            warn(f"{e}; evaluating again")
+            return None
+
+    if not placement.multiprocess:
+        return read()
+    found = on_process_0(read, placement)
+    if not int(distributed.broadcast_from_0(np.asarray(found is not None, np.int64))):
+        return None
+    like = np.asarray(found, np.float64) if found is not None else np.zeros(shape, np.float64)  # float32 exactly
+    return distributed.broadcast_from_0(like)
 
 
 def evaluation_grid(env: Any, spec: RunSpec) -> ContextGrid:
@@ -855,16 +909,23 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         out: dict[str, MethodRun] = {}
         for label, trainer in trainers.items():
             evaluated: list[tuple[EvalResult, float]] = []
+            reused: list[str] = []
 
-            def evaluation(state, trainer=trainer, evaluated=evaluated):
+            def seen(event: Event, reused=reused) -> None:
+                if isinstance(event, Reused):
+                    reused.append(event.path)
+                if on_event is not None:
+                    on_event(event)
+
+            def evaluation(state, trainer=trainer, label=label, evaluated=evaluated, seen=seen):
                 t0 = time.perf_counter()
                 result = evaluate(trainer, state, grid, spec.eval_episodes, spec.eval_actions, mesh, evaluators,
-                                  on_event, label)
+                                  seen, label, store=os.path.join(root, label, "evaluations"))
                 evaluated.append((result, time.perf_counter() - t0))
                 return result
 
             state, report = train(trainer, os.path.join(root, label), spec, label, on_event, mesh, evaluation)
             (result, eval_s), = evaluated
-            out[label] = MethodRun(label, trainer, report, result, eval_s)
+            out[label] = MethodRun(label, trainer, report, result, eval_s, reused[0] if reused else None)
             del state
     return out

@@ -196,8 +196,8 @@ def run_variants(
 
     runs = runner.run(trainers, work, spec, on_event)
     for label, r in runs.items():
-        log(f"[{label}] trained in {r.train.wall_s:.1f} s (compile {r.train.compile_s:.1f} s), "
-            f"evaluated in {r.eval_s:.1f} s")
+        evaluated = f"evaluated in {r.eval_s:.1f} s" if r.reused_from is None else "its evaluation reused"
+        log(f"[{label}] trained in {r.train.wall_s:.1f} s (compile {r.train.compile_s:.1f} s), {evaluated}")
     return {label: r.result for label, r in runs.items()}, {label: r.timings for label, r in runs.items()}
 
 
