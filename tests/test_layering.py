@@ -17,7 +17,7 @@ LAYERS = (
     ("checks", "types", "configs", "reporting", "tabular", "options", "presets"),
     ("envs", "replay", "checkpoint"),
     ("context_gradients", "agents", "sharding"),
-    ("methods", "rollout", "evaluate", "distributed"),
+    ("methods", "rollout", "evaluate", "evaluation_store", "distributed"),
     ("train",),
     ("memory",),
     ("runner",),

@@ -117,3 +117,34 @@ def test_cli_refuses_a_replay_that_cannot_fit_in_one_line(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert re.fullmatch(r"zsgjax train: error: \[vanilla\] the training state needs \d+(\.\d+)? GiB .* but 1 GiB is "
                         r"available \(a test limit\).*\n", err), err
+
+
+def test_a_resume_needs_room_for_the_checkpoints_read_buffer_beside_the_state(trainer, tmp_path, monkeypatch):
+    """On a CPU a resume reads the checkpoint into the state through a buffer of up to 1 GB
+    (``zsgjax.checkpoint.restore_concurrent_gb``; a tiny state: the state's size again): memory that fits
+    a fresh run can refuse its resume, naming the read; an accelerator holds the state alone."""
+    total = memory.estimate_state_bytes(trainer, TINY_SEEDS)
+    assert memory.restore_buffer_bytes(memory.state_shapes(trainer, TINY_SEEDS)) == total  # under 1 GB: all of it
+    fields = {k: jax.ShapeDtypeStruct((5 * 10**8,), np.uint8) for k in "abcdef"}  # 3 GB: read 1 GB at a time
+    assert memory.restore_buffer_bytes(fields) == 10**9
+    one = {"a": jax.ShapeDtypeStruct((3 * 10**9,), np.uint8)}  # a leaf is read whole
+    assert memory.restore_buffer_bytes(one) == 3 * 10**9
+    enough = math.ceil(total / memory.MEMORY_MARGIN)
+    monkeypatch.setattr(memory, "available_memory", lambda device: (enough, "a test limit"))
+    assert memory.memory_error(trainer, TINY_SEEDS) is None
+    error = memory.memory_error(trainer, TINY_SEEDS, restoring=True)
+    assert f"and {memory.format_bytes(total)} more while a checkpoint is read into it" in error
+    assert memory.memory_error(trainer, TINY_SEEDS, fake_mesh("gpu", 2), restoring=True) is None
+    monkeypatch.setattr(memory, "available_memory", lambda device: (math.ceil(2 * total / memory.MEMORY_MARGIN),
+                                                                    "a test limit"))
+    assert memory.memory_error(trainer, TINY_SEEDS, restoring=True) is None
+    # the run driver asks for the buffer only when the label's directory holds a checkpoint to resume
+    monkeypatch.setattr(memory, "available_memory", lambda device: (enough, "a test limit"))
+    spec = runner.RunSpec(seeds=TINY_SEEDS, tensorboard=False, resume=True)
+    runner.preflight({"vanilla": trainer}, str(tmp_path), spec)  # nothing to resume yet
+    (tmp_path / "vanilla" / "checkpoints" / "4").mkdir(parents=True)
+    monkeypatch.setattr(runner, "compiler_options", lambda *a: pytest.fail("compiled before the memory check"))
+    for check in (lambda: runner.preflight({"vanilla": trainer}, str(tmp_path), spec),
+                  lambda: runner.train(trainer, str(tmp_path / "vanilla"), spec)):
+        with pytest.raises(ValueError, match=r"^\[vanilla\] .* more while a checkpoint is read into it"):
+            check()

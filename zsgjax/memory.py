@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from zsgjax.checkpoint import restore_concurrent_gb
 from zsgjax.sharding import SEEDS
 from zsgjax.train import Trainer
 
@@ -62,14 +63,24 @@ def available_memory(device: Any) -> tuple[int, str]:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free memory of this host"
 
 
-def memory_error(trainer: Trainer, seeds: int, mesh: Any = None, shapes: Any = None) -> str | None:
+def restore_buffer_bytes(shapes: Any) -> int:
+    """Bytes a resume reads into at once on top of the state it restores into (at most the state):
+    :func:`zsgjax.checkpoint.restore_concurrent_gb` GB. Measured (``benchmarks/resume_memory.py``,
+    docs/performance.md §9): a resume's peak adds 1.44-1.50x a 2 GB state, the state and a 1 GB read."""
+    return min(tree_bytes(shapes), restore_concurrent_gb(shapes) * 10**9)
+
+
+def memory_error(trainer: Trainer, seeds: int, mesh: Any = None, shapes: Any = None,
+                 restoring: bool = False) -> str | None:
     """Why the training state of ``seeds`` seeds cannot fit, or ``None`` when it does: its
     bytes (:func:`estimate_state_bytes`) must be at most :data:`MEMORY_MARGIN` of what the
     device can allocate (:func:`available_memory`). On a ``mesh`` the state is split over the
     ``seeds`` axis and replicated over ``envs``: each accelerator holds ``1/seeds-axis`` of
     it; on a CPU this process's devices share the host's memory, so their shares add up.
     ``shapes``: the state's ``ShapeDtypeStruct`` tree when the caller traced it already
-    (default: :func:`state_shapes`)."""
+    (default: :func:`state_shapes`). ``restoring``: the state is read from a checkpoint; on a
+    CPU its read buffer (:func:`restore_buffer_bytes`) must fit beside it (an accelerator
+    holds the state alone: the checkpoint is read on the host)."""
     shapes = state_shapes(trainer, seeds) if shapes is None else shapes
     total = needed = tree_bytes(shapes)
     device, share = jax.devices()[0], ""
@@ -79,6 +90,10 @@ def memory_error(trainer: Trainer, seeds: int, mesh: Any = None, shapes: Any = N
         per_device = -(-total // mesh.shape[SEEDS])
         needed = per_device * (len(local) if device.platform == "cpu" else 1)
         share = f", {format_bytes(needed)} of it on {'this host' if device.platform == 'cpu' else 'each device'}"
+    if restoring and device.platform == "cpu":
+        buffer = restore_buffer_bytes(shapes)
+        needed += buffer
+        share += f", and {format_bytes(buffer)} more while a checkpoint is read into it"
     free, where = available_memory(device)
     if needed <= MEMORY_MARGIN * free:
         return None

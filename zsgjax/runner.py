@@ -388,7 +388,8 @@ def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: A
     placement = Placement(mesh)
     check_mesh_spans_processes(placement)
     for label, trainer in trainers.items():
-        check_memory(placement.prepare(trainer, spec.seeds), spec.seeds, placement, label)
+        restoring = spec.resume and has_checkpoints(os.path.join(root, label))
+        check_memory(placement.prepare(trainer, spec.seeds), spec.seeds, placement, label, restoring=restoring)
 
     def check() -> None:
         check_writable_directory(root, "the output directory")
@@ -399,11 +400,21 @@ def preflight(trainers: Mapping[str, Trainer], root: str, spec: RunSpec, mesh: A
 
 
 def check_memory(trainer: Trainer, seeds: int, placement: Placement = Placement(), label: str | None = None,
-                 shapes: Any = None) -> None:
+                 shapes: Any = None, restoring: bool = False) -> None:
     """``ValueError`` (with :func:`zsgjax.memory.memory_error`, prefixed by ``[label]``) when the training
-    state cannot fit; checked by every process of a multi-process run, raised on all."""
-    error = memory.memory_error(trainer, seeds, placement.mesh, shapes)
+    state (and, ``restoring``, the checkpoint's read buffer) cannot fit; checked by every process of a
+    multi-process run, raised on all."""
+    error = memory.memory_error(trainer, seeds, placement.mesh, shapes, restoring)
     distributed.share_errors(None if error is None else f"[{label}] {error}" if label else error)
+
+
+def has_checkpoints(directory: str) -> bool:
+    """Whether ``<directory>/checkpoints`` holds a checkpoint's step folder (its name a number), read
+    without creating anything (a resume's memory check runs before the checkpointer is opened)."""
+    try:
+        return any(name.isdigit() for name in os.listdir(os.path.join(directory, "checkpoints")))
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -611,7 +622,8 @@ def train(trainer: Trainer, directory: str, spec: RunSpec, label: str | None = N
     t0 = time.perf_counter()
     keys = placement.place(seed_keys(trainer, spec.seeds))
     init = lower_init(trainer, keys, placement)
-    check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info)  # before compiling or allocating
+    restoring = spec.resume and has_checkpoints(directory)  # read before anything is created (as process 0 sees it)
+    check_memory(trainer, spec.seeds, placement, label, shapes=init.out_info, restoring=restoring)  # before compiling
     pending_compile_s = time.perf_counter() - t0  # tracing and compiling, reported with the first chunk
     checkpointer = on_process_0(lambda: open_checkpointer(trainer, directory, spec), placement)
     total = trainer.num_iterations
