@@ -142,6 +142,8 @@ def test_a_resume_needs_room_for_the_checkpoints_read_buffer_beside_the_state(tr
     monkeypatch.setattr(memory, "available_memory", lambda device: (enough, "a test limit"))
     spec = runner.RunSpec(seeds=TINY_SEEDS, tensorboard=False, resume=True)
     runner.preflight({"vanilla": trainer}, str(tmp_path), spec)  # nothing to resume yet
+    (tmp_path / "vanilla" / "checkpoints" / "4.orbax-checkpoint-tmp-1").mkdir(parents=True)  # an unfinished save
+    runner.preflight({"vanilla": trainer}, str(tmp_path), spec)
     (tmp_path / "vanilla" / "checkpoints" / "4").mkdir(parents=True)
     monkeypatch.setattr(runner, "compiler_options", lambda *a: pytest.fail("compiled before the memory check"))
     for check in (lambda: runner.preflight({"vanilla": trainer}, str(tmp_path), spec),
