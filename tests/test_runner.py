@@ -87,14 +87,25 @@ def test_reports_are_data_and_corrupt_checkpoints_are_skipped(tmp_path, monkeypa
     assert pieces[-1].eta_s == 0 and all(a.elapsed_s <= b.elapsed_s for a, b in zip(pieces, pieces[1:]))
     np.testing.assert_array_equal(resumed["v"].result.returns, runs["v"].result.returns)  # bit-identical resume
     assert runner.format_event(notices[0], 2)[0].startswith("[v] warning: ")
-    # the finished run resumed again: its stored evaluation is reused, nothing is compiled or evaluated
+    # the finished run resumed again: its stored evaluation is found from the checkpoint's recorded digests,
+    # and nothing is restored, compiled or evaluated
     resume = runner.RunSpec(**{**spec.__dict__, "resume": True})
     events = []
-    again = runner.run({"v": trainer}, str(tmp_path), resume, on_event=events.append)
-    reused = [e for e in events if isinstance(e, runner.Reused)]
-    assert [e.path for e in reused] == [str(stored[0])] and not any(isinstance(e, runner.Evaluating) for e in events)
-    assert not any(isinstance(e, runner.Compiling) and "evaluation" in e.program for e in events)
-    assert "reused its evaluation from" in runner.format_event(reused[0], 2)[0]
+    with monkeypatch.context() as m:
+        m.setattr(runner, "restore", lambda *a, **k: pytest.fail("restored a finished, evaluated label"))
+        again = runner.run({"v": trainer}, str(tmp_path), resume, on_event=events.append)
+    assert [type(e) for e in events] == [runner.Resumed, runner.Reused]
+    assert (events[0].iteration, events[0].total_iterations, events[1].path) == (4, 4, str(stored[0]))
+    assert "reused its evaluation from" in runner.format_event(events[1], 2)[0]
+    assert again["v"].reused_from == str(stored[0]) and again["v"].train.resumed_from == 4
+    np.testing.assert_array_equal(again["v"].result.returns, runs["v"].result.returns)
+    # through the restored state (as when the checkpoint's record cannot name it): the same file is reused
+    with monkeypatch.context() as m:
+        m.setattr(runner, "finished_evaluation", lambda *a: None)
+        events = []
+        again = runner.run({"v": trainer}, str(tmp_path), resume, on_event=events.append)
+    assert [e.path for e in events if isinstance(e, runner.Reused)] == [str(stored[0])]
+    assert not any(isinstance(e, runner.Evaluating) for e in events)
     np.testing.assert_array_equal(again["v"].result.returns, runs["v"].result.returns)
     # a damaged stored evaluation is named, evaluated again and replaced
     stored[0].write_bytes(b"PK\x03\x04 not a zip archive")

@@ -353,6 +353,11 @@ class Checkpointer:
                                                            multiprocessing_options=self._processes)}
         return ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
+    def stored_leaf_digests(self, step: int | None = None) -> list[str]:
+        """The digest of every leaf of checkpoint ``step``'s state (default: latest) as it was written
+        (:func:`leaf_digests`, in ``jax.tree.leaves`` order), read without its arrays."""
+        return self._stored_digests(self._resolve_step(step))[0]
+
     def _stored_digests(self, step: int) -> tuple[list[str], list[str]]:
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))

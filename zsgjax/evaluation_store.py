@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import zipfile
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -41,10 +41,19 @@ def evaluation_digest(params: Any, grid: ContextGrid, num_episodes: int, actions
     ``rng``: the evaluation key; ``record``: the training config (``TrainConfig.record()``,
     which names the environment, its options and the agent) as JSON-able data.
     """
+    return digest_of_leaves(leaf_digests(params), jax.tree.structure(params), grid, num_episodes, actions, rng,
+                            record)
+
+
+def digest_of_leaves(param_digests: Sequence[str], structure: Any, grid: ContextGrid, num_episodes: int,
+                     actions: str, rng: jax.Array, record: Mapping[str, Any]) -> str:
+    """:func:`evaluation_digest` from the parameters' leaf digests
+    (:func:`zsgjax.checkpoint.leaf_digests`, e.g. as a checkpoint records them) and tree
+    ``structure`` instead of their arrays: the same digest, with nothing read but the record."""
     inputs = {
         "format": EVALUATION_FORMAT,
-        "params": leaf_digests(params),
-        "structure": str(jax.tree.structure(params)),
+        "params": list(param_digests),
+        "structure": str(structure),
         "contexts": leaf_digests(np.asarray(grid.contexts, np.float32)),
         "labels": list(grid.labels),
         "num_episodes": int(num_episodes),

@@ -52,7 +52,7 @@ import jax
 import numpy as np
 
 from zsgjax import distributed, evaluation_store, memory, rollout
-from zsgjax.checkpoint import Checkpointer
+from zsgjax.checkpoint import Checkpointer, CorruptCheckpoint
 from zsgjax.configs import param, validate
 from zsgjax.evaluate import ACTION_MODES, evaluate_grid, make_evaluator, make_grid, piece_size, policy_action
 from zsgjax.reporting.compiles import CompileEvents, compile_cache_dir
@@ -853,6 +853,47 @@ def evaluate(trainer: Trainer, state: Any, grid: ContextGrid, num_episodes: int,
     return result
 
 
+def finished_evaluation(trainer: Trainer, directory: str, spec: RunSpec, grid: ContextGrid,
+                        placement: Placement = Placement()) -> tuple[int, np.ndarray, str] | None:
+    """A finished label's stored evaluation, found without restoring its state:
+    ``(iteration, returns (S, C, E), path)`` when ``spec.resume`` is set, the latest checkpoint
+    under ``directory`` is the last iteration and ``<directory>/evaluations`` holds the
+    evaluation on ``grid`` of the policy that checkpoint holds (named from the leaf digests the
+    checkpoint records: the digest :func:`evaluate` computes from the restored parameters,
+    :func:`zsgjax.evaluation_store.digest_of_leaves`); else ``None``, and the label goes
+    through :func:`train` (which restores it and evaluates, or reuses what it finds). ``None``
+    in a multi-process run, whose process 0 alone sees the directory.
+    """
+    if placement.multiprocess or not spec.resume or not has_checkpoints(directory):
+        return None
+    checkpointer = open_checkpointer(trainer, directory, spec)  # a conflicting config is refused here as in train
+    try:
+        step = checkpointer.latest_step()
+        digests = checkpointer.stored_leaf_digests(step) if step == trainer.num_iterations else None
+    except CorruptCheckpoint:
+        digests = None
+    finally:
+        checkpointer.close()
+    if digests is None:
+        return None
+    like = memory.state_shapes(trainer, spec.seeds)  # traced only; its leaves are the checkpoint's, in order
+    position = {id(leaf): i for i, leaf in enumerate(jax.tree.leaves(like))}
+    params = trainer.policy_params(like)  # a selection of the state's leaves (the same objects)
+    chosen = [position.get(id(leaf)) for leaf in jax.tree.leaves(params)]
+    if None in chosen or len(digests) != len(position):
+        return None
+    digest = evaluation_store.digest_of_leaves([digests[i] for i in chosen], jax.tree.structure(params), grid,
+                                               spec.eval_episodes, spec.eval_actions,
+                                               evaluation_key(trainer.config.seed),
+                                               checkpoint_config(trainer, spec.seeds))
+    store = os.path.join(directory, "evaluations")
+    try:
+        returns = evaluation_store.load(store, digest, (spec.seeds, len(grid), spec.eval_episodes))
+    except ValueError:  # evaluate() names the damaged file when it evaluates again
+        return None
+    return None if returns is None else (step, returns, evaluation_store.stored_path(store, digest))
+
+
 def load_stored_evaluation(store: str, digest: str, shape: tuple[int, int, int], placement: Placement,
                            warn: Callable[[str], None]) -> np.ndarray | None:
     """The returns ``shape`` = ``(S, C, E)`` stored under ``store`` as ``digest``
@@ -920,6 +961,17 @@ def run(trainers: Mapping[str, Trainer], root: str, spec: RunSpec,
         grid = evaluation_grid(next(iter(trainers.values())).env, spec)
         out: dict[str, MethodRun] = {}
         for label, trainer in trainers.items():
+            t0 = time.perf_counter()
+            prepared = placement.prepare(trainer, spec.seeds)
+            finished = finished_evaluation(prepared, os.path.join(root, label), spec, grid, placement)
+            if finished is not None:  # trained and evaluated before: nothing is restored, compiled or run
+                step, returns, path = finished
+                for event in (Resumed(label, step, prepared.num_iterations), Reused(label, path)):
+                    if on_event is not None:
+                        on_event(event)
+                report = TrainReport(label, step, (), time.perf_counter() - t0)
+                out[label] = MethodRun(label, trainer, report, EvalResult(grid, returns), 0.0, path)
+                continue
             evaluated: list[tuple[EvalResult, float]] = []
             reused: list[str] = []
 
