@@ -13,6 +13,10 @@ labelled :class:`~zsgjax.train.Trainer` (a method, or a variant of one):
    jitted ``vmap(seeds) x vmap(contexts) x vmap(episodes)`` program); seeds of all
    labels share their episode starts, so differences between labels are paired.
 
+Each evaluation's returns are kept in ``<root>/<label>/evaluations/``
+(:mod:`zsgjax.evaluation_store`), so a resumed label that had finished is neither
+restored nor evaluated again (:func:`finished_evaluation`, a :class:`Reused` event).
+
 Everything the caller might want to print or store comes back as data
 (:class:`ChunkReport`, :class:`TrainReport`, :class:`MethodRun`): timings (compile
 apart from the run), metrics, the evaluation result. ``resume=True`` continues
