@@ -240,3 +240,50 @@ def test_a_claim_on_a_sweep_the_grid_lacks_is_left_unjudged(tmp_path):
     full = {m: result([v] * 3, [0, 1, 2, 3, 4, 5]) for m, v in (("cse", 1.0), ("ldr", 0.0))}
     assert [v["id"] for v in verdicts.judge_env("toy", full, cl)] == ["toy/greater", "toy/named"]
     assert verdicts.unjudged("toy", full, cl) == []
+
+
+# the claims' rows (docs/experiments/claims.json) of the ant runs that have landed
+ANT_NAMED = {"ant_direction": ["angle=0.1", "angle=-0.1", "angle=0.2", "angle=-0.2", "angle=0.5", "angle=-0.5",
+                               "angle=1", "angle=-1", "angle=3.14159"]}
+
+
+@pytest.mark.parametrize("env", sorted(ANT_NAMED))
+def test_committed_ant_ablation_verdicts_recompute_from_the_raw_returns(env):
+    """paper20/<env>_520k_5seeds, an ablation (520k steps x 5 seeds; the paper: 1.04M x 10), evaluated on the
+    paper's named angles alone at 64 episodes with sampled actions: "CSE outperforms vanilla" (greater) and
+    "CSE is comparable to LDR" (within 10% of LDR's mean) recomputed in NumPy from the raw returns, and judged
+    only in the ablation table."""
+    cl = verdicts.load_claims(os.path.join(REPO, "docs", "experiments", "claims.json"))
+    paper_dir = os.path.join(REPO, "docs", "experiments", "paper20")
+    results, info, _ = _committed_paper20_run(f"{env}_520k_5seeds")
+    assert set(results) == {"vanilla", "cse", "ldr"} and info["steps_run"] == 520_000
+    assert all(r.returns.shape[0] == 5 and r.returns.shape[2] == 64 for r in results.values())
+    assert info["eval_actions"] == "sample_unscaled" and results["cse"].grid.swept_dims == ()
+    paper_verdicts = _paper_verdicts()
+    (text,) = [t for e, sub, _, t in paper_verdicts.ABLATIONS if sub == f"{env}_520k_5seeds"]
+    (got,) = [v for t, v in paper_verdicts.ablation_verdicts(paper_dir, cl) if t == text]
+    assert env not in paper_verdicts.MAIN_RUNS  # no run at the paper's protocol: judged as an ablation only
+    rows = ANT_NAMED[env]
+    greater, comparable = got
+    assert (greater["a"], greater["b"], greater["rows"]) == ("cse", "vanilla", rows)
+    mean, half = _paired_t_by_hand(results, "cse", "vanilla", rows)
+    assert (greater["diff"], greater["half_width"]) == (pytest.approx(mean), pytest.approx(half))
+    assert greater["verdict"] == _verdict_by_hand(mean, half)
+    assert (comparable["a"], comparable["b"], comparable["rows"]) == ("cse", "ldr", rows)
+    mean, half = _paired_t_by_hand(results, "cse", "ldr", rows)
+    idx = [results["ldr"].grid.labels.index(r) for r in rows]
+    margin = 0.1 * abs(np.asarray(results["ldr"].returns, np.float64)[:, idx].mean())
+    assert (comparable["diff"], comparable["half_width"], comparable["margin"]) == (
+        pytest.approx(mean), pytest.approx(half), pytest.approx(margin))
+    inside, outside = -margin < mean - half and mean + half < margin, mean - half >= margin or mean + half <= -margin
+    assert comparable["verdict"] == ("holds" if inside else "contradicted" if outside else "inconclusive")
+
+
+def test_rows_text_summarizes_a_sweep_and_lists_named_contexts():
+    sweep = [f"v={x:g}" for x in np.float32(np.linspace(1.6, 3.0, 8))]
+    assert verdicts.rows_text(sweep) == "v sweep, 1.6 to 3 (8 points)"
+    rounded = [f"τ={x:.3g}" for x in np.linspace(-1, 1, 50)[40:]]  # labels of 3 digits: steps 0.040 / 0.041
+    assert verdicts.rows_text(rounded) == "τ sweep, 0.633 to 1 (10 points)"
+    named = ["angle=0.1", "angle=-0.1", "angle=0.2", "angle=-0.2", "angle=0.5", "angle=-0.5", "angle=1"]
+    assert verdicts.rows_text(named) == "angle = 0.1, -0.1, 0.2, -0.2, 0.5, -0.5, 1"  # not evenly spaced
+    assert verdicts.rows_text(named[:3]) == "angle=0.1, angle=-0.1, angle=0.2"

@@ -186,13 +186,18 @@ def _grid(results: Mapping[str, EvalResult]) -> ContextGrid:
 
 
 def rows_text(labels: Sequence[str], max_listed: int = 6) -> str:
-    """A short description of a claim's rows: the labels, or for more than ``max_listed``
-    rows of one sweep ``"dim sweep, lo to hi (n points)"``."""
+    """A short description of a claim's rows: the labels; for more than ``max_listed`` rows of one
+    dimension, ``"dim sweep, lo to hi (n points)"`` when their values are evenly spaced (a sweep's),
+    else ``"dim = v1, v2, ..."`` (named contexts, e.g. the ants' angles)."""
     dims = {label.split("=")[0] for label in labels}
     if len(labels) > max_listed and len(dims) == 1 and all("=" in x for x in labels):
         (dim,) = dims
-        values = [float(x.split("=")[1]) for x in labels]
-        return f"{dim} sweep, {min(values):g} to {max(values):g} ({len(values)} points)"
+        texts = [x.split("=", 1)[1] for x in labels]
+        values = np.sort([float(t) for t in texts])
+        steps = np.diff(values)
+        if steps.min() > 0 and np.allclose(steps, steps.mean(), rtol=0.05):  # labels are rounded: 5% of a step
+            return f"{dim} sweep, {values[0]:g} to {values[-1]:g} ({len(values)} points)"
+        return f"{dim} = {', '.join(texts)}"
     return ", ".join(labels)
 
 
