@@ -598,8 +598,8 @@ def previous_results(command: TrainCommand) -> tuple[dict[str, Any], dict[str, A
     """The finished results already in ``--out`` that this run keeps: ``({method: EvalResult}, run_info)``.
 
     A finished result is never overwritten: a method that ``--out`` already holds a
-    result of is an error unless ``--resume`` is given (then it is re-evaluated from
-    its checkpoints); the others are merged into the new table. ``ValueError`` when the
+    result of is an error unless ``--resume`` is given (then it is evaluated from its
+    checkpoints, or its stored evaluation is reused); the others are merged into the new table. ``ValueError`` when the
     stored results are of another environment, other environment options or
     another grid (``--env``, ``--physical`` ..., ``--sweep-points``, ``--sweep-dims``).
     """
