@@ -244,7 +244,8 @@ def test_a_claim_on_a_sweep_the_grid_lacks_is_left_unjudged(tmp_path):
 
 # the claims' rows (docs/experiments/claims.json) of the ant runs that have landed
 ANT_NAMED = {"ant_direction": ["angle=0.1", "angle=-0.1", "angle=0.2", "angle=-0.2", "angle=0.5", "angle=-0.5",
-                               "angle=1", "angle=-1", "angle=3.14159"]}
+                               "angle=1", "angle=-1", "angle=3.14159"],
+             "ant_goal": ["angle=0.1", "angle=0.2", "angle=0.5", "angle=1", "angle=3.14159"]}
 
 
 @pytest.mark.parametrize("env", sorted(ANT_NAMED))
